@@ -1,0 +1,287 @@
+"""The conversation engine: pure, channel-agnostic.
+
+``step(state, inbound, catalog, zips) -> Step(state, replies, effects)``. No database, no HTTP, no
+clock: everything it needs comes in as arguments and everything it decides goes out as values.
+Replies are text keys with parameters (rendered per language and channel elsewhere); effects are
+data (``RecordSignature``, ``Consent``) that the service applies in one transaction.
+
+Order of precedence for a message: the provider's own opt-out verdict (Twilio OptOutType), then
+STOP/START/HELP and their synonyms, then language switches, then campaign keywords, then the answer
+to the pending question, then a short help.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
+
+from config.campaigns import Catalog
+from config.keywords import HELP, LANGUAGE, OPT_IN, OPT_OUT, RESERVED, normalize_keyword
+
+IDLE = "idle"
+AWAITING_NAME = "awaiting_name"
+AWAITING_ZIP = "awaiting_zip"
+STEPS = (IDLE, AWAITING_NAME, AWAITING_ZIP)
+
+MAX_INVALID = 3
+NAME_MIN, NAME_MAX = 2, 100
+
+
+@dataclass(frozen=True)
+class Inbound:
+    channel: str  # "sms" | "telegram"
+    address: str  # E.164 phone number, or Telegram user id
+    text: str = ""
+    provider_id: str | None = None  # MessageSid, update_id: a retry carries the same one
+    language_hint: str | None = None  # Telegram's language_code
+    command: str | None = None  # start | stop | help | language (Telegram commands and buttons)
+    argument: str | None = None  # /start <slug>, /language <code>
+    provider_opt: str | None = None  # Twilio OptOutType: STOP | START | HELP
+    media: bool = False  # a photo, sticker, voice note or MMS: nothing we can read as text
+    simulated: bool = False
+    extras: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class State:
+    language: str = "en"
+    known: bool = False  # False until the member has written once (the language hint applies then)
+    opted_out: bool = False
+    disclosed: bool = False  # the SMS opt-in disclosure has been sent
+    campaign: str | None = None
+    step: str = IDLE
+    pending_name: str | None = None
+    invalid_count: int = 0
+    signed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Reply:
+    key: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    campaign: str | None = None
+    join: bool = False  # same message as the reply before it
+
+
+@dataclass(frozen=True)
+class RecordSignature:
+    campaign: str
+    name: str
+    zip_code: str
+    city: str
+    state: str
+    timezone: str | None
+
+
+@dataclass(frozen=True)
+class Consent:
+    kind: str  # opt_in | opt_out | help
+    cause: str  # the keyword, command or OptOutType that caused it
+    campaign: str | None = None
+
+
+Effect = RecordSignature | Consent
+
+
+@dataclass(frozen=True)
+class Step:
+    state: State
+    replies: tuple[Reply, ...] = ()
+    effects: tuple[Effect, ...] = ()
+
+
+@dataclass(frozen=True)
+class ZipInfo:
+    zip_code: str
+    city: str
+    state: str
+    timezone: str | None
+
+
+ZipLookup = Callable[[str], "ZipInfo | None"]
+
+_ZIP = re.compile(r"([0-9]{5})(?:-([0-9]{4}))?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060\ufeff]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_name(text: str) -> str:
+    return _SPACES.sub(" ", _CONTROL.sub(" ", unicodedata.normalize("NFC", text))).strip()
+
+
+def check_name(text: str, catalog: Catalog) -> tuple[str | None, str | None]:
+    """(name, None) when ``text`` can be a signer's name, else (None, error key)."""
+    name = clean_name(text)
+    if len(name) > NAME_MAX:
+        return None, "name_too_long"
+    word = normalize_keyword(name)
+    if word in RESERVED or word in catalog.keywords:
+        return None, "name_is_keyword"
+    if not any(ch.isalpha() for ch in name):
+        return None, "name_no_letters"
+    if len(name) < NAME_MIN or sum(ch.isalpha() for ch in name) < NAME_MIN:
+        return None, "name_too_short"
+    return name, None
+
+
+def check_zip(text: str, zips: ZipLookup) -> tuple[ZipInfo | None, str | None, str]:
+    """(info, None, zip) for a real US ZIP, else (None, error key, what was read)."""
+    candidate = normalize_keyword(text)
+    m = _ZIP.fullmatch(candidate)
+    if not m:
+        return None, "zip_format", candidate
+    info = zips(m.group(1))
+    if info is None:
+        return None, "zip_unknown", m.group(1)
+    return info, None, m.group(1)
+
+
+class Engine:
+    """Holds the catalog and the ZIP lookup, both loaded once; ``step`` is the whole behaviour."""
+
+    def __init__(self, catalog: Catalog, zips: ZipLookup):
+        self.catalog = catalog
+        self.zips = zips
+
+    def step(self, state: State, inbound: Inbound) -> Step:
+        return step(state, inbound, self.catalog, self.zips)
+
+
+def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> Step:
+    if not state.known:
+        hint = (inbound.language_hint or "").split("-")[0].lower()
+        state = replace(state, known=True, language=hint if hint in catalog.languages else state.language)
+    word = normalize_keyword(inbound.text or "")
+    command = inbound.command
+
+    if inbound.provider_opt:
+        verdict = _provider_opt(state, inbound, word)
+        if verdict is not None:
+            return verdict
+
+    if command == "stop" or (command is None and word in OPT_OUT):
+        cause = "/stop" if command else word
+        return Step(_reset(replace(state, opted_out=True)), (Reply("opted_out"),), (Consent("opt_out", cause),))
+
+    if command is None and word in OPT_IN:
+        new = replace(state, opted_out=False)
+        return Step(new, (Reply("opted_in"), *_pending_question(new, join=True)), (Consent("opt_in", word),))
+
+    if command == "help" or (command is None and word in HELP):
+        cause = "/help" if command else word
+        return Step(state, (Reply("help", campaign=state.campaign),), (Consent("help", cause),))
+
+    if command == "language" or (command is None and word in LANGUAGE):
+        if command:
+            wanted = (inbound.argument or "").lower()
+            lang = wanted if wanted in catalog.languages else ("es" if state.language == "en" else "en")
+        else:
+            lang = LANGUAGE[word]
+        new = replace(state, language=lang)
+        if state.opted_out:
+            return Step(new, (Reply("language_set"),))
+        follow_up = _pending_question(new, join=False) or (
+            Reply("no_conversation", campaign=catalog.organization.default_campaign),)
+        return Step(new, (Reply("language_set"), *follow_up))
+
+    if command == "start" or (command is None and word in catalog.keywords):
+        return _start(state, inbound, word, catalog)
+
+    if state.opted_out:
+        return Step(state)  # STOP means stop: nothing but the reserved words gets an answer
+
+    if state.step == AWAITING_NAME and state.campaign in catalog.campaigns:
+        if inbound.media and not (inbound.text or "").strip():
+            return Step(state, (Reply("not_text"), Reply("ask_name", join=True)))
+        name, error = check_name(inbound.text or "", catalog)
+        if error:
+            return _invalid(state, error, {"text": clean_name(inbound.text or "")[:30]}, catalog)
+        return Step(replace(state, step=AWAITING_ZIP, pending_name=name, invalid_count=0),
+                    (Reply("ask_zip", {"name": name}),))
+
+    if state.step == AWAITING_ZIP and state.campaign in catalog.campaigns:
+        if inbound.media and not (inbound.text or "").strip():
+            return Step(state, (Reply("not_text"), Reply("zip_format", join=True)))
+        info, error, read = check_zip(inbound.text or "", zips)
+        if error:
+            return _invalid(state, error, {"zip": read[:10]}, catalog)
+        slug = state.campaign
+        name = state.pending_name or ""
+        effect = RecordSignature(slug, name, info.zip_code, info.city, info.state, info.timezone)
+        new = replace(_reset(state), signed=state.signed | {slug})
+        return Step(new, (Reply("signed", {"name": name, "city": info.city, "state": info.state}, campaign=slug),),
+                    (effect,))
+
+    if inbound.media:
+        return Step(state, (Reply("not_text"), Reply("no_conversation", join=True,
+                                                     campaign=catalog.organization.default_campaign)))
+    return Step(_reset(state), (Reply("no_conversation", campaign=catalog.organization.default_campaign),))
+
+
+def _provider_opt(state: State, inbound: Inbound, word: str) -> Step | None:
+    """Twilio Advanced Opt-Out already answered the member; record the verdict, send nothing."""
+    kind = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}.get(inbound.provider_opt.strip().upper())
+    if kind is None:
+        return None
+    cause = f"OptOutType:{inbound.provider_opt.strip().upper()}" + (f":{word}" if word else "")
+    cause = cause[:64]
+    if kind == "opt_out":
+        return Step(_reset(replace(state, opted_out=True)), (), (Consent("opt_out", cause),))
+    if kind == "opt_in":
+        return Step(replace(state, opted_out=False), (), (Consent("opt_in", cause),))
+    return Step(state, (), (Consent("help", cause),))
+
+
+def _start(state: State, inbound: Inbound, word: str, catalog: Catalog) -> Step:
+    replies: list[Reply] = []
+    effects: list[Effect] = []
+    if inbound.command == "start":
+        cause = "/start" + (f" {inbound.argument}" if inbound.argument else "")
+        slug = (inbound.argument or "").strip().lower() or catalog.organization.default_campaign
+        if slug not in catalog.campaigns:
+            replies.append(Reply("unknown_campaign"))
+            slug = catalog.organization.default_campaign
+        lang = state.language
+    else:
+        cause = word
+        slug, lang = catalog.keywords[word]
+    cause = cause[:64]
+    state = replace(state, language=lang)
+    if state.opted_out:
+        # Texting a keyword (or pressing Start) after STOP is a new request to join: honour it.
+        state = replace(state, opted_out=False)
+        effects.append(Consent("opt_in", cause, slug))
+    campaign = catalog.campaigns[slug]
+    if not campaign.active:
+        return Step(_reset(state), (*replies, Reply("campaign_closed", campaign=slug)), tuple(effects))
+    if slug in state.signed:
+        return Step(_reset(state), (*replies, Reply("already_signed", campaign=slug)), tuple(effects))
+    replies += [Reply("campaign_intro", campaign=slug), Reply("ask_name")]
+    if not state.disclosed:
+        replies.append(Reply("disclosure", join=True))
+        if not effects:
+            effects.append(Consent("opt_in", cause, slug))
+        state = replace(state, disclosed=True)
+    new = replace(state, campaign=slug, step=AWAITING_NAME, pending_name=None, invalid_count=0)
+    return Step(new, tuple(replies), tuple(effects))
+
+
+def _invalid(state: State, error: str, params: dict, catalog: Catalog) -> Step:
+    count = state.invalid_count + 1
+    if count >= MAX_INVALID:
+        return Step(_reset(state), (Reply(error, params), Reply("too_many_attempts", campaign=state.campaign, join=True)))
+    return Step(replace(state, invalid_count=count), (Reply(error, params),))
+
+
+def _pending_question(state: State, join: bool) -> tuple[Reply, ...]:
+    if state.step == AWAITING_NAME:
+        return (Reply("ask_name", join=join),)
+    if state.step == AWAITING_ZIP:
+        return (Reply("ask_zip", {"name": state.pending_name or ""}, join=join),)
+    return ()
+
+
+def _reset(state: State) -> State:
+    return replace(state, campaign=None, step=IDLE, pending_name=None, invalid_count=0)

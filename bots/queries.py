@@ -1,0 +1,25 @@
+"""Read-side service functions shared by the web app and the CLI."""
+
+from __future__ import annotations
+
+from bots.runtime import Runtime
+from storage import repository as repo
+
+
+def campaign_summary(rt: Runtime, slug: str) -> dict | None:
+    campaign = rt.catalog.campaigns.get(slug)
+    if campaign is None:
+        return None
+    with rt.db.reader() as uow:
+        count = repo.signature_count(uow.session, slug)
+    return {"slug": slug, "title": campaign.text("en").title, "signatures": count, "goal": campaign.goal}
+
+
+def campaign_rows(rt: Runtime) -> list[dict]:
+    with rt.db.reader() as uow:
+        counts = repo.signature_counts(uow.session)
+    return [
+        {"slug": c.slug, "title": c.text("en").title, "active": c.active, "goal": c.goal,
+         "keywords": {word: lang for word, lang in c.keywords.items()}, "signatures": counts.get(c.slug, 0)}
+        for c in rt.catalog.campaigns.values()
+    ]

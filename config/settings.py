@@ -1,0 +1,110 @@
+"""Settings read from the environment when asked, never at import time."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import time
+from pathlib import Path
+from typing import Mapping
+
+CONFIG_DIR = Path(__file__).resolve().parent
+SHIPPED_CAMPAIGNS = CONFIG_DIR / "campaigns.toml"
+TEXTS_DIR = CONFIG_DIR / "texts"
+
+
+class SettingsError(ValueError):
+    """A setting has a value firma cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+
+    def contains(self, t: time) -> bool:
+        """True when local time ``t`` falls inside the quiet window (which may wrap midnight)."""
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+
+def parse_quiet_hours(value: str) -> QuietHours | None:
+    value = value.strip()
+    if value.lower() in ("off", "none", ""):
+        return None
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", value)
+    if not m:
+        raise SettingsError(f"FIRMA_QUIET_HOURS must look like 20:00-09:00 or 'off', not {value!r}")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    if not (0 <= h1 < 24 and 0 <= h2 < 24 and 0 <= m1 < 60 and 0 <= m2 < 60):
+        raise SettingsError(f"FIRMA_QUIET_HOURS has an impossible time: {value!r}")
+    if (h1, m1) == (h2, m2):
+        raise SettingsError("FIRMA_QUIET_HOURS start and end are the same; use 'off' to disable")
+    return QuietHours(time(h1, m1), time(h2, m2))
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of messages per second, not {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be greater than zero")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///firma.db"
+    campaigns_path: Path = SHIPPED_CAMPAIGNS
+    public_url: str | None = None
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    secret_key_generated: bool = True
+    quiet_hours: QuietHours | None = QuietHours(time(20, 0), time(9, 0))
+    sms_rate: float = 1.0
+    telegram_rate: float = 30.0
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    telegram_bot_token: str | None = field(default=None, repr=False)
+    telegram_webhook_secret: str | None = field(default=None, repr=False)
+    telegram_api_url: str = "https://api.telegram.org"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def opt(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        secret = opt("FIRMA_SECRET_KEY")
+        return cls(
+            database_url=opt("FIRMA_DATABASE_URL") or "sqlite:///firma.db",
+            campaigns_path=Path(opt("FIRMA_CAMPAIGNS") or SHIPPED_CAMPAIGNS),
+            public_url=(opt("FIRMA_PUBLIC_URL") or "").rstrip("/") or None,
+            secret_key=secret or secrets.token_hex(32),
+            secret_key_generated=secret is None,
+            quiet_hours=parse_quiet_hours(env.get("FIRMA_QUIET_HOURS", "20:00-09:00")),
+            sms_rate=_rate(env, "FIRMA_SMS_RATE", 1.0),
+            telegram_rate=_rate(env, "FIRMA_TELEGRAM_RATE", 30.0),
+            twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=opt("TWILIO_AUTH_TOKEN"),
+            twilio_messaging_service_sid=opt("TWILIO_MESSAGING_SERVICE_SID"),
+            twilio_from_number=opt("TWILIO_FROM_NUMBER"),
+            twilio_api_url=(opt("TWILIO_API_URL") or "https://api.twilio.com").rstrip("/"),
+            telegram_bot_token=opt("TELEGRAM_BOT_TOKEN"),
+            telegram_webhook_secret=opt("TELEGRAM_WEBHOOK_SECRET"),
+            telegram_api_url=(opt("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/"),
+        )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)

@@ -1,0 +1,154 @@
+"""SQLAlchemy 2.0 typed models. Every time is stored in UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Member(Base):
+    """One person on one channel: a phone number (E.164) or a Telegram user id."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disclosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # SMS opt-in disclosure sent
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Conversation(Base):
+    """Where a member's conversation stands; one row per member, read and written under its lock."""
+
+    __tablename__ = "conversations"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    campaign: Mapped[str | None] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(32), default="idle")
+    pending_name: Mapped[str | None] = mapped_column(String(200))
+    invalid_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Signature(Base):
+    __tablename__ = "signatures"
+    __table_args__ = (
+        UniqueConstraint("member_id", "campaign"),
+        Index("ix_signatures_campaign_signed_at", "campaign", "signed_at"),
+        Index("ix_signatures_campaign_state", "campaign", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    zip_code: Mapped[str] = mapped_column(String(10))
+    city: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(2))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProcessedMessage(Base):
+    """Provider message ids already handled (Twilio MessageSid, Telegram update_id).
+
+    The reply that was given is kept, so a provider's retry after a lost response gets the same
+    answer, and nothing else happens twice.
+    """
+
+    __tablename__ = "processed_messages"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    response: Mapped[str | None] = mapped_column(Text)
+
+
+class ConsentEvent(Base):
+    """Every opt-in, opt-out and HELP: what caused it and the exact text sent back (carrier audits)."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_events_member_id_created_at", "member_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # opt_in | opt_out | help
+    channel: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(String(64))  # keyword, OptOutType:STOP, twilio:21610, ...
+    campaign: Mapped[str | None] = mapped_column(String(64))
+    text_sent: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignCount(Base):
+    """Signatures per campaign, kept in the transaction that records each one (no COUNT(*) per page view)."""
+
+    __tablename__ = "campaign_counts"
+
+    campaign: Mapped[str] = mapped_column(String(64), primary_key=True)
+    signatures: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,164 @@
+"""Fixtures shared by every tier.
+
+Databases: tests that take ``db_url`` run once per database named in FIRMA_TEST_DATABASES
+(default "sqlite,postgresql"). PostgreSQL gets a fresh database per test session on the server in
+FIRMA_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped at
+the end; when the server is down those tests are skipped, unless FIRMA_REQUIRE_POSTGRES=1 (CI),
+which makes them fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bots.runtime import Runtime, zip_directory
+from config.campaigns import load_catalog
+from config.settings import Settings
+from storage import db as dbmod
+from storage.models import Base
+from storage.uow import Database
+from tests.support import twilio_client
+
+PG_SERVER = os.environ.get("FIRMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DATABASES = [d.strip() for d in os.environ.get("FIRMA_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
+REQUIRE_PG = os.environ.get("FIRMA_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec and callspec.params.get("db_kind") == "postgresql":
+            item.add_marker(pytest.mark.postgresql)
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def zips():
+    return zip_directory()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    dbmod.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A fresh, migrated PostgreSQL database for this test session; dropped afterwards."""
+    server = make_url(PG_SERVER)
+    name = f"firma_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - turned into a skip or, in CI, a failure
+        admin.dispose()
+        message = f"PostgreSQL at {server.render_as_string(hide_password=True)} is not available: {exc.__class__.__name__}"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+    url = server.set(database=name).render_as_string(hide_password=False)
+    dbmod.upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def db_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def db_url(db_kind, request, tmp_path):
+    """A clean, migrated database of each kind under test."""
+    if db_kind == "sqlite":
+        path = tmp_path / "firma.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    if db_kind == "postgresql":
+        url = request.getfixturevalue("postgres_database")
+        _truncate_all(url)
+        return url
+    raise ValueError(f"unknown database kind {db_kind!r} in FIRMA_TEST_DATABASES")
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime | None = None):
+        self.now = now or datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs):
+        from datetime import timedelta
+
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def settings(db_url):
+    return Settings(
+        database_url=db_url, public_url=twilio_client.PUBLIC_URL, secret_key="test-secret",
+        secret_key_generated=False, twilio_account_sid="AC" + "0" * 32, twilio_auth_token=twilio_client.TOKEN,
+        twilio_messaging_service_sid="MG" + "1" * 32,
+    )
+
+
+@pytest.fixture
+def rt(settings, catalog, clock):
+    runtime = Runtime.build(settings, catalog=catalog)
+    runtime.clock = clock
+    yield runtime
+    runtime.db.dispose()
+
+
+@pytest.fixture
+def database(rt) -> Database:
+    return rt.db
+
+
+@pytest.fixture
+def app(rt):
+    from webhooks import create_app
+
+    return create_app({"TESTING": True, "SIMULATOR_OPEN": True}, rt)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

@@ -1,0 +1,282 @@
+"""The conversation engine as plain function calls: no database, no HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from bots.engine import (
+    AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, Inbound, RecordSignature, State, check_name, check_zip,
+)
+from bots.render import render
+
+
+@pytest.fixture(scope="module")
+def engine(catalog, zips):
+    return Engine(catalog, zips)
+
+
+def sms(text, **kw):
+    return Inbound(channel="sms", address="+15551230000", text=text, **kw)
+
+
+def tg(text="", **kw):
+    return Inbound(channel="telegram", address="12345", text=text, **kw)
+
+
+def keys(step):
+    return [r.key for r in step.replies]
+
+
+def run(engine, texts, state=None, channel=sms):
+    state = state or State()
+    steps = []
+    for t in texts:
+        s = engine.step(state, channel(t))
+        steps.append(s)
+        state = s.state
+    return state, steps
+
+
+class TestSigning:
+    def test_keyword_starts_with_summary_name_request_and_disclosure(self, engine):
+        step = engine.step(State(), sms("SCOMM"))
+        assert keys(step) == ["campaign_intro", "ask_name", "disclosure"]
+        assert step.state.step == AWAITING_NAME and step.state.campaign == "end-scomm"
+        assert step.state.language == "en" and step.state.disclosed
+        assert step.effects == (Consent("opt_in", "SCOMM", "end-scomm"),)
+
+    def test_spanish_keyword_sets_spanish(self, engine):
+        step = engine.step(State(), sms("firma"))
+        assert step.state.language == "es"
+        assert step.state.step == AWAITING_NAME
+
+    @pytest.mark.parametrize("text", ["SCOMM", "scomm", "  Scomm  ", "SCOMM!", "¡scomm!", "\u200bSCOMM.", '"scomm"'])
+    def test_keyword_normalisation(self, engine, text):
+        assert engine.step(State(), sms(text)).state.step == AWAITING_NAME
+
+    @pytest.mark.parametrize("text", ["SCOMMS", "S COMM", "scomm now", "sign"])
+    def test_not_a_keyword(self, engine, text):
+        step = engine.step(State(), sms(text))
+        assert keys(step) == ["no_conversation"] and step.state.step == IDLE
+
+    def test_whole_conversation_records_signature(self, engine):
+        state, steps = run(engine, ["SCOMM", "Ana María López", "60601"])
+        assert keys(steps[1]) == ["ask_zip"] and steps[1].state.pending_name == "Ana María López"
+        assert steps[2].effects == (RecordSignature("end-scomm", "Ana María López", "60601", "Chicago", "IL",
+                                                    "America/Chicago"),)
+        assert keys(steps[2]) == ["signed"]
+        assert state.step == IDLE and state.signed == {"end-scomm"}
+
+    def test_zip_plus_four(self, engine):
+        _, steps = run(engine, ["SCOMM", "Ana López", "90210-1234"])
+        assert steps[-1].effects[0].zip_code == "90210"
+        assert steps[-1].effects[0].state == "CA"
+
+    def test_keyword_again_after_signing_says_already_signed(self, engine):
+        state, _ = run(engine, ["SCOMM", "Ana López", "60601"])
+        step = engine.step(state, sms("scomm"))
+        assert keys(step) == ["already_signed"] and not step.effects
+
+    def test_keyword_midway_restarts(self, engine):
+        state, _ = run(engine, ["SCOMM", "Ana López"])
+        assert state.step == AWAITING_ZIP
+        step = engine.step(state, sms("FIRMA"))
+        assert step.state.step == AWAITING_NAME and step.state.language == "es"
+        assert "disclosure" not in keys(step)  # disclosed once per member
+
+
+class TestInvalidAnswers:
+    @pytest.mark.parametrize("text,error", [
+        ("A", "name_too_short"), ("x" * 101, "name_too_long"), ("12345", "name_no_letters"),
+        ("!!!", "name_no_letters"), ("R2", "name_too_short"),
+    ])
+    def test_name_prompts(self, engine, text, error):
+        state, _ = run(engine, ["SCOMM"])
+        step = engine.step(state, sms(text))
+        assert keys(step) == [error]
+        assert step.state.step == AWAITING_NAME and step.state.invalid_count == 1
+        assert not step.effects
+
+    def test_reserved_words_inside_a_name_are_fine(self, engine):
+        state, _ = run(engine, ["SCOMM"])
+        step = engine.step(state, sms("help me"))
+        assert keys(step) == ["ask_zip"] and step.state.pending_name == "help me"
+
+    def test_keyword_as_answer_restarts_rather_than_being_a_name(self, engine):
+        state, _ = run(engine, ["SCOMM"])
+        assert engine.step(state, sms("FIRMA")).state.language == "es"
+        assert keys(engine.step(state, sms("ENGLISH"))) == ["language_set", "ask_name"]
+
+    def test_zip_errors_are_specific(self, engine):
+        state, _ = run(engine, ["SCOMM", "Ana López"])
+        assert keys(engine.step(state, sms("606"))) == ["zip_format"]
+        assert keys(engine.step(state, sms("Chicago"))) == ["zip_format"]
+        assert keys(engine.step(state, sms("00000"))) == ["zip_unknown"]
+        assert engine.step(state, sms("00000")).replies[0].params["zip"] == "00000"
+
+    def test_three_invalid_answers_give_help_to_start_again(self, engine):
+        state, steps = run(engine, ["SCOMM", "Ana López", "x", "y", "z"])
+        assert keys(steps[-1]) == ["zip_format", "too_many_attempts"]
+        assert state.step == IDLE and not state.signed
+        assert keys(engine.step(state, sms("60601"))) == ["no_conversation"]
+
+    def test_valid_answer_resets_the_count(self, engine):
+        state, _ = run(engine, ["SCOMM", "1", "2", "Ana López", "x", "y"])
+        assert state.step == AWAITING_ZIP and state.invalid_count == 2
+
+    def test_media_without_text_reprompts(self, engine):
+        state, _ = run(engine, ["SCOMM"])
+        step = engine.step(state, sms("", media=True))
+        assert keys(step) == ["not_text", "ask_name"] and step.state == state
+
+
+class TestConsent:
+    @pytest.mark.parametrize("word", ["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit",
+                                      "PARAR", "alto", "Cancelar", " stop. "])
+    def test_opt_out_words_at_any_point(self, engine, word):
+        for before in ([], ["SCOMM"], ["SCOMM", "Ana López"]):
+            state, _ = run(engine, before)
+            step = engine.step(state, sms(word))
+            assert keys(step) == ["opted_out"]
+            assert step.state.opted_out and step.state.step == IDLE
+            assert step.effects == (Consent("opt_out", word.strip(" .").upper()),)
+
+    def test_opted_out_member_gets_no_answer_to_other_texts(self, engine):
+        state, _ = run(engine, ["SCOMM", "STOP"])
+        for text in ("hello", "Ana López", "60601"):
+            step = engine.step(state, sms(text))
+            assert step.replies == () and step.effects == () and step.state == state
+
+    @pytest.mark.parametrize("word", ["START", "unstop", "Yes"])
+    def test_opt_in_words(self, engine, word):
+        state, _ = run(engine, ["STOP"])
+        step = engine.step(state, sms(word))
+        assert keys(step) == ["opted_in"] and not step.state.opted_out
+        assert step.effects == (Consent("opt_in", word.upper()),)
+
+    def test_keyword_after_stop_opts_back_in(self, engine):
+        state, _ = run(engine, ["STOP"])
+        step = engine.step(state, sms("SCOMM"))
+        assert not step.state.opted_out and step.state.step == AWAITING_NAME
+        assert Consent("opt_in", "SCOMM", "end-scomm") in step.effects
+
+    @pytest.mark.parametrize("word", ["HELP", "info", "Ayuda"])
+    def test_help_words_keep_the_conversation(self, engine, word):
+        state, _ = run(engine, ["SCOMM", "Ana López"])
+        step = engine.step(state, sms(word))
+        assert keys(step) == ["help"] and step.state == state
+        assert step.effects == (Consent("help", word.upper()),)
+
+    def test_help_answered_even_when_opted_out(self, engine):
+        state, _ = run(engine, ["STOP"])
+        assert keys(engine.step(state, sms("HELP"))) == ["help"]
+
+    @pytest.mark.parametrize("opt,kind", [("STOP", "opt_out"), ("START", "opt_in"), ("HELP", "help")])
+    def test_twilio_opt_out_type_recorded_without_reply(self, engine, opt, kind):
+        state, _ = run(engine, ["SCOMM"])
+        step = engine.step(state, sms("stop" if opt == "STOP" else opt.lower(), provider_opt=opt))
+        assert step.replies == ()
+        assert [e.kind for e in step.effects] == [kind]
+        assert step.effects[0].cause.startswith(f"OptOutType:{opt}")
+        assert step.state.opted_out == (kind == "opt_out")
+
+
+class TestLanguage:
+    @pytest.mark.parametrize("word,lang", [("ESPAÑOL", "es"), ("espanol", "es"), ("Español!", "es"), ("ENGLISH", "en")])
+    def test_switch_repeats_pending_question(self, engine, word, lang):
+        state, _ = run(engine, ["SCOMM", "Ana López"] if lang == "es" else ["FIRMA", "Ana López"])
+        step = engine.step(state, sms(word))
+        assert step.state.language == lang
+        assert keys(step) == ["language_set", "ask_zip"]
+        assert step.state.step == AWAITING_ZIP
+
+    def test_switch_without_conversation_names_keyword(self, engine):
+        step = engine.step(State(), sms("español"))
+        assert keys(step) == ["language_set", "no_conversation"] and step.state.language == "es"
+
+    def test_telegram_language_hint_sets_first_language(self, engine):
+        step = engine.step(State(), tg("/start", command="start", language_hint="es-MX"))
+        assert step.state.language == "es"
+        assert engine.step(State(known=True), tg("/start", command="start", language_hint="es")).state.language == "en"
+
+
+class TestTelegramCommands:
+    def test_start_with_slug(self, engine):
+        step = engine.step(State(), tg(command="start", argument="end-scomm"))
+        assert step.state.campaign == "end-scomm" and step.state.step == AWAITING_NAME
+
+    def test_start_with_unknown_slug_uses_default(self, engine):
+        step = engine.step(State(), tg(command="start", argument="nope"))
+        assert keys(step)[0] == "unknown_campaign" and step.state.campaign == "end-scomm"
+
+    def test_stop_and_help_commands(self, engine):
+        assert engine.step(State(), tg(command="stop")).state.opted_out
+        assert keys(engine.step(State(), tg(command="help"))) == ["help"]
+
+
+class TestTables:
+    @pytest.mark.parametrize("text,ok", [
+        ("Ana", True), ("Ana López", True), ("José Nuñez-Ortiz", True), ("O'Brien", True), ("李小龙", True),
+        ("محمد علي", True), ("Jo", True), ("J", False), ("J.", False), ("1234", False), ("R2", False),
+        ("  Ana   López  ", True), ("a" * 100, True), ("a" * 101, False), ("STOP", False), ("Help", False),
+        ("scomm", False), ("🙂🙂", False),
+    ])
+    def test_names(self, catalog, text, ok):
+        name, error = check_name(text, catalog)
+        assert (name is not None) == ok, error
+        if ok:
+            assert name == " ".join(text.split())
+
+    @pytest.mark.parametrize("text,zip5", [
+        ("60601", "60601"), (" 60601 ", "60601"), ("60601-1234", "60601"), ("60601.", "60601"),
+        ("6060", None), ("606011", None), ("60601-12", None), ("ABCDE", None), ("00000", None), ("99999", None),
+        ("٦٠٦٠١", None),
+    ])
+    def test_zips(self, zips, text, zip5):
+        info, error, _ = check_zip(text, zips)
+        assert (info.zip_code if info else None) == zip5
+
+
+class TestRendering:
+    def test_every_text_renders_in_both_languages_and_channels(self, catalog):
+        from bots.engine import Reply
+
+        params = {"name": "Ana", "city": "Chicago", "state": "IL", "zip": "60601", "text": "STOP"}
+        for lang in catalog.languages:
+            for channel in ("sms", "telegram"):
+                for key in list(catalog.texts[lang]) + ["campaign_intro"]:
+                    if "." in key:
+                        continue
+                    out = render([Reply(key, params, campaign="end-scomm")], lang, channel, catalog)
+                    assert out and all(out), (lang, channel, key)
+
+    def test_sms_is_gsm7_and_spanish_accents_fold(self, engine, catalog):
+        from config.gsm import is_gsm7
+
+        state, steps = run(engine, ["FIRMA", "María", "60601"])
+        for step in steps:
+            for message in render(step.replies, step.state.language, "sms", catalog):
+                assert is_gsm7(message), message
+        summary = render(steps[0].replies, "es", "sms", catalog)[0]
+        assert "policia" in summary and "inmigracion" in summary
+
+    def test_sms_summary_fits_two_segments(self, catalog):
+        from config.gsm import segments, to_gsm
+
+        for lang in catalog.languages:
+            assert segments(to_gsm(catalog.default_campaign.text(lang).summary)) == ("GSM-7", 2)
+
+    def test_telegram_escapes_names_and_shows_full_statement(self, engine, catalog):
+        from bots.engine import Reply
+
+        out = render([Reply("ask_zip", {"name": "<b>Tom & Jerry</b>"})], "en", "telegram", catalog)
+        assert "&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;" in out[0]
+        intro = render([Reply("campaign_intro", campaign="end-scomm")], "en", "telegram", catalog)[0]
+        assert intro.startswith("<b>End S-Comm Now</b>") and "terminate the S-Comm program immediately" in intro
+
+    def test_disclosure_content(self, engine, catalog):
+        step = engine.step(State(), sms("SCOMM"))
+        text = " ".join(render(step.replies, "en", "sms", catalog))
+        for needed in ("Presente.org", "msgs/month", "Msg & data rates may apply", "Reply HELP for help",
+                       "STOP to cancel"):
+            assert needed in text

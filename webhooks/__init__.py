@@ -1,0 +1,70 @@
+"""The Flask app factory: ``gunicorn 'webhooks:create_app()'``.
+
+Blueprints, one per caller: Twilio, public API and health, simulator (and Telegram, staff as they
+land). Nothing is built at import time; each process builds its own Runtime here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask, current_app, jsonify, request
+from sqlalchemy.exc import OperationalError, InterfaceError, DBAPIError
+from werkzeug.exceptions import HTTPException
+
+from bots.runtime import Runtime
+
+log = logging.getLogger("firma")
+
+MAX_REQUEST_BYTES = 256 * 1024  # a Twilio or Telegram request is a few kilobytes
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["firma"]
+
+
+def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
+    app = Flask(__name__)
+    rt = rt or Runtime.build()
+    app.extensions["firma"] = rt
+    app.config.update(
+        SECRET_KEY=rt.settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SIMULATOR_OPEN=False,  # `firma serve` (development) opens it to anyone; otherwise staff only
+        JSON_SORT_KEYS=False,
+    )
+    if config:
+        app.config.update(config)
+    if rt.settings.secret_key_generated and not app.config.get("TESTING"):
+        log.warning("FIRMA_SECRET_KEY is not set: using a random key, so staff sessions end at restart "
+                    "(fine for development, not for production)")
+
+    from webhooks import public, simulator, twilio
+
+    app.register_blueprint(twilio.bp)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(simulator.bp)
+    _register_errors(app)
+    return app
+
+
+def _register_errors(app: Flask) -> None:
+    def wants_json() -> bool:
+        return request.path.startswith(("/api/", "/webhooks/telegram", "/simulator/"))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if wants_json():
+            return jsonify(error=exc.description or exc.name), exc.code
+        return f"{exc.code} {exc.name}: {exc.description}\n", exc.code, {"Content-Type": "text/plain; charset=utf-8"}
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_down(exc: DBAPIError):
+        # The provider retries (Telegram) or falls back (Twilio's fallback URL); nothing was committed.
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        body = "503 Service Unavailable: the database is not answering; try again shortly\n"
+        if wants_json():
+            return jsonify(error="database unavailable"), 503, {"Retry-After": "5"}
+        return body, 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"}

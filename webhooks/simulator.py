@@ -1,0 +1,65 @@
+"""The browser simulator: chat with the bot as an SMS number or a Telegram user, no provider needed.
+
+Messages go through the same engine, service and storage as real ones; the members it creates are
+flagged ``simulated`` and left out of counts, exports and broadcasts.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
+
+from bots import service
+from bots.channels import telegram
+from bots.engine import Inbound
+from webhooks import runtime
+
+bp = Blueprint("simulator", __name__, url_prefix="/simulator")
+_ADDRESS = re.compile(r"[+0-9A-Za-z_-]{1,32}")
+MAX_TEXT = 1600
+
+
+def simulator_allowed() -> bool:
+    if current_app.config.get("SIMULATOR_OPEN"):
+        return True
+    check = current_app.config.get("STAFF_SIGNED_IN")  # set by the staff blueprint when it is registered
+    return bool(check and check())
+
+
+@bp.before_request
+def guard():
+    if not simulator_allowed():
+        abort(403, "the simulator is open to signed-in staff only")
+
+
+@bp.get("")
+@bp.get("/")
+def page():
+    return render_template("simulator.html", campaigns=runtime().catalog.active_campaigns)
+
+
+@bp.post("/send")
+def send():
+    if not request.is_json:
+        abort(415, "send JSON: {\"channel\", \"address\", \"text\"}")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        abort(400, "the body is not a JSON object")
+    channel, address, text = data.get("channel"), data.get("address"), data.get("text", "")
+    language = data.get("language")
+    if channel not in ("sms", "telegram"):
+        abort(400, "channel must be 'sms' or 'telegram'")
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+        abort(400, "address must be a phone number or a user id (letters, digits, + - _)")
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        abort(400, f"text must be a string of at most {MAX_TEXT} characters")
+    if language is not None and not isinstance(language, str):
+        abort(400, "language must be a string like 'es'")
+    command = telegram.parse_command(text) if channel == "telegram" else None
+    inbound = Inbound(channel=channel, address=f"sim:{address}", text=text, simulated=True,
+                      language_hint=language if channel == "telegram" else None,
+                      command=command[0] if command else None, argument=command[1] if command else None)
+    rt = runtime()
+    outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now())
+    return jsonify(messages=outcome.messages, language=outcome.language, html=channel == "telegram")

@@ -1,0 +1,83 @@
+(function () {
+  "use strict";
+  var log = document.getElementById("log");
+  var form = document.getElementById("compose");
+  var input = document.getElementById("text");
+  var address = document.getElementById("address");
+  var language = document.getElementById("language");
+  var errorBox = document.getElementById("error");
+
+  function channel() { return document.querySelector("input[name=channel]:checked").value; }
+
+  function bubble(text, who, html) {
+    var div = document.createElement("div");
+    div.className = "bubble " + who;
+    if (html) {
+      // Telegram replies are HTML the server escaped; allow only <b>, <i>, <a> from it.
+      var tpl = document.createElement("template");
+      tpl.innerHTML = text;
+      tpl.content.querySelectorAll("*").forEach(function (el) {
+        if (["B", "I", "A", "STRONG", "EM"].indexOf(el.tagName) < 0) { el.replaceWith(el.textContent); }
+      });
+      div.appendChild(tpl.content);
+    } else {
+      div.textContent = text;
+    }
+    log.appendChild(div);
+    div.scrollIntoView({block: "end"});
+    return div;
+  }
+
+  function buttons(list) {
+    if (!list || !list.length) return;
+    var row = document.createElement("div");
+    row.className = "buttons";
+    list.forEach(function (b) {
+      var btn = document.createElement("button");
+      btn.type = "button";
+      btn.textContent = b.text;
+      btn.addEventListener("click", function () { send(b.data || b.text, b.text, b); });
+      row.appendChild(btn);
+    });
+    log.appendChild(row);
+  }
+
+  function send(text, shown, button) {
+    errorBox.textContent = "";
+    bubble(shown || text, "me", false);
+    var body = {channel: channel(), address: address.value.trim(), text: text, language: language.value};
+    if (button) { body.button = button.data || button.text; }
+    fetch(form.dataset.url || "send", {
+      method: "POST", headers: {"Content-Type": "application/json", "X-Requested-With": "fetch"},
+      body: JSON.stringify(body), credentials: "same-origin"
+    }).then(function (r) {
+      return r.json().then(function (j) { return {ok: r.ok, data: j}; });
+    }).then(function (res) {
+      if (!res.ok) { errorBox.textContent = res.data.error || "Something went wrong"; return; }
+      (res.data.messages || []).forEach(function (m) { bubble(m, "bot", res.data.html); });
+      buttons(res.data.buttons);
+    }).catch(function () { errorBox.textContent = "The server did not answer."; });
+  }
+
+  form.dataset.url = window.location.pathname.replace(/\/$/, "") + "/send";
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    send(text);
+    input.focus();
+  });
+  document.getElementById("new-person").addEventListener("click", function () {
+    address.value = "+1555" + String(Math.floor(1000000 + Math.random() * 8999999));
+    log.innerHTML = "";
+    input.focus();
+  });
+  document.querySelectorAll("input[name=channel]").forEach(function (r) {
+    r.addEventListener("change", function () {
+      document.body.classList.toggle("telegram", channel() === "telegram");
+      input.placeholder = channel() === "telegram" ? "Type /start" : "Type SCOMM or FIRMA";
+      log.innerHTML = "";
+    });
+  });
+})();
