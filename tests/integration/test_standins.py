@@ -1,0 +1,49 @@
+"""The stand-ins answer the real client libraries the way the providers do."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.standins import (
+    TELEGRAM_BLOCKED, TWILIO_UNSUBSCRIBED, TelegramStandIn, TwilioStandIn, telegram_too_many,
+)
+
+
+def test_twilio_client_sends_through_standin():
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.rest import Client
+
+    with TwilioStandIn() as standin:
+        client = Client("AC" + "0" * 32, "token")
+        client.api.base_url = standin.url
+        msg = client.messages.create(to="+13125550101", messaging_service_sid="MG" + "1" * 32, body="hola")
+        assert msg.sid.startswith("SM") and msg.status == "queued"
+        standin.fail("+13125550102", TWILIO_UNSUBSCRIBED)
+        with pytest.raises(TwilioRestException) as exc:
+            client.messages.create(to="+13125550102", messaging_service_sid="MG" + "1" * 32, body="hola")
+        assert exc.value.code == 21610
+        assert [m["To"] for m in standin.messages] == ["+13125550101", "+13125550102"]
+
+
+def test_telegram_bot_sends_through_standin():
+    from telegram import Bot
+    from telegram.error import Forbidden, RetryAfter
+
+    with TelegramStandIn() as standin:
+        async def go():
+            bot = Bot(standin.token, base_url=f"{standin.url}/bot")
+            async with bot:
+                sent = await bot.send_message(chat_id=42, text="<b>hi</b>", parse_mode="HTML")
+                assert sent.text == "<b>hi</b>"
+                standin.fail(43, TELEGRAM_BLOCKED)
+                with pytest.raises(Forbidden):
+                    await bot.send_message(chat_id=43, text="x")
+                standin.fail(44, telegram_too_many(3))
+                with pytest.raises(RetryAfter) as exc:
+                    await bot.send_message(chat_id=44, text="x")
+                assert exc.value.retry_after in (3, __import__("datetime").timedelta(seconds=3))
+
+        asyncio.run(go())
+        assert [str(c["chat_id"]) for c in standin.sent] == ["42", "43", "44"]
