@@ -208,7 +208,7 @@ def parse_catalog(data: dict, source: Path | str, texts: dict[str, dict[str, str
             enc, n = gsm.segments(summary)
             if enc != "GSM-7" or n > SMS_SUMMARY_MAX_SEGMENTS:
                 problems.append(
-                    f"{where}.{lang}: the SMS summary takes {n} {enc} segments ({len(summary)} characters); "
+                    f"{where} ({lang}): the SMS summary takes {n} {enc} segments ({len(summary)} characters); "
                     f"it must fit {SMS_SUMMARY_MAX_SEGMENTS} GSM-7 segments (306 characters)"
                 )
         campaigns[slug] = Campaign(slug, goal, active, MappingProxyType(kws), MappingProxyType(ctexts), stop_notice)

@@ -106,7 +106,8 @@ def signature_count(session: Session, campaign: str) -> int:
 
 
 def signature_counts(session: Session) -> dict[str, int]:
-    return dict(session.execute(select(CampaignCount.campaign, CampaignCount.signatures)).tuples())
+    rows = session.execute(select(CampaignCount.campaign, CampaignCount.signatures))
+    return {campaign: count for campaign, count in rows}
 
 
 def recount(session: Session, campaign: str) -> int:

@@ -1,0 +1,147 @@
+"""Storage against SQLite and PostgreSQL alike: the same tests, parametrised by database URL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from storage import db as dbmod
+from storage import repository as repo
+from storage.models import Member, Signature
+from storage.uow import Database
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def database(db_url):
+    d = Database(db_url)
+    yield d
+    d.dispose()
+
+
+def make_member(database, address="+13125550101", simulated=False):
+    with database.uow() as uow:
+        member, created = repo.lock_member(uow.session, "sms", address, NOW, simulated=simulated)
+        uow.commit()
+        return member
+
+
+def test_member_get_or_create_is_idempotent(database):
+    with database.uow() as uow:
+        m1, created1 = repo.lock_member(uow.session, "sms", "+13125550101", NOW)
+        m2, created2 = repo.lock_member(uow.session, "sms", "+13125550101", NOW)
+        uow.commit()
+    assert (created1, created2) == (True, False) and m1.id == m2.id
+
+
+def test_same_address_on_two_channels_is_two_members(database):
+    with database.uow() as uow:
+        a, _ = repo.lock_member(uow.session, "sms", "12345", NOW)
+        b, _ = repo.lock_member(uow.session, "telegram", "12345", NOW)
+        uow.commit()
+    assert a.id != b.id
+
+
+def test_claim_message_once_and_replay_response(database):
+    with database.uow() as uow:
+        assert repo.claim_message(uow.session, "sms", "SM1", NOW) is repo.CLAIMED
+        repo.store_response(uow.session, "sms", "SM1", '["hi"]')
+        uow.commit()
+    with database.uow() as uow:
+        assert repo.claim_message(uow.session, "sms", "SM1", NOW) == '["hi"]'
+        assert repo.claim_message(uow.session, "telegram", "SM1", NOW) is repo.CLAIMED
+
+
+def test_uncommitted_claim_leaves_nothing(database):
+    with database.uow() as uow:
+        repo.claim_message(uow.session, "sms", "SM2", NOW)
+        repo.lock_member(uow.session, "sms", "+13125550109", NOW)
+        # no commit: the unit of work rolls back
+    with database.uow() as uow:
+        assert repo.claim_message(uow.session, "sms", "SM2", NOW) is repo.CLAIMED
+        assert repo.find_member(uow.session, "sms", "+13125550109") is None
+
+
+def test_one_signature_per_member_and_campaign_and_the_counter(database):
+    member = make_member(database)
+    sim = make_member(database, "sim:+1555", simulated=True)
+    fields = dict(campaign="end-scomm", name="Ana", zip_code="60601", city="Chicago", state="IL",
+                  timezone="America/Chicago", language="en", now=NOW)
+    with database.uow() as uow:
+        assert repo.add_signature(uow.session, member, **fields) is True
+        assert repo.add_signature(uow.session, member, **fields) is False
+        assert repo.add_signature(uow.session, sim, **fields) is True
+        uow.commit()
+    with database.uow() as uow:
+        assert repo.signature_count(uow.session, "end-scomm") == 1  # simulated is not counted
+        assert repo.recount(uow.session, "end-scomm") == 1
+        assert len(uow.session.scalars(select(Signature)).all()) == 2
+
+
+def test_unique_constraint_is_the_last_line_of_defence(database):
+    member = make_member(database)
+    with database.uow() as uow:
+        for _ in range(2):
+            uow.session.add(Signature(member_id=member.id, campaign="end-scomm", channel="sms", name="Ana",
+                                      zip_code="60601", city="Chicago", state="IL", language="en", signed_at=NOW))
+        with pytest.raises(IntegrityError):
+            uow.session.flush()
+
+
+def test_times_come_back_aware_utc(database):
+    member = make_member(database)
+    with database.uow() as uow:
+        m = uow.session.get(Member, member.id)
+        assert m.created_at == NOW and m.created_at.tzinfo is not None
+        m.opted_out_at = NOW.astimezone(timezone(timedelta(hours=-6)))
+        uow.commit()
+    with database.uow() as uow:
+        assert uow.session.get(Member, member.id).opted_out_at == NOW
+
+
+def test_export_streams_in_signing_order_and_leaves_simulated_out(database):
+    rows = []
+    for i in range(25):
+        member = make_member(database, f"+1312555{i:04d}", simulated=(i % 5 == 0))
+        with database.uow() as uow:
+            repo.add_signature(uow.session, member, campaign="end-scomm", name=f"N{i}", zip_code="60601",
+                               city="Chicago", state="IL", timezone=None, language="en",
+                               now=NOW + timedelta(minutes=25 - i))
+            uow.commit()
+    with database.reader() as uow:
+        rows = list(repo.stream_export(uow.session, "end-scomm", batch=3))
+    assert len(rows) == 20
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert rows[0][3] == "N24"
+
+
+def test_migrations_downgrade_to_base_and_up_again(db_url):
+    dbmod.downgrade(db_url, "base")
+    engine = dbmod.make_engine(db_url)
+    try:
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        dbmod.upgrade(db_url)
+        assert {"members", "signatures", "consent_events", "processed_messages", "conversations",
+                "campaign_counts"} <= set(inspect(engine).get_table_names())
+        assert dbmod.current_revision(engine) == dbmod.head_revision(db_url)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_pragmas(tmp_path):
+    engine = dbmod.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == dbmod.SQLITE_BUSY_TIMEOUT_MS
+    engine.dispose()
+
+
+def test_postgres_url_forms_use_psycopg():
+    assert dbmod.normalize_url("postgres://u:p@h/db").startswith("postgresql+psycopg://u:p@h/db")
+    assert dbmod.normalize_url("postgresql://h/db").startswith("postgresql+psycopg://")
+    assert dbmod.normalize_url("sqlite:///firma.db") == "sqlite:///firma.db"
