@@ -150,6 +150,7 @@ class Engine:
 
 
 def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> Step:
+    first_contact = not state.known
     if not state.known:
         hint = (inbound.language_hint or "").split("-")[0].lower()
         state = replace(state, known=True, language=hint if hint in catalog.languages else state.language)
@@ -217,7 +218,11 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
     if inbound.media:
         return Step(state, (Reply("not_text"), Reply("no_conversation", join=True,
                                                      campaign=catalog.organization.default_campaign)))
-    return Step(_reset(state), (Reply("no_conversation", campaign=catalog.organization.default_campaign),))
+    default = catalog.organization.default_campaign
+    replies = [Reply("no_conversation", campaign=default)]
+    if first_contact:  # we cannot know their language yet: offer the other one
+        replies.append(Reply("language_offer", campaign=default, join=True))
+    return Step(_reset(state), tuple(replies))
 
 
 def _provider_opt(state: State, inbound: Inbound, word: str) -> Step | None:

@@ -27,6 +27,7 @@ def _params(reply: Reply, language: str, catalog: Catalog) -> dict[str, str]:
         "organization": org.name,
         "title": campaign.text(language).title,
         "keyword": campaign.keyword(language),
+        "other_keyword": campaign.keyword(next((l for l in catalog.languages if l != language), language)),
     }
     values.update({k: str(v) for k, v in reply.params.items()})
     return values

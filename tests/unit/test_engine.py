@@ -56,8 +56,15 @@ class TestSigning:
 
     @pytest.mark.parametrize("text", ["SCOMMS", "S COMM", "scomm now", "sign"])
     def test_not_a_keyword(self, engine, text):
-        step = engine.step(State(), sms(text))
+        step = engine.step(State(known=True), sms(text))
         assert keys(step) == ["no_conversation"] and step.state.step == IDLE
+
+    def test_first_contact_without_keyword_offers_both_languages(self, engine, catalog):
+        step = engine.step(State(), sms("hola"))
+        assert keys(step) == ["no_conversation", "language_offer"]
+        text = render(step.replies, "en", "sms", catalog)
+        assert text == ["Hi! To sign End S-Comm Now, text SCOMM. Reply HELP for help, STOP to cancel. "
+                        "En español: envia FIRMA."]
 
     def test_whole_conversation_records_signature(self, engine):
         state, steps = run(engine, ["SCOMM", "Ana María López", "60601"])
