@@ -106,7 +106,7 @@ def signature_count(session: Session, campaign: str) -> int:
 
 
 def signature_counts(session: Session) -> dict[str, int]:
-    return dict(session.execute(select(CampaignCount.campaign, CampaignCount.signatures)).tuples())
+    return {campaign: n for campaign, n in session.execute(select(CampaignCount.campaign, CampaignCount.signatures))}
 
 
 def recount(session: Session, campaign: str) -> int:
