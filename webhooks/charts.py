@@ -28,6 +28,16 @@ def number(n: int) -> str:
     return f"{n:,}"
 
 
+def percent(part: int, whole: int) -> str:
+    """'0%', '<0.1%', '12.3%', '100%' (and more than 100% past the goal)."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    value = 100.0 * part / whole
+    if value < 0.1:
+        return "<0.1%"
+    return f"{value:,.0f}%" if value >= 100 else f"{value:.1f}%"
+
+
 @dataclass(frozen=True)
 class Bar:
     label: str

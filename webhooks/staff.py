@@ -143,9 +143,10 @@ def _safe_next(target: str | None) -> str:
 @bp.app_context_processor
 def _navigation():
     return {
-        "staff_user": g.get("staff"),
+        "staff_user": current_staff(),
         "broadcasts_url": url_for(BROADCASTS_ENDPOINT) if BROADCASTS_ENDPOINT in current_app.view_functions else None,
         "number": charts.number,
+        "percent": charts.percent,
     }
 
 
