@@ -7,6 +7,7 @@ Each function opens its own unit of work; the web layer and the CLI only transla
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from bots.runtime import Runtime
 from storage import repository as repo
 from storage import staff_queries as q
-from storage.models import Signature, StaffUser
+from storage.models import StaffUser
 from storage.uow import Database
 
 # Sign-in throttling: failures in a sliding window, counted in the database (several processes).
@@ -251,6 +252,10 @@ def overview(rt: Runtime, now: datetime) -> list[CampaignStats]:
     return out
 
 
+def _ranked(counter: Counter) -> list[tuple[str, int]]:
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def campaign_stats(rt: Runtime, slug: str, now: datetime, days: int = DAYS_SHOWN) -> CampaignStats | None:
     campaign = rt.catalog.campaigns.get(slug)
     if campaign is None:
@@ -259,18 +264,24 @@ def campaign_stats(rt: Runtime, slug: str, now: datetime, days: int = DAYS_SHOWN
     first = today - timedelta(days=days - 1)
     with rt.db.reader() as uow:
         s = uow.session
-        by_channel = dict(q.counts_by(s, slug, Signature.channel))
-        by_language = q.counts_by(s, slug, Signature.language)
-        by_state = q.counts_by(s, slug, Signature.state)
-        per_day = q.counts_by_day(s, slug, first)
+        groups = q.breakdown(s, slug)
+        day_starts = [first + timedelta(days=i) for i in range(days)]
+        per_day = q.counts_per_day(s, slug, day_starts, today + timedelta(days=1))
         today_count = q.count_since(s, slug, today)
+    by_channel: Counter[str] = Counter()
+    by_language: Counter[str] = Counter()
+    by_state: Counter[str] = Counter()
+    for channel, language, state, n in groups:
+        by_channel[channel] += n
+        by_language[language] += n
+        by_state[state] += n
     channels = [(ch, by_channel.pop(ch, 0)) for ch in CHANNELS] + sorted(by_channel.items())
     channels.sort(key=lambda kv: -kv[1])
-    day_list = [(first.date() + timedelta(days=i)) for i in range(days)]
     return CampaignStats(
         slug, campaign.text("en").title, campaign.goal, campaign.active,
-        total=sum(n for _, n in channels), today=today_count, by_channel=channels, by_language=by_language,
-        by_state=by_state, by_day=[(d, per_day.get(d.isoformat(), 0)) for d in day_list],
+        total=sum(n for _, n in channels), today=today_count, by_channel=channels,
+        by_language=_ranked(by_language), by_state=_ranked(by_state),
+        by_day=[(d.date(), n) for d, n in zip(day_starts, per_day)],
     )
 
 

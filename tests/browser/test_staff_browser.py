@@ -106,9 +106,15 @@ def _deliberate(message) -> bool:
 def shoot(page, name: str) -> None:
     """Full-page screenshots at desktop and phone widths; also checks nothing overflows sideways on a phone."""
     SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
+
+    def save(suffix: str) -> None:  # written whole, then renamed: parallel runs never leave half a PNG
+        target = SCREENSHOTS / f"{name}-{suffix}.png"
+        target.with_suffix(f".{os.getpid()}.tmp").write_bytes(page.screenshot(full_page=True))
+        os.replace(target.with_suffix(f".{os.getpid()}.tmp"), target)
+
+    save("desktop")
     page.set_viewport_size(PHONE_SIZE)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    save("phone")
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     page.set_viewport_size(DESKTOP)
     assert overflow <= 1, f"{name}: the page is {overflow}px wider than a phone screen"

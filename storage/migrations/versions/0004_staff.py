@@ -1,4 +1,4 @@
-"""staff console: staff_users, staff_sign_in_attempts, audit_log
+"""staff console: staff_users, staff_sign_in_attempts, audit_log, two dashboard indexes on signatures
 
 Revision ID: 0004_staff
 Revises: 0001
@@ -54,8 +54,17 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index('ix_audit_log_at', ['at'], unique=False)
 
+    # the dashboard's aggregates read this index only (no signature rows)
+    with op.batch_alter_table('signatures', schema=None) as batch_op:
+        batch_op.create_index('ix_signatures_dashboard_days', ['campaign', 'simulated', 'signed_at'], unique=False)
+        batch_op.create_index('ix_signatures_dashboard_groups', ['campaign', 'simulated', 'channel', 'language', 'state'],
+                              unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('signatures', schema=None) as batch_op:
+        batch_op.drop_index('ix_signatures_dashboard_groups')
+        batch_op.drop_index('ix_signatures_dashboard_days')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_log_at')
     op.drop_table('audit_log')
