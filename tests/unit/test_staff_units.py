@@ -73,7 +73,7 @@ def test_bad_passwords(password):
 
 def test_passwords_are_hashed_with_argon2id():
     hashed = svc._hasher().hash("correct horse battery staple")
-    assert hashed.startswith("$argon2id$")
+    assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert svc._verify(hashed, "correct horse battery staple")
     assert not svc._verify(hashed, "Correct horse battery staple")
     assert not svc._verify("not a hash", "anything")
