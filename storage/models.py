@@ -152,3 +152,60 @@ class CampaignCount(Base):
 
     campaign: Mapped[str] = mapped_column(String(64), primary_key=True)
     signatures: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# --- Staff console (issue 5): staff logins, sign-in attempts (throttling), audit log ---------------
+
+
+class StaffUser(Base):
+    """A staff login. ``session_token`` is in every signed session cookie; changing it ends them all."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    password_hash: Mapped[str] = mapped_column(String(255))
+    session_token: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SignInAttempt(Base):
+    """One try at the staff sign-in form; failures in a sliding window throttle an account and an IP."""
+
+    __tablename__ = "staff_sign_in_attempts"
+    __table_args__ = (
+        Index("ix_staff_sign_in_attempts_email_at", "email", "at"),
+        Index("ix_staff_sign_in_attempts_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditLog(Base):
+    """What staff did: sign-in, export, member lookup, broadcast. Append-only; the email is kept as
+    text so the entry still names who did it after the login is removed."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    staff_email: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(200))  # a campaign slug, a member id, ...
+    detail: Mapped[str | None] = mapped_column(Text)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+# The staff dashboard's aggregates are answered from these two indexes alone, without reading
+# signature rows: counts per day and today's count (a range of signed_at), and the breakdown by
+# channel, language and state (read in index order, so grouping needs no sort).
+Index("ix_signatures_dashboard_days", Signature.campaign, Signature.simulated, Signature.signed_at)
+Index("ix_signatures_dashboard_groups", Signature.campaign, Signature.simulated, Signature.channel,
+      Signature.language, Signature.state)

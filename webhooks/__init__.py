@@ -40,11 +40,12 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
         log.warning("FIRMA_SECRET_KEY is not set: using a random key, so staff sessions end at restart "
                     "(fine for development, not for production)")
 
-    from webhooks import public, simulator, twilio
+    from webhooks import public, simulator, staff, twilio
 
     app.register_blueprint(twilio.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(simulator.bp)
+    staff.init_app(app)  # /staff, plus app-wide CSRF, session cookie policy and STAFF_SIGNED_IN
     _register_errors(app)
     return app
 

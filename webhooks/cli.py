@@ -159,5 +159,8 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
         out.flush()
 
 
+from webhooks.cli_staff import staff as _staff; main.add_command(_staff)  # noqa: E402,E702 (issue 5)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -108,10 +108,14 @@ def test_serve_starts_from_an_empty_folder(tmp_path):
                 time.sleep(0.2)
         assert r.status_code == 200
         assert (tmp_path / "firma.db").exists()
-        page = httpx.get(f"http://127.0.0.1:{port}/simulator", timeout=5)
-        assert page.status_code == 200 and "Try the bot" in page.text
-        reply = httpx.post(f"http://127.0.0.1:{port}/simulator/send", timeout=5,
-                           json={"channel": "sms", "address": "+15550001234", "text": "firma"})
+        import re
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as browser:
+            page = browser.get("/simulator")
+            assert page.status_code == 200 and "Try the bot" in page.text
+            token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+            reply = browser.post("/simulator/send", headers={"X-CSRFToken": token},
+                                 json={"channel": "sms", "address": "+15550001234", "text": "firma"})
         assert reply.json()["messages"][0].startswith("Fin a S-Comm Ya")
     finally:
         proc.terminate()

@@ -6,6 +6,8 @@
   var address = document.getElementById("address");
   var language = document.getElementById("language");
   var errorBox = document.getElementById("error");
+  var csrfMeta = document.querySelector("meta[name=csrf-token]");
+  var csrfToken = csrfMeta ? csrfMeta.content : "";  // Flask-WTF checks it on every POST
 
   function channel() { return document.querySelector("input[name=channel]:checked").value; }
 
@@ -48,7 +50,8 @@
     var body = {channel: channel(), address: address.value.trim(), text: text, language: language.value};
     if (button) { body.button = button.data || button.text; }
     fetch(form.dataset.url || "send", {
-      method: "POST", headers: {"Content-Type": "application/json", "X-Requested-With": "fetch"},
+      method: "POST", headers: {"Content-Type": "application/json", "X-Requested-With": "fetch",
+                               "X-CSRFToken": csrfToken},
       body: JSON.stringify(body), credentials: "same-origin"
     }).then(function (r) {
       return r.json().then(function (j) { return {ok: r.ok, data: j}; });

@@ -1,0 +1,132 @@
+"""Queries for the staff console (issue 5): logins, sign-in attempts, the audit log, dashboard
+aggregates and member lookup. Plain functions of a Session owned by the caller.
+
+The dashboard reads aggregates only (COUNT ... GROUP BY on indexed columns); it never loads rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, false, func, select
+from sqlalchemy.orm import Session
+
+from storage.models import AuditLog, ConsentEvent, Member, SignInAttempt, Signature, StaffUser
+
+# --- logins -----------------------------------------------------------------------------------------
+
+
+def staff_by_email(session: Session, email: str) -> StaffUser | None:
+    return session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+
+
+def staff_by_id(session: Session, staff_id: int) -> StaffUser | None:
+    return session.get(StaffUser, staff_id)
+
+
+def all_staff(session: Session) -> list[StaffUser]:
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.email)))
+
+
+# --- sign-in attempts --------------------------------------------------------------------------------
+
+
+def record_attempt(session: Session, email: str, ip: str, succeeded: bool, now: datetime) -> None:
+    session.add(SignInAttempt(email=email, ip=ip, succeeded=succeeded, at=now))
+
+
+def failures_for_email(session: Session, email: str, since: datetime) -> list[datetime]:
+    """Failed attempts at this account since ``since`` and after its last successful sign-in."""
+    last_ok = session.scalar(select(func.max(SignInAttempt.at))
+                             .where(SignInAttempt.email == email, SignInAttempt.succeeded.is_(True),
+                                    SignInAttempt.at >= since))
+    conditions = [SignInAttempt.email == email, SignInAttempt.succeeded.is_(False), SignInAttempt.at >= since]
+    if last_ok is not None:
+        conditions.append(SignInAttempt.at > last_ok)
+    return list(session.scalars(select(SignInAttempt.at).where(*conditions).order_by(SignInAttempt.at)))
+
+
+def failures_for_ip(session: Session, ip: str, since: datetime) -> list[datetime]:
+    return list(session.scalars(select(SignInAttempt.at)
+                                .where(SignInAttempt.ip == ip, SignInAttempt.succeeded.is_(False),
+                                       SignInAttempt.at >= since)
+                                .order_by(SignInAttempt.at)))
+
+
+def prune_attempts(session: Session, before: datetime) -> None:
+    session.execute(delete(SignInAttempt).where(SignInAttempt.at < before))
+
+
+# --- audit log ---------------------------------------------------------------------------------------
+
+
+def add_audit(session: Session, *, staff_email: str, action: str, target: str | None, detail: str | None,
+              ip: str | None, now: datetime) -> None:
+    session.add(AuditLog(staff_email=staff_email, action=action, target=(target or None) and target[:200],
+                         detail=detail, ip=ip, at=now))
+
+
+def audit_page(session: Session, limit: int, before_id: int | None = None) -> list[AuditLog]:
+    stmt = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+    if before_id is not None:
+        stmt = stmt.where(AuditLog.id < before_id)
+    return list(session.scalars(stmt))
+
+
+# --- dashboard aggregates ----------------------------------------------------------------------------
+
+
+def _real(campaign: str):
+    # "= false", not "IS false": PostgreSQL can use an index for the former only
+    return (Signature.campaign == campaign, Signature.simulated == false())
+
+
+def breakdown(session: Session, campaign: str) -> list[tuple[str, str, str, int]]:
+    """(channel, language, state, signatures): one grouped scan of ix_signatures_dashboard_groups, in
+    index order, gives every breakdown the dashboard shows (a few hundred groups at most)."""
+    group = (Signature.channel, Signature.language, Signature.state)
+    stmt = select(*group, func.count()).where(*_real(campaign)).group_by(*group).order_by(*group)
+    return [(channel, language, state, n) for channel, language, state, n in session.execute(stmt)]
+
+
+def count_since(session: Session, campaign: str, since: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(Signature)
+                          .where(*_real(campaign), Signature.signed_at >= since)) or 0
+
+
+def counts_per_day(session: Session, campaign: str, day_starts: list[datetime], end: datetime) -> list[int]:
+    """Signatures in [day_starts[i], day_starts[i+1]) (the last day ends at ``end``): one statement of
+    range counts on ix_signatures_dashboard_days, which need no sorting (unlike GROUP BY day)."""
+    if not day_starts:
+        return []
+    bounds = list(day_starts) + [end]
+    counts = [select(func.count()).select_from(Signature)
+              .where(*_real(campaign), Signature.signed_at >= lo, Signature.signed_at < hi)
+              .scalar_subquery().label(f"d{i}")
+              for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
+    return [int(n or 0) for n in session.execute(select(*counts)).one()]
+
+
+# --- member lookup -----------------------------------------------------------------------------------
+
+
+def members_at(session: Session, addresses: list[tuple[str, str]]) -> list[Member]:
+    """Members at any of the (channel, address) pairs, oldest first."""
+    found: list[Member] = []
+    for channel, address in addresses:  # a handful of candidates: one indexed lookup each
+        found.extend(session.scalars(select(Member).where(Member.channel == channel, Member.address == address)))
+    return sorted({m.id: m for m in found}.values(), key=lambda m: m.id)
+
+
+def member(session: Session, member_id: int) -> Member | None:
+    return session.get(Member, member_id)
+
+
+def member_signatures(session: Session, member_id: int) -> list[Signature]:
+    return list(session.scalars(select(Signature).where(Signature.member_id == member_id)
+                                .order_by(Signature.signed_at, Signature.id)))
+
+
+def member_consent(session: Session, member_id: int) -> list[ConsentEvent]:
+    return list(session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member_id)
+                                .order_by(ConsentEvent.created_at, ConsentEvent.id)))
