@@ -152,3 +152,21 @@ class CampaignCount(Base):
 
     campaign: Mapped[str] = mapped_column(String(64), primary_key=True)
     signatures: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# --- Reliability and security (issue 7) -------------------------------------------------------------
+
+
+class InboundCounter(Base):
+    """Messages received from one sender in the current minute (the per-sender inbound limit).
+
+    One row per sender, rewritten in place: a flood costs one row, not one row per message, and the
+    count is shared by every web process because it lives in the database.
+    """
+
+    __tablename__ = "inbound_counters"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer, default=0)

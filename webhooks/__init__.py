@@ -10,10 +10,11 @@ import logging
 from typing import Any, Mapping
 
 from flask import Flask, current_app, jsonify, request
-from sqlalchemy.exc import OperationalError, InterfaceError, DBAPIError
+from sqlalchemy.exc import OperationalError, InterfaceError, DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from bots.runtime import Runtime
+from config import redaction
 
 log = logging.getLogger("firma")
 
@@ -27,6 +28,7 @@ def runtime() -> Runtime:
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
     app = Flask(__name__)
     rt = rt or Runtime.build()
+    redaction.install(redaction.secrets_of(rt.settings))  # no phone number or secret in any log line
     app.extensions["firma"] = rt
     app.config.update(
         SECRET_KEY=rt.settings.secret_key,
@@ -61,6 +63,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)  # every pooled connection busy: the same answer, try again shortly
     def database_down(exc: DBAPIError):
         # The provider retries (Telegram) or falls back (Twilio's fallback URL); nothing was committed.
         log.error("database unavailable: %s", exc.__class__.__name__)
