@@ -20,7 +20,7 @@ REDACTED = "[redacted]"
 # E.164 numbers (also inside "sim:+1555..." addresses and URL-encoded "%2B1555..."), and bare runs of
 # 10 to 15 digits (a number without its "+", a Telegram user id): all but the last four digits masked.
 _PHONE = re.compile(r"(?<![\w])(\+|%2B)?(\d{6,11})(\d{4})(?!\d)")
-_BOT_TOKEN = re.compile(r"\b\d{5,12}:[A-Za-z0-9_-]{30,}")
+_BOT_TOKEN = re.compile(r"(?<!\d)\d{5,12}:[A-Za-z0-9_-]{30,}")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
 
 

@@ -108,7 +108,8 @@ def signature_count(session: Session, campaign: str) -> int:
 
 
 def signature_counts(session: Session) -> dict[str, int]:
-    return dict(session.execute(select(CampaignCount.campaign, CampaignCount.signatures)).tuples())
+    # Not Result.tuples(): deprecated in SQLAlchemy 2.1 and broken there for ORM sessions (TypeError).
+    return {campaign: n for campaign, n in session.execute(select(CampaignCount.campaign, CampaignCount.signatures))}
 
 
 def recount(session: Session, campaign: str) -> int:
