@@ -67,3 +67,24 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
                          campaign=None, text_sent=None, now=now)
         uow.commit()
     return Forgotten(channel, kept)
+
+
+PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)
+
+
+@dataclass
+class Purged:
+    processed: int
+    counters: int
+
+
+def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS) -> Purged:
+    """Delete what is kept only for a short while: provider message ids with the replies given (they
+    can quote a name) older than ``days``, and inbound counters older than an hour."""
+    from datetime import timedelta
+
+    with uow:
+        processed = repo.purge_processed(uow.session, now - timedelta(days=days))
+        counters = repo.purge_inbound_counters(uow.session, now - timedelta(hours=1))
+        uow.commit()
+    return Purged(processed, counters)

@@ -194,3 +194,13 @@ def json_escaped(text: str) -> str:
     import json
 
     return json.dumps(text)[1:-1]
+
+
+def purge_processed(session: Session, before: datetime) -> int:
+    """Forget provider message ids (and the replies kept for retries) received before ``before``."""
+    return session.execute(delete(ProcessedMessage).where(ProcessedMessage.received_at < before)).rowcount
+
+
+def purge_inbound_counters(session: Session, before: datetime) -> int:
+    """Drop per-sender counters whose minute ended before ``before`` (they no longer limit anything)."""
+    return session.execute(delete(InboundCounter).where(InboundCounter.window_start < before)).rowcount

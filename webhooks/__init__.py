@@ -42,12 +42,13 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
         log.warning("FIRMA_SECRET_KEY is not set: using a random key, so staff sessions end at restart "
                     "(fine for development, not for production)")
 
-    from webhooks import public, simulator, twilio
+    from webhooks import public, security, simulator, twilio
 
     app.register_blueprint(twilio.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(simulator.bp)
     _register_errors(app)
+    security.install(app)  # nosniff, no framing, CSP on pages (reliability and security)
     return app
 
 

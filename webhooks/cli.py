@@ -162,8 +162,8 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
         out.flush()
 
 
-from webhooks.cli_member import member_group  # noqa: E402 - reliability and security (issue 7)
-main.add_command(member_group)
+from webhooks.cli_member import member_group, purge  # noqa: E402 - reliability and security (issue 7)
+main.add_command(member_group); db_group.add_command(purge)  # noqa: E702
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -40,3 +40,18 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
         raise click.ClickException(f"no {channel} member {contact}")
     click.echo(f"forgotten: personal data erased; {result.signatures} signature(s) kept anonymously; "
                "the contact stays opted out")
+
+
+@click.command("purge")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650),
+              help="Keep provider message ids and the replies given for this many days.")
+@click.pass_obj
+def purge(obj, days: int):
+    """Delete short-lived data: handled message ids with their replies (older than --days) and
+    per-sender inbound counters (older than an hour). Run it daily (cron)."""
+    from bots import privacy
+
+    rt = obj.runtime
+    result = privacy.purge(rt.db.uow(), rt.now(), days)
+    click.echo(f"purged {result.processed} handled message(s) older than {days} days and "
+               f"{result.counters} inbound counter(s)")

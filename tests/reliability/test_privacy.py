@@ -211,3 +211,30 @@ def _ctx(rt, generated: bool):
     ctx._settings = rt.settings.with_(secret_key_generated=generated)
     ctx._runtime = rt
     return ctx
+
+
+def test_db_purge_drops_old_message_ids_and_counters_only(client, rt, clock):
+    for body in ("SCOMM", "Ana López", "60601"):
+        post_sms(client, PHONE, body)
+    clock.advance(days=31)
+    post_sms(client, "+13125550191", "SCOMM")
+    result = invoke(rt, "db", "purge")
+    assert result.exit_code == 0, result.output
+    assert "purged 3 handled message(s) older than 30 days and 1 inbound counter(s)" in result.output
+    with rt.db.uow() as uow:
+        s = uow.session
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 1  # the recent one
+        assert s.scalar(select(func.count()).select_from(InboundCounter)) == 1
+        assert s.scalar(select(func.count()).select_from(Signature)) == 1  # signatures are not touched
+
+
+def test_pages_carry_security_headers(client):
+    page = client.get("/simulator")
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Cache-Control"] == "no-store"
+    api = client.get("/api/campaigns/end-scomm")
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+    assert api.headers["Cache-Control"] == "public, max-age=5"  # the counter keeps its own caching
