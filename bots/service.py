@@ -42,6 +42,12 @@ def always_handled(inbound: Inbound) -> bool:
     return bool(inbound.provider_opt) or inbound.command == "stop" or normalize_keyword(inbound.text or "") in OPT_OUT
 
 
+def _already_opted_out(session, inbound: Inbound) -> bool:
+    """A STOP flood from a member already opted out: confirmed once already, nothing more to record."""
+    member = repo.find_member(session, inbound.channel, inbound.address)
+    return member is not None and member.opted_out_at is not None
+
+
 def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datetime, *,
                    limit: int | None = INBOUND_LIMIT_PER_MINUTE, forget_key: str | None = None) -> Outcome:
     """``limit``: messages per minute per sender (None: no limit). ``forget_key``: FIRMA_SECRET_KEY, to
@@ -51,7 +57,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         if limit is not None:
             window = now.replace(second=0, microsecond=0)
             count = repo.bump_inbound(session, inbound.channel, inbound.address, window)
-            if count > limit and not always_handled(inbound):
+            if count > limit and (not always_handled(inbound) or _already_opted_out(session, inbound)):
                 if count == limit + 1:
                     log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
                                 limit, inbound.address, inbound.channel)

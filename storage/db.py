@@ -58,6 +58,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_timeout", 10)  # every connection busy that long: 503, within Twilio's 15 s
     return create_engine(url, **kwargs)
 
 

@@ -7,13 +7,23 @@ template forgot to escape. Pages are never framed (clickjacking) nor cached by s
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, abort, request
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 def install(app: Flask) -> None:
+    @app.before_request
+    def limit_streamed_bodies():
+        # With a Content-Length, Werkzeug refuses a body over MAX_CONTENT_LENGTH with 413 before
+        # reading it. A chunked body has none, and Werkzeug then silently cuts it at the limit; read
+        # it here (at most the limit, cached for the form parser) and refuse it the same way.
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is None and request.headers.get("Transfer-Encoding"):
+            if len(request.get_data(cache=True, parse_form_data=False)) >= limit:
+                abort(413)
+
     @app.after_request
     def security_headers(response: Response) -> Response:
         headers = response.headers

@@ -49,6 +49,13 @@ def test_a_flood_from_one_number_is_throttled_but_stop_still_works(client, rt, c
         kinds = [e.kind for e in repo.consent_history(uow.session, member.id)]
         assert kinds[-1] == "opt_out"
 
+    # A flood of STOPs once opted out: confirmed once already, nothing more is stored.
+    before = table_counts(rt)
+    for _ in range(5):
+        assert messages(post_sms(client, FLOODER, "STOP")) == []
+    assert {k: v for k, v in table_counts(rt).items() if k != "inbound_counters"} == \
+        {k: v for k, v in before.items() if k != "inbound_counters"}
+
     clock.advance(minutes=1)  # a new minute: the sender is heard again
     assert "subscribed again" in messages(post_sms(client, FLOODER, "START"))[0]
 
@@ -142,3 +149,25 @@ def test_a_script_sending_from_one_number_in_parallel_is_capped(live_server, rt)
     with rt.db.uow() as uow:
         assert uow.session.scalar(select(func.count()).select_from(ProcessedMessage)) == LIMIT
         assert uow.session.scalar(select(InboundCounter.count)) == LIMIT + 30
+
+
+def test_a_huge_chunked_body_is_refused_by_a_live_server(live_server, rt):
+    # No Content-Length to check up front: the limit applies while the body streams in.
+    def body():
+        yield b"From=%2B13125550101&MessageSid=SM" + b"a" * 32 + b"&Body="
+        for _ in range(64):
+            yield b"x" * 8192
+
+    response = requests.post(live_server + SMS_PATH, data=body(), timeout=30,
+                             headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"})
+    assert response.status_code == 413
+    assert {k: v for k, v in table_counts(rt).items() if v} == {}
+
+
+def test_a_small_chunked_request_is_still_an_ordinary_message(live_server, rt):
+    params = sms_params("+13125550155", "SCOMM")
+    data = urlencode(params).encode()
+    response = requests.post(live_server + SMS_PATH, data=iter([data[:50], data[50:]]), timeout=30,
+                             headers={"Content-Type": "application/x-www-form-urlencoded",
+                                      "X-Twilio-Signature": sign(params)})
+    assert response.status_code == 200 and "End S-Comm Now" in messages(response.content)[0]
