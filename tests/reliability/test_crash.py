@@ -29,7 +29,7 @@ from tests.support import twilio_client
 from tests.support.twilio_client import SMS_PATH, messages, new_sid, sign, sms_params
 
 ROOT = Path(__file__).resolve().parents[2]
-MEMBERS = 24
+MEMBERS = 16
 MAX_ATTEMPTS = 300
 
 

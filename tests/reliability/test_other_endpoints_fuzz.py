@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
-from tests.reliability.test_sms_fuzz import check_no_partial_rows, table_counts
+from tests.reliability.test_sms_fuzz import ENDPOINT_EXAMPLES, check_no_partial_rows, table_counts
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) |
@@ -35,6 +35,7 @@ bodies = st.one_of(conversations.map(lambda d: json.dumps(d).encode()), conversa
                                     b'{"channel": "sms", "address": "1", "text": "\\ud800"}']))
 
 
+@ENDPOINT_EXAMPLES
 @given(st.lists(st.tuples(bodies, st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"])),
                 min_size=1, max_size=6))
 def test_simulator_send_never_500(client, rt, clock, requests):
@@ -50,6 +51,7 @@ def test_simulator_send_never_500(client, rt, clock, requests):
         check_no_partial_rows(rt)
 
 
+@ENDPOINT_EXAMPLES
 @given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=80))
 def test_campaign_counter_never_500(client, slug):
     response = client.get("/api/campaigns/" + quote(slug, safe=""))
