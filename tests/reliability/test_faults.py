@@ -112,3 +112,29 @@ def test_a_hanging_database_gives_503_after_the_connect_timeout(pg_through_proxy
     proxy.start()
     assert messages(post_sms(client, PHONE, "Ana López")) == ["Thanks, Ana Lopez. Now reply with your 5-digit ZIP code."]
     assert state_of(direct) == ("awaiting_zip", 2, 0)
+
+
+def test_connection_lost_in_the_middle_of_a_message_leaves_nothing_half_written(pg_through_proxy, monkeypatch):
+    from storage import repository as repo
+
+    direct, proxy, rt, client = pg_through_proxy
+    for body in ("SCOMM", "Ana López"):
+        assert messages(post_sms(client, PHONE, body))
+    real = repo.add_signature
+
+    def cut_then_sign(*args, **kwargs):
+        proxy.stop()  # the message id is claimed and the member locked: now the server vanishes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(repo, "add_signature", cut_then_sign)
+    sid = new_sid()
+    assert post_sms(client, PHONE, "60601", sid=sid).status_code == 503
+    assert state_of(direct) == ("awaiting_zip", 2, 0), "the claim, the signature and the state all rolled back"
+
+    monkeypatch.setattr(repo, "add_signature", real)
+    proxy.start()
+    reply = messages(post_sms(client, PHONE, "60601", sid=sid))  # the same message again: handled once, now
+    assert "Chicago, IL" in reply[0]
+    assert state_of(direct) == ("idle", 3, 1)
+    assert messages(post_sms(client, PHONE, "60601", sid=sid)) == reply  # and a retry changes nothing
+    assert state_of(direct) == ("idle", 3, 1)
