@@ -231,7 +231,7 @@ def _provider_opt(state: State, inbound: Inbound, word: str) -> Step | None:
     if kind is None:
         return None
     cause = f"OptOutType:{inbound.provider_opt.strip().upper()}" + (f":{word}" if word else "")
-    cause = cause[:64]
+    cause = _cause(cause)
     if kind == "opt_out":
         return Step(_reset(replace(state, opted_out=True)), (), (Consent("opt_out", cause),))
     if kind == "opt_in":
@@ -286,6 +286,12 @@ def _pending_question(state: State, join: bool) -> tuple[Reply, ...]:
     if state.step == AWAITING_ZIP:
         return (Reply("ask_zip", {"name": state.pending_name or ""}, join=join),)
     return ()
+
+
+def _cause(text: str) -> str:
+    """A consent cause as stored: member text (a /start argument, a word after OptOutType) loses its
+    control characters (PostgreSQL cannot store NUL) and is cut to the column's 64 characters."""
+    return clean_name(text)[:64]
 
 
 def _reset(state: State) -> State:

@@ -8,11 +8,14 @@ text sent, and kept with the provider id so that a retry after a lost response g
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bots import privacy
 from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, State
 from bots.render import render
+from config.keywords import OPT_OUT, normalize_keyword
 from storage import repository as repo
 from storage.uow import UnitOfWork
 
@@ -23,11 +26,43 @@ class Outcome:
     language: str = "en"
     duplicate: bool = False
     signed: str | None = None  # the campaign signed by this message, if any
+    throttled: bool = False  # over the per-sender limit: nothing done, nothing to send
 
 
-def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datetime) -> Outcome:
+log = logging.getLogger(__name__)
+
+# The per-sender inbound limit: no person types this many texts a minute; a script does. Over it, a
+# message is counted and dropped (the provider gets an empty answer, so it neither retries nor sends
+# anything), except opt-outs, which always work.
+INBOUND_LIMIT_PER_MINUTE = 30
+
+
+def always_handled(inbound: Inbound) -> bool:
+    """Messages that the inbound limit never drops: STOP and its synonyms, and the provider's verdicts."""
+    return bool(inbound.provider_opt) or inbound.command == "stop" or normalize_keyword(inbound.text or "") in OPT_OUT
+
+
+def _already_opted_out(session, inbound: Inbound) -> bool:
+    """A STOP flood from a member already opted out: confirmed once already, nothing more to record."""
+    member = repo.find_member(session, inbound.channel, inbound.address)
+    return member is not None and member.opted_out_at is not None
+
+
+def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datetime, *,
+                   limit: int | None = INBOUND_LIMIT_PER_MINUTE, forget_key: str | None = None) -> Outcome:
+    """``limit``: messages per minute per sender (None: no limit). ``forget_key``: FIRMA_SECRET_KEY, to
+    recognise a forgotten member who writes again (they start opted out)."""
     with uow:
         session = uow.session
+        if limit is not None:
+            window = now.replace(second=0, microsecond=0)
+            count = repo.bump_inbound(session, inbound.channel, inbound.address, window)
+            if count > limit and (not always_handled(inbound) or _already_opted_out(session, inbound)):
+                if count == limit + 1:
+                    log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
+                                limit, inbound.address, inbound.channel)
+                uow.commit()  # only the counter
+                return Outcome([], throttled=True)
         if inbound.provider_id:
             claim = repo.claim_message(session, inbound.channel, inbound.provider_id, now)
             if claim is not repo.CLAIMED:
@@ -35,6 +70,8 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                 return Outcome(json.loads(claim) if claim else [], duplicate=True)
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
                                            simulated=inbound.simulated)
+        if created and privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
+            member.opted_out_at = now  # they asked to be forgotten: their opt-out still holds
         conv = repo.conversation_for(session, member.id)
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out_at is not None,

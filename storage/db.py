@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Seconds to wait for a PostgreSQL connection: when the server is gone, a webhook answers 503 after
+# this long instead of hanging until the provider's own timeout (Twilio gives up after 15 s).
+PG_CONNECT_TIMEOUT_S = 3
 
 
 def is_sqlite(url_or_engine) -> bool:
@@ -52,8 +55,10 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_timeout", 10)  # every connection busy that long: 503, within Twilio's 15 s
     return create_engine(url, **kwargs)
 
 

@@ -209,3 +209,20 @@ class AuditLog(Base):
 Index("ix_signatures_dashboard_days", Signature.campaign, Signature.simulated, Signature.signed_at)
 Index("ix_signatures_dashboard_groups", Signature.campaign, Signature.simulated, Signature.channel,
       Signature.language, Signature.state)
+
+# --- Reliability and security (issue 7) -------------------------------------------------------------
+
+
+class InboundCounter(Base):
+    """Messages received from one sender in the current minute (the per-sender inbound limit).
+
+    One row per sender, rewritten in place: a flood costs one row, not one row per message, and the
+    count is shared by every web process because it lives in the database.
+    """
+
+    __tablename__ = "inbound_counters"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterator
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -13,11 +13,13 @@ from storage.models import (
     CampaignCount,
     ConsentEvent,
     Conversation,
+    InboundCounter,
     Member,
     ProcessedMessage,
     Signature,
 )
 
+FORGOTTEN_PREFIX = "forgotten:"  # a forgotten member's address: this prefix and an HMAC of the contact
 CLAIMED = object()  # claim_message: this process owns the message now
 
 
@@ -124,7 +126,8 @@ def export_query(campaign: str) -> Select:
     return (select(Signature.signed_at, Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
                    Signature.city, Signature.state, Signature.language, Member.opted_out_at, Member.address)
             .join(Member, Member.id == Signature.member_id)
-            .where(Signature.campaign == campaign, Signature.simulated.is_(False))
+            .where(Signature.campaign == campaign, Signature.simulated.is_(False),
+                   Member.address.not_like(FORGOTTEN_PREFIX + "%"))  # erased on request: counted, not exported
             .order_by(Signature.signed_at, Signature.id))
 
 
@@ -138,3 +141,66 @@ def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterato
 def consent_history(session: Session, member_id: int) -> list[ConsentEvent]:
     return list(session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member_id)
                                 .order_by(ConsentEvent.created_at, ConsentEvent.id)))
+
+
+# --- Reliability and security (issue 7) -------------------------------------------------------------
+
+
+def bump_inbound(session: Session, channel: str, address: str, window_start: datetime) -> int:
+    """Count one more message from this sender in the window starting at ``window_start``; returns
+    the count so far. One upsert on one row per sender: concurrent processes serialise on it."""
+    stmt = _insert(session, InboundCounter).values(channel=channel, address=address,
+                                                   window_start=window_start, count=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["channel", "address"],
+        set_={"count": case((InboundCounter.window_start == stmt.excluded.window_start, InboundCounter.count + 1),
+                            else_=1),
+              "window_start": stmt.excluded.window_start},
+    ).returning(InboundCounter.count)
+    return session.execute(stmt).scalar_one()
+
+
+def forget_member_data(session: Session, member: Member, token: str, now: datetime,
+                       spellings: Callable[[str], set[str]] = lambda name: {name}) -> int:
+    """Erase one member's personal data in place (see bots.privacy.forget). Returns signatures kept.
+
+    ``spellings(name)`` gives the forms a name takes in stored replies (folded for SMS, escaped for
+    Telegram); each is replaced by "[forgotten]" in the consent log and the stored replies."""
+    names = {name for name in session.scalars(select(Signature.name).where(Signature.member_id == member.id)) if name}
+    conv = session.get(Conversation, member.id)
+    if conv is not None:
+        if conv.pending_name:
+            names.add(conv.pending_name)
+        conv.campaign, conv.step, conv.pending_name, conv.invalid_count, conv.updated_at = None, "idle", None, 0, now
+    kept = session.execute(update(Signature).where(Signature.member_id == member.id)
+                           .values(name="", zip_code="", city="", state="", timezone=None)).rowcount
+    session.execute(delete(InboundCounter).where(InboundCounter.channel == member.channel,
+                                                 InboundCounter.address == member.address))
+    for name in names:  # the replies we stored quote the name ("Thanks, Ana ..."): take it out
+        for form in {f for spelled in spellings(name) for f in (spelled, json_escaped(spelled)) if len(f) >= 2}:
+            pattern = "%" + form.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            for model, column in ((ConsentEvent, ConsentEvent.text_sent), (ProcessedMessage, ProcessedMessage.response)):
+                session.execute(update(model).where(column.like(pattern, escape="\\"))
+                                .values({column.key: func.replace(column, form, "[forgotten]")}))
+    member.address = token
+    if member.opted_out_at is None:
+        member.opted_out_at = now
+    member.unreachable_at = member.unreachable_at or now
+    return kept
+
+
+def json_escaped(text: str) -> str:
+    """How ``text`` appears inside json.dumps output (non-ASCII as \\uXXXX)."""
+    import json
+
+    return json.dumps(text)[1:-1]
+
+
+def purge_processed(session: Session, before: datetime) -> int:
+    """Forget provider message ids (and the replies kept for retries) received before ``before``."""
+    return session.execute(delete(ProcessedMessage).where(ProcessedMessage.received_at < before)).rowcount
+
+
+def purge_inbound_counters(session: Session, before: datetime) -> int:
+    """Drop per-sender counters whose minute ended before ``before`` (they no longer limit anything)."""
+    return session.execute(delete(InboundCounter).where(InboundCounter.window_start < before)).rowcount

@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -25,6 +26,13 @@ from storage import db as dbmod
 from storage.models import Base
 from storage.uow import Database
 from tests.support import twilio_client
+
+# Property-based tests: modest example counts so the suite stays fast; HYPOTHESIS_PROFILE=thorough for more.
+hypothesis_settings.register_profile("firma", max_examples=60, deadline=None,
+                                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None,
+                                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "firma"))
 
 PG_SERVER = os.environ.get("FIRMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASES = [d.strip() for d in os.environ.get("FIRMA_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]

@@ -10,10 +10,11 @@ import logging
 from typing import Any, Mapping
 
 from flask import Flask, current_app, jsonify, request
-from sqlalchemy.exc import OperationalError, InterfaceError, DBAPIError
+from sqlalchemy.exc import OperationalError, InterfaceError, DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from bots.runtime import Runtime
+from config import redaction
 
 log = logging.getLogger("firma")
 
@@ -27,6 +28,7 @@ def runtime() -> Runtime:
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
     app = Flask(__name__)
     rt = rt or Runtime.build()
+    redaction.install(redaction.secrets_of(rt.settings))  # no phone number or secret in any log line
     app.extensions["firma"] = rt
     app.config.update(
         SECRET_KEY=rt.settings.secret_key,
@@ -40,13 +42,14 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
         log.warning("FIRMA_SECRET_KEY is not set: using a random key, so staff sessions end at restart "
                     "(fine for development, not for production)")
 
-    from webhooks import public, simulator, staff, twilio
+    from webhooks import public, security, simulator, staff, twilio
 
     app.register_blueprint(twilio.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(simulator.bp)
     staff.init_app(app)  # /staff, plus app-wide CSRF, session cookie policy and STAFF_SIGNED_IN
     _register_errors(app)
+    security.install(app)  # nosniff, no framing, CSP on pages (reliability and security)
     return app
 
 
@@ -62,6 +65,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)  # every pooled connection busy: the same answer, try again shortly
     def database_down(exc: DBAPIError):
         # The provider retries (Telegram) or falls back (Twilio's fallback URL); nothing was committed.
         log.error("database unavailable: %s", exc.__class__.__name__)

@@ -9,6 +9,7 @@ import sys
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from config import redaction
 from config.campaigns import CampaignFileError
 from config.settings import Settings, SettingsError
 
@@ -27,6 +28,7 @@ class Context:
                 self._settings = Settings.from_env()
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
+            redaction.install(redaction.secrets_of(self._settings))
         return self._settings
 
     @property
@@ -51,6 +53,7 @@ def main(ctx: click.Context):
     """firma: sign petitions by SMS and Telegram, and send updates to signers."""
     ctx.ensure_object(Context)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redaction.install()  # phone numbers masked in every log line; secrets added once settings are read
 
 
 @main.command()
@@ -161,6 +164,8 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
 
 from webhooks.cli_staff import staff as _staff; main.add_command(_staff)  # noqa: E402,E702 (issue 5)
 
+from webhooks.cli_member import member_group, purge  # noqa: E402 - reliability and security (issue 7)
+main.add_command(member_group); db_group.add_command(purge)  # noqa: E702
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -18,6 +18,7 @@ from webhooks import runtime
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 _ADDRESS = re.compile(r"[+0-9A-Za-z_-]{1,32}")
 MAX_TEXT = 1600
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def simulator_allowed() -> bool:
@@ -54,6 +55,8 @@ def send():
         abort(400, "address must be a phone number or a user id (letters, digits, + - _)")
     if not isinstance(text, str) or len(text) > MAX_TEXT:
         abort(400, f"text must be a string of at most {MAX_TEXT} characters")
+    if _SURROGATE.search(text):  # JSON can spell "\ud800"; no database can store it
+        abort(400, "text is not valid Unicode (a lone surrogate)")
     if language is not None and not isinstance(language, str):
         abort(400, "language must be a string like 'es'")
     command = telegram.parse_command(text) if channel == "telegram" else None

@@ -38,15 +38,6 @@ CSRF_EXEMPT_PREFIXES = ("/webhooks/", "/api/")
 PUBLIC_STAFF_ENDPOINTS = {"staff.login"}
 BROADCASTS_ENDPOINT = "staff_broadcasts.index"  # issue 4 adds it
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    # "same-origin" (not "no-referrer"): Flask-WTF checks the Referer of form posts made over https.
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 
 def development(app: Flask) -> bool:
@@ -75,7 +66,6 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_guard_staff_paths)  # before the CSRF check: anonymous is refused as such
     app.before_request(_protect)
-    app.after_request(_security_headers)
     app.config["STAFF_SIGNED_IN"] = lambda: current_staff() is not None  # the simulator asks this
     app.register_blueprint(bp)
 
@@ -102,13 +92,6 @@ def _guard_staff_paths():
     if request.method in ("GET", "HEAD"):
         return redirect(url_for("staff.login", next=request.full_path.rstrip("?")))
     abort(403, "sign in first")
-
-
-def _security_headers(response: Response) -> Response:
-    if _is_staff_path():
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-    return response
 
 
 def current_staff() -> svc.StaffInfo | None:

@@ -42,5 +42,5 @@ def inbound_sms():
     except sms.BadPayload as exc:
         abort(400, str(exc))
     rt = runtime()
-    outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now())
+    outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(), forget_key=rt.settings.secret_key)
     return Response(sms.twiml(outcome.messages), mimetype="application/xml")

@@ -1,0 +1,90 @@
+"""Forgetting a member (``firma member forget``), and recognising a forgotten number when it returns.
+
+Forgetting keeps what the organisation must keep and nothing that names the person:
+- the member row stays, its address replaced by ``forgotten:<HMAC-SHA256(FIRMA_SECRET_KEY, channel:address)>``
+  (irreversible without the key, and a phone number is too short a secret for a plain hash), opted out
+  and unreachable, so no broadcast reaches it;
+- their signatures stay as rows with the name, ZIP, city and state erased, so campaign counts do not
+  change (and the export leaves them out);
+- the pending conversation, the inbound counter and every stored reply that quoted their name lose it;
+- a consent event of kind "forget" records when and on whose request (the audit entry).
+If the same number writes again, or is imported again, ``is_forgotten`` finds the token, and the new
+member row starts opted out: nothing but STOP/HELP or a new explicit keyword gets an answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+from dataclasses import dataclass
+from datetime import datetime
+
+from config.gsm import to_gsm
+from storage import repository as repo
+from storage.uow import UnitOfWork
+
+PREFIX = repo.FORGOTTEN_PREFIX
+
+
+def forget_token(key: str, channel: str, address: str) -> str:
+    digest = hmac.new(key.encode(), f"{channel}:{address}".encode(), hashlib.sha256).hexdigest()
+    return PREFIX + digest[:48]
+
+
+def is_forgotten(session, key: str | None, channel: str, address: str) -> bool:
+    """True when this contact was forgotten before (for inbound messages and imports)."""
+    if not key:
+        return False
+    return repo.find_member(session, channel, forget_token(key, channel, address)) is not None
+
+
+def _spellings(name: str) -> set[str]:
+    return {name, to_gsm(name), html.escape(name, quote=False)}
+
+
+@dataclass
+class Forgotten:
+    channel: str
+    signatures: int  # kept, anonymised, still counted
+
+
+def guess_channel(contact: str) -> str:
+    return "sms" if contact.startswith("+") else "telegram"
+
+
+def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime, requested_by: str = "cli") -> Forgotten | None:
+    """Erase the member ``contact`` on ``channel``; None when there is no such member."""
+    with uow:
+        session = uow.session
+        member = repo.find_member(session, channel, contact)
+        if member is None:
+            return None
+        member, _ = repo.lock_member(session, channel, contact, now)
+        token = forget_token(key, channel, contact)
+        kept = repo.forget_member_data(session, member, token, now, _spellings)
+        repo.add_consent(session, member, kind="forget", cause=f"erasure request ({requested_by})"[:64],
+                         campaign=None, text_sent=None, now=now)
+        uow.commit()
+    return Forgotten(channel, kept)
+
+
+PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)
+
+
+@dataclass
+class Purged:
+    processed: int
+    counters: int
+
+
+def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS) -> Purged:
+    """Delete what is kept only for a short while: provider message ids with the replies given (they
+    can quote a name) older than ``days``, and inbound counters older than an hour."""
+    from datetime import timedelta
+
+    with uow:
+        processed = repo.purge_processed(uow.session, now - timedelta(days=days))
+        counters = repo.purge_inbound_counters(uow.session, now - timedelta(hours=1))
+        uow.commit()
+    return Purged(processed, counters)

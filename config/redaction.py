@@ -1,0 +1,115 @@
+"""Keep phone numbers and secrets out of the logs.
+
+``install(secrets)`` (called by the app factory and the CLI) makes every log record, from any logger
+and for any handler, pass through ``Redactor``: phone numbers keep only their last four digits
+(``+13125550101`` -> ``+*******0101``), the configured secrets and anything shaped like a Telegram bot
+token or a password in a database URL become ``[redacted]``. The message is rendered and redacted
+when the record is made, exception tracebacks too (a database error quotes the statement's
+parameters, which hold phone numbers), so no handler added later can print the raw text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Iterable
+
+REDACTED = "[redacted]"
+
+# E.164 numbers (also inside "sim:+1555..." addresses and URL-encoded "%2B1555..."), and bare runs of
+# 10 to 15 digits (a number without its "+", a Telegram user id): all but the last four digits masked.
+_PHONE = re.compile(r"(?<![\w])(\+|%2B)?(\d{6,11})(\d{4})(?!\d)")
+_BOT_TOKEN = re.compile(r"(?<!\d)\d{5,12}:[A-Za-z0-9_-]{30,}")
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
+
+
+def mask_phone(text: str) -> str:
+    """'+13125550101' -> '+*******0101'; numbers of fewer than 10 digits are left alone."""
+
+    def repl(m: re.Match) -> str:
+        prefix = m.group(1) or ""
+        if not prefix and len(m.group(2)) < 6:
+            return m.group(0)
+        return prefix + "*" * len(m.group(2)) + m.group(3)
+
+    return _PHONE.sub(repl, text)
+
+
+class Redactor(logging.Filter):
+    """A logging filter that rewrites the record's message (and traceback) without phones or secrets."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+        self.add_secrets(secrets)
+
+    def add_secrets(self, secrets: Iterable[str | None]) -> None:
+        with self._lock:
+            # Short values would mask ordinary words; real secrets are long.
+            self._secrets |= {s for s in secrets if s and len(s) >= 8}
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        text = _BOT_TOKEN.sub(REDACTED, text)
+        text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
+        return mask_phone(text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_firma_redacted", False):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not hide the record
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        record._firma_redacted = True
+        return True
+
+
+_REDACTOR: Redactor | None = None
+_INSTALL_LOCK = threading.Lock()
+
+
+def install(secrets: Iterable[str | None] = ()) -> Redactor:
+    """Redact every log record of this process from now on (idempotent; secrets accumulate)."""
+    global _REDACTOR
+    with _INSTALL_LOCK:
+        if _REDACTOR is None:
+            redactor = Redactor()
+            previous = logging.getLogRecordFactory()
+
+            def factory(*args, **kwargs) -> logging.LogRecord:
+                record = previous(*args, **kwargs)
+                redactor.filter(record)
+                return record
+
+            logging.setLogRecordFactory(factory)
+            _REDACTOR = redactor
+        _REDACTOR.add_secrets(secrets)
+        for handler in logging.getLogger().handlers:  # records made before install() still pass here
+            if _REDACTOR not in handler.filters:
+                handler.addFilter(_REDACTOR)
+        return _REDACTOR
+
+
+def secrets_of(settings) -> list[str | None]:
+    """The values in Settings that must never be logged."""
+    from sqlalchemy.engine import make_url
+
+    values = [settings.twilio_auth_token, settings.telegram_bot_token, settings.telegram_webhook_secret,
+              settings.secret_key]
+    try:
+        values.append(make_url(settings.database_url).password)
+    except Exception:  # noqa: BLE001 - an unparsable URL has no password we could find
+        pass
+    return values

@@ -1,0 +1,140 @@
+"""Faults: the database unreachable (refused, gone mid-life, hanging), a 503 quickly and nothing
+half-written; when it is back, everything carries on."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import make_url
+
+from bots.runtime import Runtime
+from config.settings import Settings
+from tests.support import twilio_client
+from storage.models import Conversation, Member, ProcessedMessage, Signature
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.twilio_client import messages, new_sid, post_sms
+from webhooks import create_app
+
+PHONE = "+13125550123"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once this socket is closed
+
+
+@pytest.fixture
+def settings():
+    """Not the per-database fixture: these tests choose their database URL themselves."""
+    return Settings(public_url=twilio_client.PUBLIC_URL, secret_key="test-secret", secret_key_generated=False,
+                    twilio_account_sid="AC" + "0" * 32, twilio_auth_token=twilio_client.TOKEN)
+
+
+def app_for(settings, catalog, clock, url):
+    rt = Runtime.build(settings.with_(database_url=url), catalog=catalog)
+    rt.clock = clock
+    return rt, create_app({"TESTING": True}, rt)
+
+
+def test_database_refusing_connections_gives_503(settings, catalog, clock):
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/firma"
+    rt, app = app_for(settings, catalog, clock, url)
+    client = app.test_client()
+    try:
+        response = post_sms(client, PHONE, "SCOMM")
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert b"database" in response.data
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.get_json() == {"status": "database unavailable"}
+        assert client.get("/api/campaigns/end-scomm").status_code == 503
+    finally:
+        rt.db.dispose()
+
+
+@pytest.fixture
+def pg_through_proxy(postgres_database, settings, catalog, clock):
+    """(direct engine, proxy, runtime, client): the app reaches PostgreSQL only through the proxy."""
+    from tests.conftest import _truncate_all
+
+    _truncate_all(postgres_database)
+    url = make_url(postgres_database)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    via = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    rt, app = app_for(settings, catalog, clock, via)
+    direct = create_engine(postgres_database)
+    yield direct, proxy, rt, app.test_client()
+    proxy.stop()
+    rt.db.dispose()
+    direct.dispose()
+
+
+def state_of(direct, phone=PHONE):
+    with direct.connect() as conn:
+        member = conn.execute(select(Member.id).where(Member.address == phone)).scalar()
+        step = conn.execute(select(Conversation.step).where(Conversation.member_id == member)).scalar()
+        processed = conn.execute(select(func.count()).select_from(ProcessedMessage)).scalar()
+        signatures = conn.execute(select(func.count()).select_from(Signature)).scalar()
+    return step, processed, signatures
+
+
+def test_database_going_away_and_coming_back(pg_through_proxy):
+    direct, proxy, rt, client = pg_through_proxy
+    assert "End S-Comm Now" in messages(post_sms(client, PHONE, "SCOMM"))[0]
+    assert client.get("/healthz").status_code == 200
+    assert state_of(direct) == ("awaiting_name", 1, 0)
+
+    proxy.stop()  # the server goes away: pooled connections die, new ones are refused
+    sid = new_sid()
+    assert post_sms(client, PHONE, "Ana López", sid=sid).status_code == 503
+    assert client.get("/healthz").status_code == 503
+    assert state_of(direct) == ("awaiting_name", 1, 0), "nothing half-written"
+
+    proxy.start()  # it is back: the same message (Twilio's fallback or a retry) is handled as new
+    assert messages(post_sms(client, PHONE, "Ana López", sid=sid)) == \
+        ["Thanks, Ana Lopez. Now reply with your 5-digit ZIP code."]
+    assert "Chicago, IL" in messages(post_sms(client, PHONE, "60601"))[0]
+    assert client.get("/healthz").status_code == 200
+    assert state_of(direct) == ("idle", 3, 1)
+
+
+def test_a_hanging_database_gives_503_after_the_connect_timeout(pg_through_proxy):
+    direct, proxy, rt, client = pg_through_proxy
+    assert messages(post_sms(client, PHONE, "SCOMM"))
+    proxy.blackhole()  # connections are accepted and never answered
+    rt.db.engine.dispose()  # no pooled connection to fall back on
+    assert post_sms(client, PHONE, "Ana López").status_code == 503  # bounded by connect_timeout
+    assert client.get("/healthz").status_code == 503
+    proxy.stop()
+    proxy.start()
+    assert messages(post_sms(client, PHONE, "Ana López")) == ["Thanks, Ana Lopez. Now reply with your 5-digit ZIP code."]
+    assert state_of(direct) == ("awaiting_zip", 2, 0)
+
+
+def test_connection_lost_in_the_middle_of_a_message_leaves_nothing_half_written(pg_through_proxy, monkeypatch):
+    from storage import repository as repo
+
+    direct, proxy, rt, client = pg_through_proxy
+    for body in ("SCOMM", "Ana López"):
+        assert messages(post_sms(client, PHONE, body))
+    real = repo.add_signature
+
+    def cut_then_sign(*args, **kwargs):
+        proxy.stop()  # the message id is claimed and the member locked: now the server vanishes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(repo, "add_signature", cut_then_sign)
+    sid = new_sid()
+    assert post_sms(client, PHONE, "60601", sid=sid).status_code == 503
+    assert state_of(direct) == ("awaiting_zip", 2, 0), "the claim, the signature and the state all rolled back"
+
+    monkeypatch.setattr(repo, "add_signature", real)
+    proxy.start()
+    reply = messages(post_sms(client, PHONE, "60601", sid=sid))  # the same message again: handled once, now
+    assert "Chicago, IL" in reply[0]
+    assert state_of(direct) == ("idle", 3, 1)
+    assert messages(post_sms(client, PHONE, "60601", sid=sid)) == reply  # and a retry changes nothing
+    assert state_of(direct) == ("idle", 3, 1)

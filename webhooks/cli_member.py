@@ -1,0 +1,57 @@
+"""`firma member ...`: one member's data, on request (the CLI entry point; the work is in bots.privacy)."""
+
+from __future__ import annotations
+
+import click
+
+
+
+@click.group("member")
+def member_group():
+    """One member's personal data (erasure requests)."""
+
+
+@member_group.command("forget")
+@click.argument("contact")
+@click.option("--channel", type=click.Choice(["sms", "telegram"]),
+              help="The contact's channel (default: sms for +E.164 numbers, telegram otherwise).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def forget(obj, contact: str, channel: str | None, yes: bool):
+    """Erase CONTACT's personal data (an E.164 phone number or a Telegram user id).
+
+    Names, ZIP codes, cities and the contact itself are erased for good; the signatures still count,
+    anonymously, and the contact stays opted out: firma never writes to it again unless the person
+    texts a keyword anew. A consent event of kind "forget" records the erasure.
+    """
+    from bots import privacy
+
+    settings = obj.settings
+    if settings.secret_key_generated:
+        raise click.ClickException("FIRMA_SECRET_KEY is not set: forgetting needs the key the web app uses, "
+                                   "so that the number stays opted out if it writes again")
+    contact = contact.strip()
+    channel = channel or privacy.guess_channel(contact)
+    if not yes:
+        click.confirm(f"Erase the personal data of {channel} member {contact}? This cannot be undone", abort=True)
+    rt = obj.runtime
+    result = privacy.forget(rt.db.uow(), settings.secret_key, channel, contact, rt.now())
+    if result is None:
+        raise click.ClickException(f"no {channel} member {contact}")
+    click.echo(f"forgotten: personal data erased; {result.signatures} signature(s) kept anonymously; "
+               "the contact stays opted out")
+
+
+@click.command("purge")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650),
+              help="Keep provider message ids and the replies given for this many days.")
+@click.pass_obj
+def purge(obj, days: int):
+    """Delete short-lived data: handled message ids with their replies (older than --days) and
+    per-sender inbound counters (older than an hour). Run it daily (cron)."""
+    from bots import privacy
+
+    rt = obj.runtime
+    result = privacy.purge(rt.db.uow(), rt.now(), days)
+    click.echo(f"purged {result.processed} handled message(s) older than {days} days and "
+               f"{result.counters} inbound counter(s)")
