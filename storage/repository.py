@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
     CampaignCount,
@@ -16,6 +16,7 @@ from storage.models import (
     Member,
     ProcessedMessage,
     Signature,
+    TelegramGroupNotice,
 )
 
 CLAIMED = object()  # claim_message: this process owns the message now
@@ -57,7 +58,25 @@ def lock_member(session: Session, channel: str, address: str, now: datetime, sim
     created = session.execute(stmt).first() is not None
     member = session.scalars(select(Member).where(Member.channel == channel, Member.address == address)
                              .with_for_update().execution_options(populate_existing=True)).one()
+    if member.person_id is not None:
+        # A linked member also holds its person's row, so the person's other chat (the SMS member)
+        # cannot sign the same campaign at the same moment and be counted a second time.
+        lock_person(session, member.person_id)
     return member, created
+
+
+def lock_person(session: Session, person_id: int) -> Member | None:
+    return session.scalars(select(Member).where(Member.id == person_id)
+                           .with_for_update().execution_options(populate_existing=True)).first()
+
+
+def person_of(member: Member) -> int:
+    """The person a member is: its own id, or the id of the member it was linked to."""
+    return member.person_id if member.person_id is not None else member.id
+
+
+def _person_members(person: int):
+    return select(Member.id).where(or_(Member.id == person, Member.person_id == person))
 
 
 def find_member(session: Session, channel: str, address: str) -> Member | None:
@@ -73,7 +92,12 @@ def conversation_for(session: Session, member_id: int) -> Conversation:
 
 
 def signed_campaigns(session: Session, member_id: int) -> frozenset[str]:
-    return frozenset(session.scalars(select(Signature.campaign).where(Signature.member_id == member_id)))
+    """Campaigns this member's person has signed, from any of their chats (one signature per person)."""
+    person = session.scalar(select(func.coalesce(Member.person_id, Member.id)).where(Member.id == member_id))
+    if person is None:
+        return frozenset()
+    return frozenset(session.scalars(select(Signature.campaign).distinct()
+                                     .where(Signature.member_id.in_(_person_members(person)))))
 
 
 def add_signature(session: Session, member: Member, *, campaign: str, name: str, zip_code: str, city: str,
@@ -87,12 +111,19 @@ def add_signature(session: Session, member: Member, *, campaign: str, name: str,
             .returning(Signature.id))
     if session.execute(stmt).first() is None:
         return False
-    if not member.simulated:
+    if not member.simulated and not _person_signed_elsewhere(session, member, campaign):
         bump = (_insert(session, CampaignCount).values(campaign=campaign, signatures=1)
                 .on_conflict_do_update(index_elements=["campaign"],
                                        set_={"signatures": CampaignCount.signatures + 1}))
         session.execute(bump)
     return True
+
+
+def _person_signed_elsewhere(session: Session, member: Member, campaign: str) -> bool:
+    """True when another chat of the same person already signed ``campaign`` (then it counts once)."""
+    return bool(session.scalar(select(exists().where(
+        Signature.campaign == campaign, Signature.simulated.is_(False), Signature.member_id != member.id,
+        Signature.member_id.in_(_person_members(person_of(member)))))))
 
 
 def add_consent(session: Session, member: Member, *, kind: str, cause: str, campaign: str | None,
@@ -111,7 +142,8 @@ def signature_counts(session: Session) -> dict[str, int]:
 
 def recount(session: Session, campaign: str) -> int:
     """Recompute the stored counter from the rows (repair tool; not for page views)."""
-    n = session.scalar(select(func.count()).select_from(Signature)
+    n = session.scalar(select(func.count(func.distinct(func.coalesce(Member.person_id, Member.id))))
+                       .select_from(Signature).join(Member, Member.id == Signature.member_id)
                        .where(Signature.campaign == campaign, Signature.simulated.is_(False))) or 0
     stmt = (_insert(session, CampaignCount).values(campaign=campaign, signatures=n)
             .on_conflict_do_update(index_elements=["campaign"], set_={"signatures": n}))
@@ -120,10 +152,18 @@ def recount(session: Session, campaign: str) -> int:
 
 
 def export_query(campaign: str) -> Select:
+    """One row per person: when a person signed from two linked chats, only their first signature."""
+    earlier, mate = aliased(Signature), aliased(Member)
+    person = func.coalesce(Member.person_id, Member.id)
+    signed_before = (select(earlier.id).join(mate, mate.id == earlier.member_id)
+                     .where(earlier.campaign == Signature.campaign, earlier.simulated.is_(False),
+                            earlier.id != Signature.id, or_(mate.id == person, mate.person_id == person),
+                            or_(earlier.signed_at < Signature.signed_at,
+                                and_(earlier.signed_at == Signature.signed_at, earlier.id < Signature.id))))
     return (select(Signature.signed_at, Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
                    Signature.city, Signature.state, Signature.language, Member.opted_out_at, Member.address)
             .join(Member, Member.id == Signature.member_id)
-            .where(Signature.campaign == campaign, Signature.simulated.is_(False))
+            .where(Signature.campaign == campaign, Signature.simulated.is_(False), ~signed_before.exists())
             .order_by(Signature.signed_at, Signature.id))
 
 
@@ -137,3 +177,48 @@ def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterato
 def consent_history(session: Session, member_id: int) -> list[ConsentEvent]:
     return list(session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member_id)
                                 .order_by(ConsentEvent.created_at, ConsentEvent.id)))
+
+
+# --- Telegram (issue 3): people across chats, group notices -----------------------------------
+
+
+def _person_counts(session: Session, member_ids: list[int]) -> dict[str, int]:
+    """Distinct people per campaign among the signatures of these members (not simulated)."""
+    stmt = (select(Signature.campaign, func.count(func.distinct(func.coalesce(Member.person_id, Member.id))))
+            .join(Member, Member.id == Signature.member_id)
+            .where(Signature.member_id.in_(member_ids), Signature.simulated.is_(False))
+            .group_by(Signature.campaign))
+    return dict(session.execute(stmt).tuples())
+
+
+def link_member(session: Session, member: Member, person: Member) -> dict[str, int]:
+    """Make ``member`` (and any chat linked to it) part of ``person``'s person; both rows are locked by
+    the caller. The stored counters change by exactly the number of people that stopped being two.
+    Returns the change per campaign (negative or empty)."""
+    old, new = person_of(member), person_of(person)
+    if old == new:
+        return {}
+    affected = list(session.scalars(select(Member.id).where(
+        or_(Member.id.in_([old, new]), Member.person_id.in_([old, new])))))
+    before = _person_counts(session, affected)
+    # A chat that is its own person brings the chats linked to it; a chat linked elsewhere moves alone
+    # (a new number does not make its old person the same person as the new one).
+    moving = or_(Member.id == member.id, Member.person_id == member.id) if member.person_id is None \
+        else Member.id == member.id
+    session.execute(update(Member).where(moving).values(person_id=new)
+                    .execution_options(synchronize_session=False))
+    member.person_id = new
+    session.flush()
+    after = _person_counts(session, affected)
+    changes = {c: after.get(c, 0) - n for c, n in before.items() if after.get(c, 0) != n}
+    for campaign, change in changes.items():
+        session.execute(update(CampaignCount).where(CampaignCount.campaign == campaign)
+                        .values(signatures=CampaignCount.signatures + change))
+    return changes
+
+
+def claim_group_notice(session: Session, chat_id: str, now: datetime) -> bool:
+    """True the first time a group or channel is seen: it gets the one "message me privately" note."""
+    stmt = (_insert(session, TelegramGroupNotice).values(chat_id=chat_id, sent_at=now)
+            .on_conflict_do_nothing(index_elements=["chat_id"]).returning(TelegramGroupNotice.chat_id))
+    return session.execute(stmt).first() is not None

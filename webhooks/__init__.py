@@ -45,6 +45,8 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
     app.register_blueprint(twilio.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(simulator.bp)
+    from webhooks import telegram as telegram_webhook
+    app.register_blueprint(telegram_webhook.bp)
     _register_errors(app)
     return app
 
