@@ -92,9 +92,11 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
     that number, so the person counts once. Only the sender's own number is linked."""
     with uow:
         session = uow.session
-        if not _claim(session, inbound.channel, inbound.provider_id, now):
-            uow.rollback()
-            return Outcome(duplicate=True)
+        if inbound.provider_id:
+            claim = repo.claim_message(session, inbound.channel, inbound.provider_id, now)
+            if claim is not repo.CLAIMED:
+                uow.rollback()
+                return Outcome(json.loads(claim) if claim else [], duplicate=True)
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
                                            simulated=inbound.simulated)
         if created:

@@ -102,7 +102,10 @@ def signed_campaigns(session: Session, member_id: int) -> frozenset[str]:
 
 def add_signature(session: Session, member: Member, *, campaign: str, name: str, zip_code: str, city: str,
                   state: str, timezone: str | None, language: str, now: datetime) -> bool:
-    """Record one signature; False when this member had already signed (the unique constraint holds)."""
+    """Record one signature; False when this member, or another chat of the same person, had already
+    signed (the unique constraint holds; the person's row is locked by lock_member)."""
+    if _person_signed_elsewhere(session, member, campaign):
+        return False
     stmt = (_insert(session, Signature)
             .values(member_id=member.id, campaign=campaign, channel=member.channel, name=name, zip_code=zip_code,
                     city=city, state=state, timezone=timezone, language=language, simulated=member.simulated,
@@ -111,7 +114,7 @@ def add_signature(session: Session, member: Member, *, campaign: str, name: str,
             .returning(Signature.id))
     if session.execute(stmt).first() is None:
         return False
-    if not member.simulated and not _person_signed_elsewhere(session, member, campaign):
+    if not member.simulated:
         bump = (_insert(session, CampaignCount).values(campaign=campaign, signatures=1)
                 .on_conflict_do_update(index_elements=["campaign"],
                                        set_={"signatures": CampaignCount.signatures + 1}))
@@ -188,7 +191,7 @@ def _person_counts(session: Session, member_ids: list[int]) -> dict[str, int]:
             .join(Member, Member.id == Signature.member_id)
             .where(Signature.member_id.in_(member_ids), Signature.simulated.is_(False))
             .group_by(Signature.campaign))
-    return dict(session.execute(stmt).tuples())
+    return {campaign: n for campaign, n in session.execute(stmt)}
 
 
 def link_member(session: Session, member: Member, person: Member) -> dict[str, int]:

@@ -287,7 +287,8 @@ def handle_update(rt, data, gateway: "Gateway | None" = None) -> list[Action]:
         actions = conversation_actions(event.chat_id, event.inbound, outcome, rt.catalog, event.from_button)
     elif event.kind == CONTACT:
         outcome = service.handle_contact(uow(), event.inbound, event.phone, event.own_contact, rt.engine, rt.now())
-        actions = [send_message(event.chat_id, text, ReplyKeyboardRemove()) for text in outcome.messages]
+        actions = [send_message(event.chat_id, text, None if outcome.duplicate else ReplyKeyboardRemove())
+                   for text in outcome.messages]
     elif event.kind == MEMBER_STATUS:
         service.handle_reachability(uow(), CHANNEL, event.inbound.address, event.inbound.provider_id,
                                     event.reachable, rt.now())

@@ -20,5 +20,4 @@ def standin():
 
 @pytest.fixture
 def settings(settings, standin):
-    return settings.with_(telegram_bot_token=TOKEN, telegram_webhook_secret=SECRET, telegram_api_url=standin.url,
-                          public_url="https://firma.example.org")
+    return settings.with_(telegram_bot_token=TOKEN, telegram_webhook_secret=SECRET, telegram_api_url=standin.url)
