@@ -159,5 +159,9 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
         out.flush()
 
 
+from webhooks.cli_telegram import telegram_group  # noqa: E402 - Telegram commands (issue 3)
+main.add_command(telegram_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

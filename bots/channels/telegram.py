@@ -252,9 +252,11 @@ def inline_buttons(markup) -> list[dict[str, str]]:
 
 
 def conversation_actions(chat_id, inbound: Inbound, outcome: service.Outcome, catalog,
-                         from_button: bool = False) -> list[Action]:
+                         from_button: bool = False, answer_lost: bool = True) -> list[Action]:
     messages = list(outcome.messages)
     if outcome.duplicate:
+        if not answer_lost:  # polling: every reply went through the Bot API the first time
+            return []
         # A redelivery: Telegram lost our answer. One stored reply went in that lost response body, so
         # it is given again; several went through the Bot API before we answered, so none is resent.
         return [send_message(chat_id, messages[0])] if len(messages) == 1 else []
@@ -276,19 +278,21 @@ def group_note(catalog, username: str) -> str:
     return "\n\n".join(f"{_text('group_private', lang, catalog)} {link}" for lang in catalog.languages)
 
 
-def handle_update(rt, data, gateway: "Gateway | None" = None) -> list[Action]:
+def handle_update(rt, data, gateway: "Gateway | None" = None, webhook: bool = True) -> list[Action]:
     """Parse one update and apply it (one transaction); the replies to make, in order.
-    Raises BadUpdate for what is not an update. Used by the webhook and by polling alike."""
+    Raises BadUpdate for what is not an update. Used by the webhook and by polling alike
+    (``webhook=False``: a redelivered update gets no reply again, as nothing was lost)."""
     event = parse_update(data)
     actions: list[Action] = []
     uow = rt.db.uow
     if event.kind == MESSAGE:
         outcome = service.handle_inbound(uow(), event.inbound, rt.engine, rt.now())
-        actions = conversation_actions(event.chat_id, event.inbound, outcome, rt.catalog, event.from_button)
+        actions = conversation_actions(event.chat_id, event.inbound, outcome, rt.catalog, event.from_button,
+                                       answer_lost=webhook)
     elif event.kind == CONTACT:
         outcome = service.handle_contact(uow(), event.inbound, event.phone, event.own_contact, rt.engine, rt.now())
-        actions = [send_message(event.chat_id, text, None if outcome.duplicate else ReplyKeyboardRemove())
-                   for text in outcome.messages]
+        actions = [] if outcome.duplicate and not webhook else \
+            [send_message(event.chat_id, text, ReplyKeyboardRemove()) for text in outcome.messages]
     elif event.kind == MEMBER_STATUS:
         service.handle_reachability(uow(), CHANNEL, event.inbound.address, event.inbound.provider_id,
                                     event.reachable, rt.now())
@@ -428,3 +432,65 @@ def deliver(rt, gateway: Gateway, actions: Sequence[Action]) -> Delivery:
     for chat_id in result.blocked:
         service.mark_unreachable(rt.db.uow(), CHANNEL, str(chat_id), rt.now())
     return result
+
+
+# --- webhook registration and polling (the `firma telegram` commands) ------------------------------
+
+
+@dataclass
+class WebhookInfo:
+    username: str
+    url: str
+    pending_update_count: int
+
+
+async def set_webhook(gateway: Gateway, url: str, secret: str, drop_pending_updates: bool = False) -> WebhookInfo:
+    """setWebhook with the secret and the update kinds handled here; returns what Telegram now has."""
+    async with gateway.session(get_me=True) as bot:
+        await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES,
+                              drop_pending_updates=drop_pending_updates)
+        info = await bot.get_webhook_info()
+        return WebhookInfo(bot.username, info.url, info.pending_update_count)
+
+
+async def poll(rt, gateway: Gateway, *, say=print, max_polls: int | None = None, timeout: int = 25,
+               retry_pause: float = 2.0) -> int:
+    """Long-poll getUpdates and feed each update to ``handle_update``, as the webhook does; replies go
+    through the Bot API. Deletes the webhook first (Telegram serves one or the other). Stops after
+    ``max_polls`` polls, or when cancelled (Ctrl-C), confirming what was handled. Returns the count."""
+    from telegram.error import NetworkError
+
+    handled, polls, offset = 0, 0, None
+    async with gateway.session(get_me=True) as bot:
+        had = (await bot.get_webhook_info()).url
+        await bot.delete_webhook()
+        say(f"Deleted the webhook{f' ({had})' if had else ''}: Telegram now holds updates for polling. "
+            "Run `firma telegram set-webhook` to go back to the webhook.")
+        say(f"Polling as @{bot.username}. Press Ctrl-C to stop.")
+        try:
+            while max_polls is None or polls < max_polls:
+                polls += 1
+                try:
+                    updates = await bot.get_updates(offset=offset, timeout=timeout, allowed_updates=ALLOWED_UPDATES)
+                except NetworkError as exc:  # includes timeouts; the next poll asks again
+                    log.warning("getUpdates failed: %s", exc)
+                    await asyncio.sleep(retry_pause)
+                    continue
+                for update in updates:
+                    offset = update.update_id + 1
+                    try:
+                        actions = handle_update(rt, update.to_dict(), gateway, webhook=False)
+                    except BadUpdate as exc:
+                        log.warning("update %s skipped: %s", update.update_id, exc)
+                        continue
+                    result = await perform(bot, actions)
+                    for chat_id in result.blocked:
+                        service.mark_unreachable(rt.db.uow(), CHANNEL, str(chat_id), rt.now())
+                    handled += 1
+        finally:
+            if offset is not None:  # confirm the last updates, so a restart does not fetch them again
+                try:
+                    await asyncio.shield(bot.get_updates(offset=offset, timeout=0, limit=1))
+                except (TelegramError, asyncio.CancelledError):
+                    pass
+    return handled
