@@ -137,8 +137,11 @@ def parse_update(data) -> Event:
     update_id = data.get("update_id")
     if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
         raise BadUpdate("update_id is missing or not a non-negative integer")
+    kinds = [kind for kind in ALLOWED_UPDATES if data.get(kind) is not None]
+    if not kinds:  # a kind we do not use (polls, reactions, ...): never parsed, so never "malformed"
+        return Event(update_id, IGNORED, note="update kind not used")
     try:
-        update = Update.de_json(data, None)
+        update = Update.de_json({"update_id": update_id, kinds[0]: data[kinds[0]]}, None)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadUpdate(f"the update does not parse ({exc.__class__.__name__})") from None
     pid = str(update_id)

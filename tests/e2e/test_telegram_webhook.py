@@ -236,3 +236,11 @@ def test_my_chat_member_kicked_and_member(client, rt, standin):
     assert member(rt, ANA).unreachable_at is None
     tu.post_update(client, tu.my_chat_member_update(987, "kicked"))  # never wrote to us: nothing to store
     assert count(rt, Member) == 1
+
+
+def test_update_kinds_not_used_are_200_and_harmless(client, rt, standin):
+    for update in ({"update_id": tu.next_update_id(), "message_reaction": {"chat": {"id": 1}}},
+                   {"update_id": tu.next_update_id(), "inline_query": {"id": "1", "query": "x"}}):
+        r = tu.post_update(client, update)
+        assert r.status_code == 200 and not r.data
+    assert count(rt, Member) == 0 and standin.sent == []
