@@ -35,6 +35,7 @@ def telegram_group():
 def set_webhook(obj, drop_pending_updates: bool):
     """Register FIRMA_PUBLIC_URL/webhooks/telegram with TELEGRAM_WEBHOOK_SECRET."""
     from bots.channels import telegram
+    from config.campaigns import CampaignFileError, load_catalog
     from telegram.error import TelegramError
 
     settings = obj.settings
@@ -51,11 +52,16 @@ def set_webhook(obj, drop_pending_updates: bool):
         raise click.ClickException("TELEGRAM_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (1 to 256 characters)")
     url = settings.public_url + WEBHOOK_PATH
     try:
-        info = asyncio.run(telegram.set_webhook(gateway, url, secret, drop_pending_updates))
+        catalog = load_catalog(settings.campaigns_path)
+    except CampaignFileError as exc:
+        raise click.ClickException(f"the campaign file has problems: {exc}") from None
+    try:
+        info = asyncio.run(telegram.set_webhook(gateway, url, secret, drop_pending_updates, catalog))
     except TelegramError as exc:
         raise click.ClickException(f"Telegram refused: {exc}") from None
     click.echo(f"@{info.username} now sends its updates to {info.url}")
     click.echo(f"updates: {', '.join(telegram.ALLOWED_UPDATES)}")
+    click.echo(f"command menu: /{', /'.join(telegram.MENU_COMMANDS)} ({', '.join(catalog.languages)})")
     click.echo("pending updates were dropped" if drop_pending_updates else
                f"pending updates: {info.pending_update_count}")
 

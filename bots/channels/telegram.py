@@ -29,6 +29,7 @@ from typing import AsyncIterator, Sequence
 import phonenumbers
 from telegram import (
     Bot,
+    BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -52,6 +53,7 @@ COMMANDS = {"start": "start", "stop": "stop", "help": "help", "language": "langu
 ALLOWED_UPDATES = ["message", "edited_message", "channel_post", "edited_channel_post", "callback_query",
                    "my_chat_member"]
 LANGUAGE_BUTTON = "lang:"
+CAMPAIGN_BUTTON = "start:"
 MAX_RETRY_AFTER = 5  # seconds a reply may wait on a 429 before it is given up (logged)
 
 # Event kinds
@@ -96,9 +98,10 @@ class Event:
 def button_inbound(data: str | None, address: str, provider_id: str | None = None,
                    language_hint: str | None = None, simulated: bool = False) -> Inbound | None:
     """The value of an inline button (callback_data) -> the engine message it stands for, or None."""
-    if data and data.startswith(LANGUAGE_BUTTON):
-        return Inbound(channel=CHANNEL, address=address, provider_id=provider_id, language_hint=language_hint,
-                       command="language", argument=data[len(LANGUAGE_BUTTON):][:8], simulated=simulated)
+    for prefix, command, limit in ((LANGUAGE_BUTTON, "language", 8), (CAMPAIGN_BUTTON, "start", 64)):
+        if data and data.startswith(prefix) and len(data) > len(prefix):
+            return Inbound(channel=CHANNEL, address=address, provider_id=provider_id, language_hint=language_hint,
+                           command=command, argument=data[len(prefix):][:limit], simulated=simulated)
     return None
 
 
@@ -238,13 +241,20 @@ def contact_keyboard(language: str, catalog) -> ReplyKeyboardMarkup:
 
 
 def reply_markup(inbound: Inbound, outcome: service.Outcome, catalog, from_button: bool = False):
-    """Buttons for the last message of a conversation reply: English/Español after /start and
+    """Buttons for the last message of a conversation reply: after a bare /start, the other active
+    petitions (when there are several; the default one has started); English/Español after /start and
     /language; after signing, the optional "share my phone number" keyboard (not in the simulator)."""
     if outcome.signed and not inbound.simulated:
         return contact_keyboard(outcome.language, catalog)
-    if inbound.command in ("start", "language") and not from_button and len(catalog.languages) > 1:
-        return language_keyboard(catalog)
-    return None
+    if from_button or inbound.command not in ("start", "language"):
+        return None
+    rows = []
+    if inbound.command == "start" and not inbound.argument and len(catalog.active_campaigns) > 1:
+        rows += [[InlineKeyboardButton(c.text(outcome.language).title, callback_data=CAMPAIGN_BUTTON + c.slug)]
+                 for c in catalog.active_campaigns if c.slug != catalog.organization.default_campaign]
+    if len(catalog.languages) > 1:
+        rows += language_keyboard(catalog).inline_keyboard
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def inline_buttons(markup) -> list[dict[str, str]]:
@@ -447,11 +457,19 @@ class WebhookInfo:
     pending_update_count: int
 
 
-async def set_webhook(gateway: Gateway, url: str, secret: str, drop_pending_updates: bool = False) -> WebhookInfo:
-    """setWebhook with the secret and the update kinds handled here; returns what Telegram now has."""
+MENU_COMMANDS = ("start", "help", "stop", "language")
+
+
+async def set_webhook(gateway: Gateway, url: str, secret: str, drop_pending_updates: bool = False,
+                      catalog=None) -> WebhookInfo:
+    """setWebhook with the secret and the update kinds handled here, and (given the catalog) the command
+    menu in each language (setMyCommands); returns what Telegram now has."""
     async with gateway.session(get_me=True) as bot:
         await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES,
                               drop_pending_updates=drop_pending_updates)
+        for lang in (catalog.languages if catalog else ()):
+            commands = [BotCommand(name, catalog.template(f"command_{name}", lang, CHANNEL)) for name in MENU_COMMANDS]
+            await bot.set_my_commands(commands, language_code=None if lang == catalog.languages[0] else lang)
         info = await bot.get_webhook_info()
         return WebhookInfo(bot.username, info.url, info.pending_update_count)
 

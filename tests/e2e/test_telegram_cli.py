@@ -42,6 +42,10 @@ def test_set_webhook_registers_url_secret_and_update_kinds():
         assert json.loads(hook["allowed_updates"]) == telegram.ALLOWED_UPDATES
         assert hook["drop_pending_updates"] == "true"
         assert "@firma_test_bot now sends its updates to https://firma.example.org/webhooks/telegram" in result.output
+        menus = standin.calls("setMyCommands")
+        assert [m.get("language_code") for m in menus] == [None, "es"]
+        assert [c["command"] for c in json.loads(menus[0]["commands"])] == ["start", "help", "stop", "language"]
+        assert json.loads(menus[1]["commands"])[0]["description"] == "Firmar la petición"
         again = CliRunner().invoke(main, ["telegram", "set-webhook"], env=env_for(standin))
         assert again.exit_code == 0 and standin.webhook.get("drop_pending_updates", "false") == "false"
 
