@@ -155,26 +155,33 @@ def recount(session: Session, campaign: str) -> int:
 
 
 def export_query(campaign: str) -> Select:
-    """One row per person: when a person signed from two linked chats, only their first signature."""
-    earlier, mate = aliased(Signature), aliased(Member)
+    """The campaign's signatures in signing order, with two trailing columns: the person, and whether
+    that person has more than one chat (then only their first signature is exported: stream_export)."""
     person = func.coalesce(Member.person_id, Member.id)
-    signed_before = (select(earlier.id).join(mate, mate.id == earlier.member_id)
-                     .where(earlier.campaign == Signature.campaign, earlier.simulated.is_(False),
-                            earlier.id != Signature.id, or_(mate.id == person, mate.person_id == person),
-                            or_(earlier.signed_at < Signature.signed_at,
-                                and_(earlier.signed_at == Signature.signed_at, earlier.id < Signature.id))))
+    mate = aliased(Member)
+    # "someone links to this member": one small set (linked chats are few), evaluated once, not per row
+    shared = or_(Member.person_id.is_not(None),
+                 Member.id.in_(select(mate.person_id).where(mate.person_id.is_not(None))))
     return (select(Signature.signed_at, Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
-                   Signature.city, Signature.state, Signature.language, Member.opted_out_at, Member.address)
+                   Signature.city, Signature.state, Signature.language, Member.opted_out_at, Member.address,
+                   person.label("person"), shared.label("shared"))
             .join(Member, Member.id == Signature.member_id)
-            .where(Signature.campaign == campaign, Signature.simulated.is_(False), ~signed_before.exists())
+            .where(Signature.campaign == campaign, Signature.simulated.is_(False))
             .order_by(Signature.signed_at, Signature.id))
 
 
 def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterator[tuple]:
-    """Rows of the export, fetched in batches with a server-side cursor (flat memory)."""
+    """Rows of the export, one per person, fetched in batches with a server-side cursor. Memory stays
+    flat: only people with several linked chats are remembered (to skip their later signatures)."""
+    seen: set[int] = set()
     result = session.execute(export_query(campaign).execution_options(yield_per=batch))
     for row in result:
-        yield tuple(row)
+        *cells, person, shared = tuple(row)
+        if shared:
+            if person in seen:
+                continue
+            seen.add(person)
+        yield tuple(cells)
 
 
 def consent_history(session: Session, member_id: int) -> list[ConsentEvent]:
