@@ -244,3 +244,15 @@ def test_update_kinds_not_used_are_200_and_harmless(client, rt, standin):
         r = tu.post_update(client, update)
         assert r.status_code == 200 and not r.data
     assert count(rt, Member) == 0 and standin.sent == []
+
+
+def test_flood_control_on_a_reply_waits_and_retries(client, rt, standin):
+    from tests.support.standins import telegram_too_many
+
+    standin.fail(ANA, telegram_too_many(1), None)  # one 429 (retry after 1 s), then fine
+    r = tu.post_update(client, tu.text_update(ANA, "/start"))
+    assert r.status_code == 200
+    delivered = [m["text"] for m in standin.sent]
+    assert len(delivered) == 3  # the first reply twice (429, then accepted), the second once
+    assert delivered[0] == delivered[1] and "full name" in delivered[2]
+    assert member(rt, ANA).unreachable_at is None
