@@ -18,14 +18,17 @@ makes no outbound call; ``Gateway.perform`` sends actions through python-telegra
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
+import ssl
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import AsyncIterator, Sequence
 
+import certifi
 import phonenumbers
 from telegram import (
     Bot,
@@ -349,7 +352,8 @@ class Gateway:
     @asynccontextmanager
     async def session(self, get_me: bool = False) -> AsyncIterator[Bot]:
         """A Bot with its own connections; ``get_me`` checks the token (Bot.initialize)."""
-        request, updates_request = HTTPXRequest(), HTTPXRequest()
+        request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()})
+        updates_request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()})
         bot = Bot(self.token, base_url=f"{self.api_url}/bot", request=request, get_updates_request=updates_request)
         if get_me:
             async with bot:
@@ -388,6 +392,13 @@ class Gateway:
                 return await perform(bot, actions)
 
         return asyncio.run(run())
+
+
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process: building one (loading the CA bundle) takes a few hundred
+    milliseconds, which each short-lived Bot would otherwise pay twice."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
