@@ -23,6 +23,7 @@ import html
 import logging
 import ssl
 import threading
+import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -42,6 +43,7 @@ from telegram import (
     Update,
 )
 from telegram.error import Forbidden, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
 from telegram.request import HTTPXRequest
 
 from bots import service
@@ -412,7 +414,7 @@ async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
                 log.info("chat %s cannot be reached: %s", action.chat_id, exc.message)
                 result.blocked.add(action.chat_id)
             except RetryAfter as exc:
-                wait = exc.retry_after.total_seconds() if isinstance(exc.retry_after, timedelta) else exc.retry_after
+                wait = _seconds(exc)
                 if attempt == 1 and wait <= MAX_RETRY_AFTER:
                     await asyncio.sleep(wait)
                     continue
@@ -423,6 +425,14 @@ async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
                 result.failed += 1
             break
     return result
+
+
+def _seconds(exc: RetryAfter) -> float:
+    """retry_after in seconds, whether this python-telegram-bot gives an int or (v23) a timedelta."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 async def _call(bot: Bot, action: Action) -> None:
