@@ -80,9 +80,8 @@ def poll(obj, timeout: int):
     if db.is_sqlite(obj.settings.database_url):
         db.upgrade(obj.settings.database_url)
     rt = obj.runtime
-    handled = 0
     try:
-        handled = asyncio.run(telegram.poll(rt, gateway, say=click.echo, timeout=timeout))
+        asyncio.run(telegram.poll(rt, gateway, say=click.echo, timeout=timeout))
     except KeyboardInterrupt:
         pass
     except TelegramError as exc:
