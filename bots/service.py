@@ -113,3 +113,82 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
             repo.store_response(session, inbound.channel, inbound.provider_id, json.dumps(messages))
         uow.commit()
     return Outcome(messages, new.language, signed=signed)
+
+
+# --- Telegram (issue 3): updates that are not conversation messages -------------------------------
+
+
+def _claim(session, channel: str, provider_id: str | None, now: datetime) -> bool:
+    """True when this process owns the update now; False for a redelivery already handled."""
+    return not provider_id or repo.claim_message(session, channel, provider_id, now) is repo.CLAIMED
+
+
+def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bool, engine: Engine,
+                   now: datetime) -> Outcome:
+    """A shared phone number (E.164, or None when unreadable): link this chat to the SMS member with
+    that number, so the person counts once. Only the sender's own number is linked."""
+    with uow:
+        session = uow.session
+        if inbound.provider_id:
+            claim = repo.claim_message(session, inbound.channel, inbound.provider_id, now)
+            if claim is not repo.CLAIMED:
+                uow.rollback()
+                return Outcome(json.loads(claim) if claim else [], duplicate=True)
+        member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
+                                           simulated=inbound.simulated)
+        if created:
+            hint = (inbound.language_hint or "").split("-")[0].lower()
+            member.language = hint if hint in engine.catalog.languages else member.language
+        key = "contact_invalid" if phone is None else "contact_not_own" if not own else "contact_linked"
+        if key == "contact_linked" and not member.simulated:
+            person, _ = repo.lock_member(session, "sms", phone, now, language=member.language)
+            repo.link_member(session, member, person)
+        member.last_seen_at = now
+        member.unreachable_at = None
+        messages = render((Reply(key),), member.language, inbound.channel, engine.catalog)
+        if inbound.provider_id:
+            repo.store_response(session, inbound.channel, inbound.provider_id, json.dumps(messages))
+        uow.commit()
+        return Outcome(messages, member.language)
+
+
+def handle_reachability(uow: UnitOfWork, channel: str, address: str, provider_id: str | None, reachable: bool,
+                        now: datetime) -> bool:
+    """Telegram's my_chat_member: blocked (kicked) -> unreachable, no broadcasts; member -> reachable.
+    Returns False for a redelivery. A member we never met is not created for this."""
+    with uow:
+        session = uow.session
+        if not _claim(session, channel, provider_id, now):
+            uow.rollback()
+            return False
+        member = repo.find_member(session, channel, address)
+        if member is not None:
+            member, _ = repo.lock_member(session, channel, address, now)
+            if reachable:
+                member.unreachable_at = None
+            elif member.unreachable_at is None:
+                member.unreachable_at = now
+        uow.commit()
+    return True
+
+
+def mark_unreachable(uow: UnitOfWork, channel: str, address: str, now: datetime) -> None:
+    """Sending to this chat failed for good (Telegram 403: blocked, deactivated)."""
+    with uow:
+        member = repo.find_member(uow.session, channel, address)
+        if member is not None and member.unreachable_at is None:
+            member.unreachable_at = now
+            uow.commit()
+
+
+def handle_group_post(uow: UnitOfWork, channel: str, chat_id: str, provider_id: str | None, now: datetime) -> bool:
+    """A post in a group or channel. True only the first time the group is seen: it gets one short
+    "message me privately" note, never a second."""
+    with uow:
+        session = uow.session
+        if not _claim(session, channel, provider_id, now):
+            uow.rollback()
+            return False
+        first = repo.claim_group_notice(session, chat_id, now)
+        uow.commit()
+    return first

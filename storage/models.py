@@ -77,6 +77,9 @@ class Member(Base):
     disclosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # SMS opt-in disclosure sent
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The person this member is: members.id of the SMS member whose number a Telegram member shared
+    # (NULL: the member is a person of its own). Counts and exports count people, not chats.
+    person_id: Mapped[int | None] = mapped_column(BigId, index=True)
 
 
 class Conversation(Base):
@@ -226,3 +229,14 @@ class InboundCounter(Base):
     address: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+# --- Telegram (issue 3) ------------------------------------------------------------------------
+
+
+class TelegramGroupNotice(Base):
+    """Groups and channels that got the one "message me privately" note (never a second one)."""
+
+    __tablename__ = "telegram_group_notices"
+
+    chat_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

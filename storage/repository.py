@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, Iterator
 
-from sqlalchemy import Select, case, delete, func, select, update
+from sqlalchemy import Select, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
     CampaignCount,
@@ -17,6 +17,7 @@ from storage.models import (
     Member,
     ProcessedMessage,
     Signature,
+    TelegramGroupNotice,
 )
 
 FORGOTTEN_PREFIX = "forgotten:"  # a forgotten member's address: this prefix and an HMAC of the contact
@@ -59,7 +60,25 @@ def lock_member(session: Session, channel: str, address: str, now: datetime, sim
     created = session.execute(stmt).first() is not None
     member = session.scalars(select(Member).where(Member.channel == channel, Member.address == address)
                              .with_for_update().execution_options(populate_existing=True)).one()
+    if member.person_id is not None:
+        # A linked member also holds its person's row, so the person's other chat (the SMS member)
+        # cannot sign the same campaign at the same moment and be counted a second time.
+        lock_person(session, member.person_id)
     return member, created
+
+
+def lock_person(session: Session, person_id: int) -> Member | None:
+    return session.scalars(select(Member).where(Member.id == person_id)
+                           .with_for_update().execution_options(populate_existing=True)).first()
+
+
+def person_of(member: Member) -> int:
+    """The person a member is: its own id, or the id of the member it was linked to."""
+    return member.person_id if member.person_id is not None else member.id
+
+
+def _person_members(person: int):
+    return select(Member.id).where(or_(Member.id == person, Member.person_id == person))
 
 
 def find_member(session: Session, channel: str, address: str) -> Member | None:
@@ -75,12 +94,20 @@ def conversation_for(session: Session, member_id: int) -> Conversation:
 
 
 def signed_campaigns(session: Session, member_id: int) -> frozenset[str]:
-    return frozenset(session.scalars(select(Signature.campaign).where(Signature.member_id == member_id)))
+    """Campaigns this member's person has signed, from any of their chats (one signature per person)."""
+    person = session.scalar(select(func.coalesce(Member.person_id, Member.id)).where(Member.id == member_id))
+    if person is None:
+        return frozenset()
+    return frozenset(session.scalars(select(Signature.campaign).distinct()
+                                     .where(Signature.member_id.in_(_person_members(person)))))
 
 
 def add_signature(session: Session, member: Member, *, campaign: str, name: str, zip_code: str, city: str,
                   state: str, timezone: str | None, language: str, now: datetime) -> bool:
-    """Record one signature; False when this member had already signed (the unique constraint holds)."""
+    """Record one signature; False when this member, or another chat of the same person, had already
+    signed (the unique constraint holds; the person's row is locked by lock_member)."""
+    if _person_signed_elsewhere(session, member, campaign):
+        return False
     stmt = (_insert(session, Signature)
             .values(member_id=member.id, campaign=campaign, channel=member.channel, name=name, zip_code=zip_code,
                     city=city, state=state, timezone=timezone, language=language, simulated=member.simulated,
@@ -95,6 +122,13 @@ def add_signature(session: Session, member: Member, *, campaign: str, name: str,
                                        set_={"signatures": CampaignCount.signatures + 1}))
         session.execute(bump)
     return True
+
+
+def _person_signed_elsewhere(session: Session, member: Member, campaign: str) -> bool:
+    """True when another chat of the same person already signed ``campaign`` (then it counts once)."""
+    return bool(session.scalar(select(exists().where(
+        Signature.campaign == campaign, Signature.simulated.is_(False), Signature.member_id != member.id,
+        Signature.member_id.in_(_person_members(person_of(member)))))))
 
 
 def add_consent(session: Session, member: Member, *, kind: str, cause: str, campaign: str | None,
@@ -114,7 +148,8 @@ def signature_counts(session: Session) -> dict[str, int]:
 
 def recount(session: Session, campaign: str) -> int:
     """Recompute the stored counter from the rows (repair tool; not for page views)."""
-    n = session.scalar(select(func.count()).select_from(Signature)
+    n = session.scalar(select(func.count(func.distinct(func.coalesce(Member.person_id, Member.id))))
+                       .select_from(Signature).join(Member, Member.id == Signature.member_id)
                        .where(Signature.campaign == campaign, Signature.simulated.is_(False))) or 0
     stmt = (_insert(session, CampaignCount).values(campaign=campaign, signatures=n)
             .on_conflict_do_update(index_elements=["campaign"], set_={"signatures": n}))
@@ -123,8 +158,16 @@ def recount(session: Session, campaign: str) -> int:
 
 
 def export_query(campaign: str) -> Select:
+    """The campaign's signatures in signing order, with two trailing columns: the person, and whether
+    that person has more than one chat (then only their first signature is exported: stream_export)."""
+    person = func.coalesce(Member.person_id, Member.id)
+    mate = aliased(Member)
+    # "someone links to this member": one small set (linked chats are few), evaluated once, not per row
+    shared = or_(Member.person_id.is_not(None),
+                 Member.id.in_(select(mate.person_id).where(mate.person_id.is_not(None))))
     return (select(Signature.signed_at, Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
-                   Signature.city, Signature.state, Signature.language, Member.opted_out_at, Member.address)
+                   Signature.city, Signature.state, Signature.language, Member.opted_out_at, Member.address,
+                   person.label("person"), shared.label("shared"))
             .join(Member, Member.id == Signature.member_id)
             .where(Signature.campaign == campaign, Signature.simulated.is_(False),
                    Member.address.not_like(FORGOTTEN_PREFIX + "%"))  # erased on request: counted, not exported
@@ -132,10 +175,17 @@ def export_query(campaign: str) -> Select:
 
 
 def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterator[tuple]:
-    """Rows of the export, fetched in batches with a server-side cursor (flat memory)."""
+    """Rows of the export, one per person, fetched in batches with a server-side cursor. Memory stays
+    flat: only people with several linked chats are remembered (to skip their later signatures)."""
+    seen: set[int] = set()
     result = session.execute(export_query(campaign).execution_options(yield_per=batch))
     for row in result:
-        yield tuple(row)
+        *cells, person, shared = tuple(row)
+        if shared:
+            if person in seen:
+                continue
+            seen.add(person)
+        yield tuple(cells)
 
 
 def consent_history(session: Session, member_id: int) -> list[ConsentEvent]:
@@ -204,3 +254,47 @@ def purge_processed(session: Session, before: datetime) -> int:
 def purge_inbound_counters(session: Session, before: datetime) -> int:
     """Drop per-sender counters whose minute ended before ``before`` (they no longer limit anything)."""
     return session.execute(delete(InboundCounter).where(InboundCounter.window_start < before)).rowcount
+
+# --- Telegram (issue 3): people across chats, group notices -----------------------------------
+
+
+def _person_counts(session: Session, member_ids: list[int]) -> dict[str, int]:
+    """Distinct people per campaign among the signatures of these members (not simulated)."""
+    stmt = (select(Signature.campaign, func.count(func.distinct(func.coalesce(Member.person_id, Member.id))))
+            .join(Member, Member.id == Signature.member_id)
+            .where(Signature.member_id.in_(member_ids), Signature.simulated.is_(False))
+            .group_by(Signature.campaign))
+    return {campaign: n for campaign, n in session.execute(stmt)}
+
+
+def link_member(session: Session, member: Member, person: Member) -> dict[str, int]:
+    """Make ``member`` (and any chat linked to it) part of ``person``'s person; both rows are locked by
+    the caller. The stored counters change by exactly the number of people that stopped being two.
+    Returns the change per campaign (negative or empty)."""
+    old, new = person_of(member), person_of(person)
+    if old == new:
+        return {}
+    affected = list(session.scalars(select(Member.id).where(
+        or_(Member.id.in_([old, new]), Member.person_id.in_([old, new])))))
+    before = _person_counts(session, affected)
+    # A chat that is its own person brings the chats linked to it; a chat linked elsewhere moves alone
+    # (a new number does not make its old person the same person as the new one).
+    moving = or_(Member.id == member.id, Member.person_id == member.id) if member.person_id is None \
+        else Member.id == member.id
+    session.execute(update(Member).where(moving).values(person_id=new)
+                    .execution_options(synchronize_session=False))
+    member.person_id = new
+    session.flush()
+    after = _person_counts(session, affected)
+    changes = {c: after.get(c, 0) - n for c, n in before.items() if after.get(c, 0) != n}
+    for campaign, change in changes.items():
+        session.execute(update(CampaignCount).where(CampaignCount.campaign == campaign)
+                        .values(signatures=CampaignCount.signatures + change))
+    return changes
+
+
+def claim_group_notice(session: Session, chat_id: str, now: datetime) -> bool:
+    """True the first time a group or channel is seen: it gets the one "message me privately" note."""
+    stmt = (_insert(session, TelegramGroupNotice).values(chat_id=chat_id, sent_at=now)
+            .on_conflict_do_nothing(index_elements=["chat_id"]).returning(TelegramGroupNotice.chat_id))
+    return session.execute(stmt).first() is not None

@@ -48,6 +48,9 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
     app.register_blueprint(public.bp)
     app.register_blueprint(simulator.bp)
     staff.init_app(app)  # /staff, plus app-wide CSRF, session cookie policy and STAFF_SIGNED_IN
+
+    from webhooks import telegram as telegram_webhook
+    app.register_blueprint(telegram_webhook.bp)
     _register_errors(app)
     security.install(app)  # nosniff, no framing, CSP on pages (reliability and security)
     return app

@@ -167,5 +167,9 @@ from webhooks.cli_staff import staff as _staff; main.add_command(_staff)  # noqa
 from webhooks.cli_member import member_group, purge  # noqa: E402 - reliability and security (issue 7)
 main.add_command(member_group); db_group.add_command(purge)  # noqa: E702
 
+from webhooks.cli_telegram import telegram_group  # noqa: E402 - Telegram commands (issue 3)
+main.add_command(telegram_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

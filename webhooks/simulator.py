@@ -59,10 +59,22 @@ def send():
         abort(400, "text is not valid Unicode (a lone surrogate)")
     if language is not None and not isinstance(language, str):
         abort(400, "language must be a string like 'es'")
-    command = telegram.parse_command(text) if channel == "telegram" else None
-    inbound = Inbound(channel=channel, address=f"sim:{address}", text=text, simulated=True,
-                      language_hint=language if channel == "telegram" else None,
-                      command=command[0] if command else None, argument=command[1] if command else None)
+    button = data.get("button")
+    if button is not None and (channel != "telegram" or not isinstance(button, str)):
+        abort(400, "button is a Telegram button's data string")
     rt = runtime()
+    if channel == "telegram":
+        # The same values a real update becomes: a pressed button is a callback query.
+        inbound = None
+        if button is not None:
+            inbound = telegram.button_inbound(button, f"sim:{address}", language_hint=language, simulated=True)
+            if inbound is None:
+                abort(400, "unknown button")
+        inbound = inbound or telegram.text_inbound(text, f"sim:{address}", language_hint=language, simulated=True)
+        outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now())
+        markup = telegram.reply_markup(inbound, outcome, rt.catalog, from_button=button is not None)
+        return jsonify(messages=outcome.messages, language=outcome.language, html=True,
+                       buttons=telegram.inline_buttons(markup))
+    inbound = Inbound(channel=channel, address=f"sim:{address}", text=text, simulated=True)
     outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now())
-    return jsonify(messages=outcome.messages, language=outcome.language, html=channel == "telegram")
+    return jsonify(messages=outcome.messages, language=outcome.language, html=False)

@@ -10,7 +10,7 @@ import storage.models
 
 
 revision = '0004_staff'
-down_revision = '0001'
+down_revision = "0002_telegram"
 branch_labels = None
 depends_on = None
 
