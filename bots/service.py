@@ -63,11 +63,9 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                                 limit, inbound.address, inbound.channel)
                 uow.commit()  # only the counter
                 return Outcome([], throttled=True)
-        if inbound.provider_id:
-            claim = repo.claim_message(session, inbound.channel, inbound.provider_id, now)
-            if claim is not repo.CLAIMED:
-                uow.rollback()
-                return Outcome(json.loads(claim) if claim else [], duplicate=True)
+        replayed = _replayed(uow, inbound, now)
+        if replayed is not None:
+            return replayed
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
                                            simulated=inbound.simulated)
         if created and privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
@@ -115,6 +113,18 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     return Outcome(messages, new.language, signed=signed)
 
 
+def _replayed(uow: UnitOfWork, inbound: Inbound, now: datetime) -> Outcome | None:
+    """Claim the provider's message id; None when this process owns it now, else (a provider's retry)
+    the outcome of its first handling, with the replies that were given then."""
+    if not inbound.provider_id:
+        return None
+    claim = repo.claim_message(uow.session, inbound.channel, inbound.provider_id, now)
+    if claim is repo.CLAIMED:
+        return None
+    uow.rollback()
+    return Outcome(json.loads(claim) if claim else [], duplicate=True)
+
+
 # --- Telegram (issue 3): updates that are not conversation messages -------------------------------
 
 
@@ -129,11 +139,9 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
     that number, so the person counts once. Only the sender's own number is linked."""
     with uow:
         session = uow.session
-        if inbound.provider_id:
-            claim = repo.claim_message(session, inbound.channel, inbound.provider_id, now)
-            if claim is not repo.CLAIMED:
-                uow.rollback()
-                return Outcome(json.loads(claim) if claim else [], duplicate=True)
+        replayed = _replayed(uow, inbound, now)
+        if replayed is not None:
+            return replayed
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
                                            simulated=inbound.simulated)
         if created:
