@@ -1,0 +1,27 @@
+"""The inbound benchmark's baseline: a bare Flask endpoint that parses the same form as the SMS
+webhook and answers constant TwiML. Served by gunicorn exactly like the real app:
+``gunicorn 'bench.baseline_app:create_app()'``."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, abort, request
+
+TWIML = ('<?xml version="1.0" encoding="UTF-8"?><Response><Message>Thanks! Now reply with your '
+         '5-digit ZIP code.</Message></Response>')
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+
+    @app.post("/webhooks/twilio/sms")
+    def inbound_sms():
+        form = request.form
+        if not form.get("MessageSid") or not form.get("From"):
+            abort(400)
+        return Response(TWIML, mimetype="application/xml")
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    return app
