@@ -1,5 +1,5 @@
 """The inbound benchmark's baseline: a bare Flask endpoint that parses the same form as the SMS
-webhook and answers constant TwiML. Served by gunicorn exactly like the real app:
+webhook and answers constant TwiML (and, for the data-scale bench, a campaign counter's constant JSON). Served by gunicorn exactly like the real app:
 ``gunicorn 'bench.baseline_app:create_app()'``."""
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ def create_app() -> Flask:
         if not form.get("MessageSid") or not form.get("From"):
             abort(400)
         return Response(TWIML, mimetype="application/xml")
+
+    @app.get("/api/campaigns/<slug>")
+    def campaign(slug: str):  # the data-scale bench's baseline: constant JSON, no database
+        return {"slug": slug, "title": "End S-Comm Now", "signatures": 1000000, "goal": 100000}
 
     @app.get("/healthz")
     def healthz():
