@@ -27,6 +27,7 @@ def runtime() -> Runtime:
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
     app = Flask(__name__)
     rt = rt or Runtime.build()
+    rt.zips.load()  # at start-up, not in the first request that names a ZIP (firma export skips it)
     app.extensions["firma"] = rt
     app.config.update(
         SECRET_KEY=rt.settings.secret_key,
