@@ -49,23 +49,36 @@ def store_response(session: Session, channel: str, provider_id: str, response: s
 
 def lock_member(session: Session, channel: str, address: str, now: datetime, simulated: bool = False,
                 language: str = "en") -> tuple[Member, bool]:
-    """Get or create the member and hold its row lock until commit. Returns (member, created)."""
+    """Get or create the member and hold its row lock until commit. Returns (member, created).
+
+    A member who wrote before (most messages) costs one statement, the locking SELECT; a first message
+    two (the SELECT, then INSERT ... RETURNING). Two first messages at once: one INSERT wins, the
+    other waits on the unique key, does nothing, and then locks the row the first one committed.
+    """
+    locked = (select(Member).where(Member.channel == channel, Member.address == address)
+              .with_for_update().execution_options(populate_existing=True))
+    member = session.scalars(locked).first()
+    if member is not None:
+        return member, False
+    # A row this transaction inserts is invisible to others until commit: no lock needed on it.
     stmt = (_insert(session, Member)
             .values(channel=channel, address=address, simulated=simulated, language=language, created_at=now)
             .on_conflict_do_nothing(index_elements=["channel", "address"])
-            .returning(Member.id))
-    created = session.execute(stmt).first() is not None
-    member = session.scalars(select(Member).where(Member.channel == channel, Member.address == address)
-                             .with_for_update().execution_options(populate_existing=True)).one()
-    return member, created
+            .returning(Member))
+    member = session.scalars(stmt, execution_options={"populate_existing": True}).first()
+    if member is not None:
+        return member, True
+    return session.scalars(locked).one(), False
 
 
 def find_member(session: Session, channel: str, address: str) -> Member | None:
     return session.scalars(select(Member).where(Member.channel == channel, Member.address == address)).first()
 
 
-def conversation_for(session: Session, member_id: int) -> Conversation:
-    conv = session.get(Conversation, member_id)
+def conversation_for(session: Session, member_id: int, new_member: bool = False) -> Conversation:
+    """The member's conversation row (made when missing; a member created in this transaction has
+    none, so no query is spent on it)."""
+    conv = None if new_member else session.get(Conversation, member_id)
     if conv is None:
         conv = Conversation(member_id=member_id, step="idle", invalid_count=0)
         session.add(conv)
