@@ -114,8 +114,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="seconds-long run (CI): few conversations, Python load")
     ap.add_argument("--databases", default="sqlite,postgresql")
-    ap.add_argument("--worker-classes", default="sync,gthread",
-                    help="comma list; gthread runs with --threads 4")
+    ap.add_argument("--worker-classes", default=None,
+                    help="comma list; gthread runs with --threads 4 (default sync,gthread; --smoke: sync)")
     ap.add_argument("--conversations", type=int, default=6000, help="conversations per run (3 requests each)")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=300, help="conversations before measuring")
@@ -126,6 +126,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         args.conversations, args.warmup, args.connections, args.wrk_check = 60, 10, 4, False
+    if args.worker_classes is None:
+        args.worker_classes = "sync" if args.smoke else "sync,gthread"
 
     print(f"machine: {common.machine()}")
     print(f"load generator: Python asyncio, {args.connections} connections, {args.conversations} conversations "
