@@ -26,6 +26,13 @@ def _insert(session: Session, model):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
+def _core(session: Session, stmt):
+    """Run a statement that touches no loaded ORM object on the session's connection (same transaction),
+    skipping the ORM's per-statement work (autoflush, bulk-DML processing): the hot path's claims,
+    counters and responses."""
+    return session.connection().execute(stmt)
+
+
 def claim_message(session: Session, channel: str, provider_id: str, now: datetime):
     """Insert the provider's message id. Returns CLAIMED, or the response stored by the first handling.
 
@@ -35,16 +42,16 @@ def claim_message(session: Session, channel: str, provider_id: str, now: datetim
             .values(channel=channel, provider_id=provider_id, received_at=now)
             .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
             .returning(ProcessedMessage.provider_id))
-    if session.execute(stmt).first() is not None:
+    if _core(session, stmt).first() is not None:
         return CLAIMED
     return session.scalar(select(ProcessedMessage.response)
                           .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id))
 
 
 def store_response(session: Session, channel: str, provider_id: str, response: str) -> None:
-    session.execute(update(ProcessedMessage)
-                    .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id)
-                    .values(response=response))
+    _core(session, update(ProcessedMessage)
+          .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id)
+          .values(response=response))
 
 
 def lock_member(session: Session, channel: str, address: str, now: datetime, simulated: bool = False,
@@ -98,13 +105,13 @@ def add_signature(session: Session, member: Member, *, campaign: str, name: str,
                     signed_at=now)
             .on_conflict_do_nothing(index_elements=["member_id", "campaign"])
             .returning(Signature.id))
-    if session.execute(stmt).first() is None:
+    if _core(session, stmt).first() is None:
         return False
     if not member.simulated:
         bump = (_insert(session, CampaignCount).values(campaign=campaign, signatures=1)
                 .on_conflict_do_update(index_elements=["campaign"],
                                        set_={"signatures": CampaignCount.signatures + 1}))
-        session.execute(bump)
+        _core(session, bump)
     return True
 
 
