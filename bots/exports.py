@@ -14,6 +14,7 @@ from storage import repository as repo
 COLUMNS = ["signed_at", "campaign", "channel", "name", "zip", "city", "state", "language", "opted_out"]
 CONTACT_COLUMN = "contact"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_CHARS = frozenset(_FORMULA_START)
 
 
 _PLAIN_NUMBER = re.compile(r"\+[0-9]{7,15}")  # an E.164 contact: digits only, nothing a spreadsheet can run
@@ -21,21 +22,23 @@ _PLAIN_NUMBER = re.compile(r"\+[0-9]{7,15}")  # an E.164 contact: digits only, n
 
 def neutralise(cell: str) -> str:
     """A cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP's advice)."""
-    if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+    if cell[:1] in _FORMULA_CHARS and not _PLAIN_NUMBER.fullmatch(cell):
         return "'" + cell
     return cell
 
 
 def _row(row: tuple, include_contact: bool) -> list[str]:
-    signed_at, campaign, channel, name, zip_code, city, state, language, opted_out_at, address = row
+    signed_at, campaign, channel, name, zip_code, city, state, language, opted_out, address = row
+    # signed_at is aware UTC already (storage.models.UTCDateTime); campaign, channel and language are
+    # our own codes, never formulas; the rest came from outside and is neutralised.
     cells = [
-        signed_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        campaign, channel, name, zip_code, city, state, language,
-        "true" if opted_out_at is not None else "false",
+        signed_at.astimezone(timezone.utc).isoformat(timespec="seconds")[:19] + "Z",
+        campaign, channel, neutralise(name), neutralise(zip_code), neutralise(city), neutralise(state), language,
+        "true" if opted_out else "false",
     ]
     if include_contact:
-        cells.append(address)
-    return [neutralise(c) for c in cells]
+        cells.append(neutralise(address))
+    return cells
 
 
 def export_lines(rt: Runtime, campaign: str, include_contact: bool = False) -> Iterator[str]:
@@ -47,7 +50,7 @@ def export_lines(rt: Runtime, campaign: str, include_contact: bool = False) -> I
     with rt.db.reader() as uow:
         for i, row in enumerate(repo.stream_export(uow.session, campaign), 1):
             writer.writerow(_row(row, include_contact))
-            if i % 1000 == 0:
+            if i % 2000 == 0:
                 yield _drain(buffer)
         rest = _drain(buffer)
         if rest:

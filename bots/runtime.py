@@ -19,7 +19,8 @@ _ZIPS: ZipDirectory | None = None
 
 
 def zip_directory() -> ZipDirectory:
-    """The ZIP table is read-only data (half a second to load): one copy per process."""
+    """The ZIP table is read-only data (seconds to load): one copy per process, loaded on first use
+    or by ``.load()`` at start-up."""
     global _ZIPS
     if _ZIPS is None:
         _ZIPS = ZipDirectory()

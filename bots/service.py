@@ -70,12 +70,12 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                                            simulated=inbound.simulated)
         if created and privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
             member.opted_out_at = now  # they asked to be forgotten: their opt-out still holds
-        conv = repo.conversation_for(session, member.id)
+        conv = repo.conversation_for(session, member.id, new_member=created)
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out_at is not None,
             disclosed=member.disclosed_at is not None, campaign=conv.campaign, step=conv.step,
             pending_name=conv.pending_name, invalid_count=conv.invalid_count,
-            signed=repo.signed_campaigns(session, member.id),
+            signed=frozenset() if created else repo.signed_campaigns(session, member.id),
         )
         result = engine.step(state, inbound)
         new = result.state

@@ -29,6 +29,13 @@ def _insert(session: Session, model):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
+def _core(session: Session, stmt):
+    """Run a statement that touches no loaded ORM object on the session's connection (same transaction),
+    skipping the ORM's per-statement work (autoflush, bulk-DML processing): the hot path's claims,
+    counters and responses."""
+    return session.connection().execute(stmt)
+
+
 def claim_message(session: Session, channel: str, provider_id: str, now: datetime):
     """Insert the provider's message id. Returns CLAIMED, or the response stored by the first handling.
 
@@ -38,33 +45,44 @@ def claim_message(session: Session, channel: str, provider_id: str, now: datetim
             .values(channel=channel, provider_id=provider_id, received_at=now)
             .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
             .returning(ProcessedMessage.provider_id))
-    if session.execute(stmt).first() is not None:
+    if _core(session, stmt).first() is not None:
         return CLAIMED
     return session.scalar(select(ProcessedMessage.response)
                           .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id))
 
 
 def store_response(session: Session, channel: str, provider_id: str, response: str) -> None:
-    session.execute(update(ProcessedMessage)
-                    .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id)
-                    .values(response=response))
+    _core(session, update(ProcessedMessage)
+          .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id)
+          .values(response=response))
 
 
 def lock_member(session: Session, channel: str, address: str, now: datetime, simulated: bool = False,
                 language: str = "en") -> tuple[Member, bool]:
-    """Get or create the member and hold its row lock until commit. Returns (member, created)."""
-    stmt = (_insert(session, Member)
-            .values(channel=channel, address=address, simulated=simulated, language=language, created_at=now)
-            .on_conflict_do_nothing(index_elements=["channel", "address"])
-            .returning(Member.id))
-    created = session.execute(stmt).first() is not None
-    member = session.scalars(select(Member).where(Member.channel == channel, Member.address == address)
-                             .with_for_update().execution_options(populate_existing=True)).one()
+    """Get or create the member and hold its row lock until commit. Returns (member, created).
+
+    A member who wrote before (most messages) costs one statement, the locking SELECT; a first message
+    two (the SELECT, then INSERT ... RETURNING). Two first messages at once: one INSERT wins, the
+    other waits on the unique key, does nothing, and then locks the row the first one committed.
+    """
+    locked = (select(Member).where(Member.channel == channel, Member.address == address)
+              .with_for_update().execution_options(populate_existing=True))
+    member = session.scalars(locked).first()
+    if member is None:
+        # A row this transaction inserts is invisible to others until commit: no lock needed on it.
+        stmt = (_insert(session, Member)
+                .values(channel=channel, address=address, simulated=simulated, language=language, created_at=now)
+                .on_conflict_do_nothing(index_elements=["channel", "address"])
+                .returning(Member))
+        member = session.scalars(stmt, execution_options={"populate_existing": True}).first()
+        if member is not None:
+            return member, True  # a new member is linked to nobody yet
+        member = session.scalars(locked).one()
     if member.person_id is not None:
         # A linked member also holds its person's row, so the person's other chat (the SMS member)
         # cannot sign the same campaign at the same moment and be counted a second time.
         lock_person(session, member.person_id)
-    return member, created
+    return member, False
 
 
 def lock_person(session: Session, person_id: int) -> Member | None:
@@ -85,8 +103,10 @@ def find_member(session: Session, channel: str, address: str) -> Member | None:
     return session.scalars(select(Member).where(Member.channel == channel, Member.address == address)).first()
 
 
-def conversation_for(session: Session, member_id: int) -> Conversation:
-    conv = session.get(Conversation, member_id)
+def conversation_for(session: Session, member_id: int, new_member: bool = False) -> Conversation:
+    """The member's conversation row (made when missing; a member created in this transaction has
+    none, so no query is spent on it)."""
+    conv = None if new_member else session.get(Conversation, member_id)
     if conv is None:
         conv = Conversation(member_id=member_id, step="idle", invalid_count=0)
         session.add(conv)
@@ -114,13 +134,13 @@ def add_signature(session: Session, member: Member, *, campaign: str, name: str,
                     signed_at=now)
             .on_conflict_do_nothing(index_elements=["member_id", "campaign"])
             .returning(Signature.id))
-    if session.execute(stmt).first() is None:
+    if _core(session, stmt).first() is None:
         return False
     if not member.simulated:
         bump = (_insert(session, CampaignCount).values(campaign=campaign, signatures=1)
                 .on_conflict_do_update(index_elements=["campaign"],
                                        set_={"signatures": CampaignCount.signatures + 1}))
-        session.execute(bump)
+        _core(session, bump)
     return True
 
 
@@ -166,7 +186,8 @@ def export_query(campaign: str) -> Select:
     shared = or_(Member.person_id.is_not(None),
                  Member.id.in_(select(mate.person_id).where(mate.person_id.is_not(None))))
     return (select(Signature.signed_at, Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
-                   Signature.city, Signature.state, Signature.language, Member.opted_out_at, Member.address,
+                   Signature.city, Signature.state, Signature.language,
+                   Member.opted_out_at.is_not(None).label("opted_out"), Member.address,
                    person.label("person"), shared.label("shared"))
             .join(Member, Member.id == Signature.member_id)
             .where(Signature.campaign == campaign, Signature.simulated.is_(False),
@@ -175,17 +196,19 @@ def export_query(campaign: str) -> Select:
 
 
 def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterator[tuple]:
-    """Rows of the export, one per person, fetched in batches with a server-side cursor. Memory stays
-    flat: only people with several linked chats are remembered (to skip their later signatures)."""
+    """Rows of the export, one per person, fetched in batches with a server-side cursor as plain rows
+    (no ORM loading per row; ``opted_out`` comes as a boolean). Memory stays flat: only people with
+    several linked chats are remembered (to skip their later signatures)."""
     seen: set[int] = set()
-    result = session.execute(export_query(campaign).execution_options(yield_per=batch))
-    for row in result:
-        *cells, person, shared = tuple(row)
-        if shared:
-            if person in seen:
-                continue
-            seen.add(person)
-        yield tuple(cells)
+    result = session.connection().execute(export_query(campaign).execution_options(yield_per=batch))
+    for rows in result.partitions():
+        for row in rows:
+            *cells, person, shared = row
+            if shared:
+                if person in seen:
+                    continue
+                seen.add(person)
+            yield tuple(cells)
 
 
 def consent_history(session: Session, member_id: int) -> list[ConsentEvent]:

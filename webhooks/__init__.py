@@ -29,6 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
     app = Flask(__name__)
     rt = rt or Runtime.build()
     redaction.install(redaction.secrets_of(rt.settings))  # no phone number or secret in any log line
+    rt.zips.load()  # at start-up, not in the first request that names a ZIP (firma export skips it)
     app.extensions["firma"] = rt
     app.config.update(
         SECRET_KEY=rt.settings.secret_key,

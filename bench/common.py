@@ -1,0 +1,337 @@
+"""Shared pieces of the benchmarks: databases, gunicorn on a pre-bound socket, signed Twilio
+conversations, and a Python load generator (asyncio, raw HTTP/1.1 keep-alive) for when wrk is absent.
+
+Everything runs on 127.0.0.1 on ephemeral ports; every database a bench makes is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support import twilio_client  # noqa: E402  (signing exactly as Twilio does)
+
+PG_SERVER = os.environ.get("FIRMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+CAMPAIGN = "end-scomm"
+KEYWORD = "SCOMM"
+# Real names and real ZIPs, so every conversation ends in a signature.
+NAMES = ["Ana María López", "José Núñez", "Guadalupe Ramírez", "John Smith", "Nguyen Thi Lan",
+         "Carmen Ortiz", "Luis Hernández", "Rosa Parks", "Miguel Ángel Torres", "Fatima Diallo"]
+ZIPS = ["60601", "78520", "90001", "10001", "33101", "85001", "98101", "02108", "30301", "94103"]
+
+
+# ---------------------------------------------------------------------------- machine and output
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gb = 0.0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = int(line.split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} CPUs ({model}), {mem_gb:.0f} GB RAM, Python {platform.python_version()}"
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- databases
+
+@contextlib.contextmanager
+def fresh_database(kind: str, workdir: Path):
+    """A new, migrated database (``firma db upgrade`` run as a subprocess); dropped afterwards."""
+    if kind == "sqlite":
+        path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
+        url = f"sqlite:///{path}"
+        migrate(url)
+        yield url
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(PG_SERVER)
+    name = f"firma_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def app_env(url: str, **extra) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(ROOT), FIRMA_DATABASE_URL=url, TWILIO_AUTH_TOKEN=twilio_client.TOKEN,
+               FIRMA_PUBLIC_URL=twilio_client.PUBLIC_URL, FIRMA_SECRET_KEY="bench-secret")
+    env.update(extra)
+    return env
+
+
+def migrate(url: str) -> None:
+    subprocess.run([sys.executable, "-m", "webhooks.cli", "db", "upgrade"], env=app_env(url), check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+# ---------------------------------------------------------------------------- gunicorn
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+
+@contextlib.contextmanager
+def gunicorn(app: str, env: dict, workers: int = 2, worker_class: str = "sync", threads: int = 1,
+             log_dir: Path | None = None):
+    """gunicorn on a socket bound here to 127.0.0.1:0 and handed over as fd:// (no port race)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit this: without it, a keep-alive worker (gthread) that writes headers and
+    # body separately waits on Nagle + delayed ACK (40 ms a response).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    port = sock.getsockname()[1]
+    log_path = (log_dir or Path(tempfile.gettempdir())) / f"gunicorn-{port}.log"
+    cmd = [sys.executable, "-m", "gunicorn", app, "--bind", f"fd://{sock.fileno()}", "--workers", str(workers),
+           "--worker-class", worker_class, "--threads", str(threads), "--backlog", "2048",
+           "--error-logfile", str(log_path), "--log-level", "warning", "--timeout", "60"]
+    with open(log_path, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, pass_fds=[sock.fileno()], stdout=fh, stderr=fh)
+    sock.close()
+    server = Server(proc, port, log_path)
+    try:
+        wait_ready(server, workers)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(server: Server, workers: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    ok = 0
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {server.log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(server.base + "/healthz", timeout=2) as r:
+                ok = ok + 1 if r.status == 200 else 0
+        except OSError:
+            ok = 0
+        # every worker has imported the app once a few health checks in a row pass
+        if ok >= 2 * workers and len(server.worker_pids()) >= workers:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"gunicorn did not become ready: {server.log_path.read_text()[-2000:]}")
+
+
+def get_json(url: str):
+    import json
+
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+# ---------------------------------------------------------------------------- signed conversations
+
+@dataclass
+class Prepared:
+    path: str
+    body: bytes
+    signature: str
+
+
+def conversation_requests(n: int, phone_base: int = 13125000000) -> list[list[Prepared]]:
+    """Whole conversations (keyword, name, ZIP) from n distinct phones: one list of three requests
+    per phone, each message with its own MessageSid and a real X-Twilio-Signature."""
+    out: list[list[Prepared]] = []
+    for i in range(n):
+        phone = f"+{phone_base + i}"
+        conv = []
+        for body in (KEYWORD, NAMES[i % len(NAMES)], ZIPS[i % len(ZIPS)]):
+            params = twilio_client.sms_params(phone, body)
+            conv.append(Prepared(twilio_client.SMS_PATH, urlencode(params).encode(), twilio_client.sign(params)))
+        out.append(conv)
+    return out
+
+
+def per_connection(conversations: list[list[Prepared]], connections: int) -> list[list[Prepared]]:
+    """Deal whole conversations to connections. Each connection sends its requests one after another,
+    so a phone's next message leaves only once its previous one was answered, as from a real phone
+    (a shared queue would let a later message of a slow conversation overtake an earlier one)."""
+    lanes: list[list[Prepared]] = [[] for _ in range(connections)]
+    for i, conv in enumerate(conversations):
+        lanes[i % connections].extend(conv)
+    return lanes
+
+
+def raw_request(p: Prepared) -> bytes:
+    head = (f"POST {p.path} HTTP/1.1\r\nHost: firma.example.org\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(p.body)}\r\n"
+            f"X-Twilio-Signature: {p.signature}\r\nConnection: keep-alive\r\n\r\n")
+    return head.encode() + p.body
+
+
+# ---------------------------------------------------------------------------- load generators
+
+@dataclass
+class LoadResult:
+    tool: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    non_2xx: int = 0
+    errors: int = 0
+    client_cpu: float = 0.0  # CPU seconds of the load generator / wall seconds (1.0 = one core busy)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def finish(self) -> "LoadResult":
+        if self.latencies_ms:
+            q = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
+            self.p50_ms, self.p99_ms = statistics.median(self.latencies_ms), q[98]
+        return self
+
+
+def python_load(port: int, lanes: list[list[bytes]]) -> LoadResult:
+    """One keep-alive connection per lane, each sending its lane's requests in order."""
+    latencies: list[float] = []
+    counters = {"non2xx": 0, "errors": 0}
+
+    async def connect():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return reader, writer
+
+    async def one_connection(reqs: list[bytes]):
+        reader, writer = await connect()
+        try:
+            for data in reqs:
+                t0 = time.perf_counter()
+                if writer is None:  # the server closed the last one (gunicorn's sync workers do)
+                    reader, writer = await connect()
+                writer.write(data)
+                status_line = await reader.readline()
+                length, close = 0, False
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    low = line.lower()
+                    if low.startswith(b"content-length:"):
+                        length = int(line[15:])
+                    elif low.startswith(b"connection:") and b"close" in low:
+                        close = True
+                if length:
+                    await reader.readexactly(length)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                parts = status_line.split()
+                if len(parts) < 2 or not parts[1].startswith(b"2"):
+                    counters["non2xx"] += 1
+                if close:
+                    writer.close()
+                    reader = writer = None
+        except (OSError, asyncio.IncompleteReadError):
+            counters["errors"] += 1
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def run():
+        await asyncio.gather(*(one_connection(lane) for lane in lanes))
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    wall = time.perf_counter() - t0
+    result = LoadResult("python-asyncio", len(latencies), wall, latencies, non_2xx=counters["non2xx"],
+                        errors=counters["errors"], client_cpu=(time.process_time() - cpu0) / wall)
+    return result.finish()
+
+
+WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = io.open(os.getenv("FIRMA_WRK_BODY"), "rb"):read()
+function done(summary, latency, requests)
+  io.write(string.format("WRK_JSON {\"requests\": %d, \"us\": %d, \"p50\": %f, \"p99\": %f}\n",
+    summary.requests, summary.duration, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def wrk_constant(port: int, body: bytes, connections: int, seconds: int, workdir: Path) -> LoadResult:
+    """wrk posting one constant form for a fixed time. Only for the baseline (it ignores signatures and
+    state): wrk cannot replay conversations in order (its Lua cannot tell connections apart, and a
+    run lasts its full -d), so it serves to check that the Python generator is not the bottleneck."""
+    import json
+
+    script, body_file = workdir / "constant.lua", workdir / "body.txt"
+    script.write_text(WRK_SCRIPT)
+    body_file.write_bytes(body)
+    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script),
+           f"http://127.0.0.1:{port}/webhooks/twilio/sms"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "FIRMA_WRK_BODY": str(body_file)}).stdout
+    m = re.search(r"WRK_JSON (\{.*\})", out)
+    if not m:
+        raise RuntimeError(f"wrk printed no figures:\n{out}")
+    d = json.loads(m.group(1))
+    return LoadResult("wrk", d["requests"], d["us"] / 1e6, p50_ms=d["p50"], p99_ms=d["p99"])
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def peak_rss_mb_children() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

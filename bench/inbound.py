@@ -1,0 +1,175 @@
+"""Inbound benchmark (issue 6, target 1): the SMS webhook under gunicorn against a bare Flask baseline.
+
+    python3 bench/inbound.py            # SQLite and PostgreSQL, sync and gthread workers
+    python3 bench/inbound.py --smoke    # a few seconds (CI): a small run
+    python3 bench/inbound.py --profile DIR   # also records py-spy profiles of the firma workers
+
+Each run starts a fresh database (``firma db upgrade``), then gunicorn with the real app
+(``webhooks:create_app()``) and, in the same run and the same way, gunicorn with
+``bench/baseline_app.py`` (parses the same form, answers constant TwiML). Both get the same replay
+of Twilio-signed requests: whole conversations (keyword, name, ZIP), each from its own phone number,
+each message with its own MessageSid. The bench checks afterwards that the campaign counter grew by
+exactly the number of conversations, so a fast run that lost signatures cannot pass.
+
+Targets: firma >= 40% of the baseline's requests/s, p99 < 30 ms at that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+from bench.common import log  # noqa: E402
+
+FIRMA_APP = "webhooks:create_app()"
+BASELINE_APP = "bench.baseline_app:create_app()"
+TARGET_RATIO = 0.40
+TARGET_P99_MS = 30.0
+
+_phone_base = [13120000000]
+
+
+def next_phones(n: int) -> int:
+    base = _phone_base[0]
+    _phone_base[0] += n + 1000
+    return base
+
+
+def drive(server: common.Server, conversations: int, connections: int):
+    """Replay ``conversations`` fresh signed conversations against ``server``."""
+    lanes = common.per_connection(common.conversation_requests(conversations, next_phones(conversations)),
+                                  connections)
+    return common.python_load(server.port, [[common.raw_request(p) for p in lane] for lane in lanes]), conversations
+
+
+def count(server: common.Server) -> int:
+    return common.get_json(f"{server.base}/api/campaigns/{common.CAMPAIGN}")["signatures"]
+
+
+def start_profile(server: common.Server, out_dir: Path, label: str) -> list[subprocess.Popen]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for pid in server.worker_pids():
+        out = out_dir / f"{label}-{pid}.txt"
+        procs.append(subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+                                       "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # py-spy attaches
+    return procs
+
+
+def stop_profile(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir: Path) -> dict:
+    env = common.app_env(url)
+    row = {"database": kind, "workers": f"2 {worker_class}" + (f" x{threads} threads" if threads > 1 else "")}
+    with common.gunicorn(FIRMA_APP, env, workers=2, worker_class=worker_class, threads=threads,
+                         log_dir=workdir) as server:
+        drive(server, args.warmup, args.connections)  # warm both workers
+        before = count(server)
+        profilers = start_profile(server, Path(args.profile), f"{kind}-{worker_class}") if args.profile else []
+        result, conversations = drive(server, args.conversations, args.connections)
+        stop_profile(profilers)
+        signed = count(server) - before
+    with common.gunicorn(BASELINE_APP, env, workers=2, worker_class=worker_class, threads=threads,
+                         log_dir=workdir) as base_server:
+        drive(base_server, args.warmup, args.connections)
+        base, _ = drive(base_server, args.conversations, args.connections)
+        if args.wrk_check and common.have_wrk():
+            # the same baseline, loaded by wrk (C) instead: if wrk gets much more, the Python generator
+            # was the bottleneck
+            body = common.conversation_requests(1, 19990000000)[0][1].body
+            row["wrk_baseline_rps"] = round(common.wrk_constant(base_server.port, body, args.connections,
+                                                                max(2, round(base.seconds)), workdir).rps)
+    row.update(
+        loadgen=f"{result.tool}, {args.connections} connections", requests=result.requests, rps=round(result.rps), p50_ms=round(result.p50_ms, 2),
+        p99_ms=round(result.p99_ms, 2), non_2xx=result.non_2xx + result.errors,
+        baseline_rps=round(base.rps), baseline_p99_ms=round(base.p99_ms, 2),
+        ratio=round(result.rps / base.rps, 3) if base.rps else 0.0,
+        conversations=conversations, signatures_added=signed, exact=signed == conversations,
+    )
+    row["loadgen_cpu"] = round(max(result.client_cpu, base.client_cpu), 2)
+    row["meets_target"] = bool(row["ratio"] >= TARGET_RATIO and row["p99_ms"] < TARGET_P99_MS and row["exact"]
+                               and row["non_2xx"] == 0)
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run (CI): few conversations, Python load")
+    ap.add_argument("--databases", default="sqlite,postgresql")
+    ap.add_argument("--worker-classes", default=None,
+                    help="comma list; gthread runs with --threads 4 (default sync,gthread; --smoke: sync)")
+    ap.add_argument("--conversations", type=int, default=6000, help="conversations per run (3 requests each)")
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=300, help="conversations before measuring")
+    ap.add_argument("--no-wrk-check", dest="wrk_check", action="store_false",
+                    help="skip loading the baseline with wrk too (done when wrk is installed)")
+    ap.add_argument("--profile", metavar="DIR", help="record py-spy profiles (raw stacks) of the firma workers")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.conversations, args.warmup, args.connections, args.wrk_check = 60, 10, 4, False
+    if args.worker_classes is None:
+        args.worker_classes = "sync" if args.smoke else "sync,gthread"
+
+    print(f"machine: {common.machine()}")
+    print(f"load generator: Python asyncio, {args.connections} connections, {args.conversations} conversations "
+          f"({3 * args.conversations} requests) per run")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="firma-bench-") as tmp:
+        workdir = Path(tmp)
+        for kind in [d.strip() for d in args.databases.split(",") if d.strip()]:
+            with common.fresh_database(kind, workdir) as url:
+                for wc in [w.strip() for w in args.worker_classes.split(",") if w.strip()]:
+                    threads = 4 if wc == "gthread" else 1
+                    log(f"running {kind} / {wc} ...")
+                    row = run_one(kind, url, wc, threads, args, workdir)
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+    print()
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    print("INBOUND_RESULTS " + json.dumps(rows))
+    return 0
+
+
+def format_row(r: dict) -> str:
+    extra = f", load generator CPU {r['loadgen_cpu']:.0%} of a core"
+    if "wrk_baseline_rps" in r:
+        extra += f", baseline under wrk {r['wrk_baseline_rps']} req/s"
+    return (f"{r['database']:<10} {r['workers']:<22} firma {r['rps']:>6} req/s  p50 {r['p50_ms']:.2f} ms  "
+            f"p99 {r['p99_ms']:.2f} ms | baseline {r['baseline_rps']:>6} req/s  p99 {r['baseline_p99_ms']:.2f} ms"
+            f" | ratio {r['ratio']:.0%} (target >= {TARGET_RATIO:.0%}), p99 target < {TARGET_P99_MS:.0f} ms"
+            f" | signatures {r['signatures_added']}/{r['conversations']} {'exact' if r['exact'] else 'WRONG'}"
+            f", non-2xx {r['non_2xx']}{extra} -> {'OK' if r['meets_target'] else 'MISSES TARGET'}")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| database | gunicorn workers | firma req/s | p50 ms | p99 ms | baseline req/s | ratio | signatures exact |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        lines.append(f"| {r['database']} | {r['workers']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
+                     f"{r['baseline_rps']} | {r['ratio']:.0%} | {'yes' if r['exact'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Each benchmark's --smoke mode, so the benches keep working (issue 6). No timing assertions: the
+smoke runs check that the bench completed, printed its figures, and that the figures are sane
+(every conversation signed exactly once, every exported row present)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATABASES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(script: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, f"bench/{script}", "--smoke", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def results(out: str, tag: str) -> list[dict]:
+    line = next(line for line in out.splitlines() if line.startswith(tag + " "))
+    return json.loads(line[len(tag) + 1:])
+
+
+@pytest.mark.slow
+def test_inbound_smoke(request):
+    if "postgresql" in DATABASES:
+        request.getfixturevalue("postgres_database")  # the server is there (or the usual skip / CI failure)
+    out = run_bench("inbound.py", "--databases", ",".join(DATABASES))
+    assert "machine: " in out and "ratio" in out
+    rows = results(out, "INBOUND_RESULTS")
+    assert [r["database"] for r in rows] == DATABASES
+    for r in rows:
+        assert r["exact"] and r["signatures_added"] == r["conversations"] == 60, r
+        assert r["non_2xx"] == 0, r
+        assert r["requests"] == 3 * r["conversations"], r
+        assert r["rps"] > 0 and r["baseline_rps"] > 0 and r["p99_ms"] > 0 and r["ratio"] > 0, r
+    assert "| database | gunicorn workers | firma req/s |" in out
+
+
+@pytest.mark.slow
+def test_datascale_smoke(postgres_database):
+    out = run_bench("datascale.py")
+    (row,) = results(out, "DATASCALE_RESULTS")
+    assert row["rows"] == row["counter"] == row["exported"] == 10_000, row
+    assert row["api_p50_ms"] > 0 and row["api_baseline_p50_ms"] > 0, row
+    assert row["export_s"] > 0 and row["export_peak_rss_mb"] > 0 and row["copy_baseline_s"] > 0, row
+    assert "staff dashboard" in out
