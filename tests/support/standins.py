@@ -134,7 +134,8 @@ class TwilioStandIn(StandIn):
         super().__init__(latency)
         self.failures: dict[str, TwilioFailure | list[TwilioFailure]] = {}  # To -> failure(s), consumed in order
 
-    def fail(self, to: str, *failures: TwilioFailure) -> None:
+    def fail(self, to: str, *failures: TwilioFailure | None) -> None:
+        """Answer messages to ``to`` with these failures in turn (the last one repeats; None = success)."""
         self.failures[to] = list(failures)
 
     @property
@@ -205,7 +206,7 @@ class TelegramStandIn(StandIn):
         StandIn.__init__(self, self.latency)
         self._message_id = 0
 
-    def fail(self, chat_id: int | str, *failures: TelegramFailure) -> None:
+    def fail(self, chat_id: int | str, *failures: TelegramFailure | None) -> None:
         self.failures[str(chat_id)] = list(failures)
 
     def calls(self, method: str) -> list[dict]:
@@ -238,8 +239,8 @@ class TelegramStandIn(StandIn):
         if api in ("sendMessage", "editMessageReplyMarkup", "editMessageText"):
             chat_id = str(params.get("chat_id"))
             pending = self.failures.get(chat_id)
-            if pending:
-                failure = pending.pop(0) if len(pending) > 1 else pending[0]
+            failure = (pending.pop(0) if len(pending) > 1 else pending[0]) if pending else None
+            if failure is not None:  # a None in the list answers normally (fail once, then succeed)
                 payload = {"ok": False, "error_code": failure.status, "description": failure.description}
                 if failure.retry_after is not None:
                     payload["parameters"] = {"retry_after": failure.retry_after}
