@@ -243,9 +243,9 @@ class Worker:
     def render(self, channel: str, row: sql.Claimed) -> str:
         b = self._templates[row.broadcast_id]
         lang = row.language if row.language in self.rt.catalog.languages else "en"
-        template = template_for(b, lang)
+        template, text_lang = template_for(b, lang)
         if channel == "sms":
-            return plan.render_sms(template, row.name, stop_notice(self.rt.catalog, b.campaign, lang))
+            return plan.render_sms(template, row.name, stop_notice(self.rt.catalog, b.campaign, text_lang))
         return plan.render_telegram(template, row.name)
 
     def _reserve(self, channel: str, count: int) -> float:

@@ -65,10 +65,12 @@ def stop_notice(catalog: Catalog, campaign: str, language: str) -> str | None:
     return catalog.template("broadcast_stop_notice", language if language in catalog.languages else "en", "sms")
 
 
-def template_for(broadcast_or_req, language: str) -> str:
+def template_for(broadcast_or_req, language: str) -> tuple[str, str]:
+    """(the text a member of ``language`` gets, the language it is in): English when there is no
+    translation, and then the STOP notice is in English too."""
     if language == "es" and broadcast_or_req.message_es:
-        return broadcast_or_req.message_es
-    return broadcast_or_req.message_en
+        return broadcast_or_req.message_es, "es"
+    return broadcast_or_req.message_en, "en"
 
 
 @dataclass
@@ -98,7 +100,8 @@ def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
         if req.channel not in ("all", ch):
             continue
         for lang in rt.catalog.languages:
-            check = plan.check_text(template_for(req, lang), lang, ch, stop_notice(rt.catalog, req.campaign, lang))
+            template, text_lang = template_for(req, lang)
+            check = plan.check_text(template, lang, ch, stop_notice(rt.catalog, req.campaign, text_lang))
             texts.append(check)
             if ch == "sms":
                 segments += check.segments * counts.get((ch, lang), 0)
@@ -126,7 +129,8 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest) -> Created:
     for lang in rt.catalog.languages:  # refuse texts that cannot be sent before writing anything
         for ch in ("sms", "telegram"):
             if req.channel in ("all", ch):
-                plan.check_text(template_for(req, lang), lang, ch, stop_notice(rt.catalog, req.campaign, lang))
+                template, text_lang = template_for(req, lang)
+                plan.check_text(template, lang, ch, stop_notice(rt.catalog, req.campaign, text_lang))
     now = rt.now()
     with rt.db.uow() as uow:
         s = uow.session

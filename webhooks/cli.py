@@ -159,5 +159,8 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
         out.flush()
 
 
+from webhooks.cli_broadcast import register as _register_broadcast  # noqa: E402 - broadcast, worker (issue 4)
+_register_broadcast(main)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -7,6 +7,7 @@ worker event loop: ``async with SmsSender(settings, concurrency) as sender: awai
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Mapping
 
@@ -55,7 +56,10 @@ class SmsSender:
             self._sender["status_callback"] = settings.public_url + STATUS_PATH
 
     async def __aenter__(self) -> "SmsSender":
-        self._http = AsyncTwilioHttpClient(timeout=self.timeout)
+        # The library logs every request at INFO; a broadcast makes millions: keep its log to warnings.
+        quiet = logging.getLogger("firma.sms_send.http")
+        quiet.setLevel(logging.WARNING)
+        self._http = AsyncTwilioHttpClient(timeout=self.timeout, logger=quiet)
         # The library's session allows 100 connections; give it as many as we keep calls in flight.
         await self._http.session.close()
         self._http.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.concurrency))

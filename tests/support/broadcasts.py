@@ -98,3 +98,26 @@ class WorkerThread(threading.Thread):
             self.stats = run_worker(self.rt, self.options)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
+
+
+def add_signers_bulk(rt, n: int, *, channel: str = "sms", start: int = 0, campaign: str = "end-scomm",
+                     tz: str | None = "America/Chicago", language: str = "en", chunk: int = 10_000) -> None:
+    """``n`` signers written with a few executemany statements (for big tests and the benchmark).
+    SMS numbers are +1312 followed by a 7-digit counter; Telegram ids are 10^9 + counter."""
+    from sqlalchemy import insert
+
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    for lo in range(start, start + n, chunk):
+        hi = min(start + n, lo + chunk)
+        addresses = [f"+1312{i:07d}" if channel == "sms" else str(10**9 + i) for i in range(lo, hi)]
+        with rt.db.uow() as uow:
+            s = uow.session
+            s.execute(insert(Member), [dict(channel=channel, address=a, language=language, simulated=False,
+                                            created_at=now) for a in addresses])
+            ids = dict(s.execute(select(Member.address, Member.id)
+                                 .where(Member.channel == channel, Member.address.in_(addresses))).tuples().all())
+            s.execute(insert(Signature), [dict(member_id=ids[a], campaign=campaign, channel=channel,
+                                               name=f"Signer {i}", zip_code="60601", city="Chicago", state="IL",
+                                               timezone=tz, language=language, simulated=False, signed_at=now)
+                                          for i, a in zip(range(lo, hi), addresses)])
+            uow.commit()
