@@ -247,10 +247,11 @@ def delivery_by_provider_id(session: Session, provider_id: str) -> Delivery | No
 
 # --- the shared rate limit -----------------------------------------------------------------------
 
-def lock_throttle(session: Session, channel: str) -> SendThrottle:
+def lock_throttle(session: Session, channel: str, create: bool = True) -> SendThrottle:
     """The channel's throttle row, locked until commit (every worker's claims for the channel queue here)."""
-    session.execute(_insert(session, SendThrottle).values(channel=channel, next_slot=0.0, paused_until=0.0)
-                    .on_conflict_do_nothing(index_elements=["channel"]))
+    if create:
+        session.execute(_insert(session, SendThrottle).values(channel=channel, next_slot=0.0, paused_until=0.0)
+                        .on_conflict_do_nothing(index_elements=["channel"]))
     return session.scalars(select(SendThrottle).where(SendThrottle.channel == channel).with_for_update()
                            .execution_options(populate_existing=True)).one()
 

@@ -190,7 +190,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("broadcast_id", "member_id"),
         # What workers claim: due rows per channel, oldest due first.
-        Index("ix_deliveries_due", "channel", "due_at",
+        Index("ix_deliveries_due", "channel", "due_at", "id",
               postgresql_where=text("status IN ('pending', 'held')"),
               sqlite_where=text("status IN ('pending', 'held')")),
         # Rows a dead worker left behind.
