@@ -138,6 +138,33 @@ def throughput(url: str, env: dict, workers: int, n: int, logdir: Path) -> float
     return n / (last - claimed_first).total_seconds()
 
 
+def client_only(standin_url: str, n: int, concurrency: int = 1000) -> float:
+    """Baseline: the twilio library's asyncio client alone (no database, no worker) against the same
+    stand-in: the most one Python process can do on this machine."""
+    import asyncio
+
+    from bots.channels.sms_send import SmsSender
+    from config.settings import Settings
+
+    settings = Settings(twilio_account_sid="AC" + "0" * 32, twilio_auth_token="bench-token",
+                        twilio_messaging_service_sid="MG" + "1" * 32, twilio_api_url=standin_url)
+
+    async def go() -> float:
+        async with SmsSender(settings, concurrency) as sender:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one(i: int):
+                async with sem:
+                    return await sender.send(f"+1{3000000000 + i}", "Bench")
+
+            t = time.perf_counter()
+            results = await asyncio.gather(*(one(i) for i in range(n)))
+            assert all(r.kind == "sent" for r in results)
+            return n / (time.perf_counter() - t)
+
+    return asyncio.run(go())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="small sizes, runs in seconds")
@@ -165,10 +192,12 @@ def main() -> None:
         seed(url, n_tp, "TX", 1)
         print(f"[bench] {'smoke' if args.smoke else 'full'} run; logs in {logdir}", flush=True)
 
+        raw = client_only(env["TWILIO_API_URL"], n_tp)
         one = throughput(url, env, 1, n_tp, logdir)
         two = throughput(url, env, 2, n_tp, logdir)
         rows += [("msg/s, 1 worker, 50 ms provider, no cap", f"{one:,.0f}", f"target {TARGET_RATE:,.0f}",
                   f"{one / TARGET_RATE:.2f}x"),
+                 ("", "", f"twilio client alone {raw:,.0f}", f"{one / raw:.2f}x"),
                  ("msg/s, 2 workers", f"{two:,.0f}", f"1 worker {one:,.0f}", f"{two / one:.2f}x")]
 
         reset(url)
@@ -215,7 +244,9 @@ def main() -> None:
         admin.dispose()
 
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'figure'.ljust(width)}  {'measured':>12}  {'baseline':<36}  ratio")
+    load = os.getloadavg()[0]
+    print(f"\n{os.cpu_count()} CPUs, load average {load:.1f} at the end (other work on the machine skews these)")
+    print(f"{'figure'.ljust(width)}  {'measured':>12}  {'baseline':<36}  ratio")
     for r in rows:
         print(f"{r[0].ljust(width)}  {r[1]:>12}  {r[2]:<36}  {r[3]}")
 

@@ -65,7 +65,9 @@ def materialise(session: Session, broadcast: Broadcast, f: Filters, now: datetim
     sel = recipients_query(f, literal(broadcast.id), Member.id, Member.channel, Member.address, Member.language,
                            Signature.name, Signature.timezone, literal("pending"), literal(now, Delivery.due_at.type),
                            literal(0))
-    session.execute(insert(Delivery).from_select(cols, sel))
+    res = session.execute(insert(Delivery).from_select(cols, sel))
+    if res.rowcount is not None and res.rowcount >= 0:
+        return res.rowcount
     return session.scalar(select(func.count()).select_from(Delivery)
                           .where(Delivery.broadcast_id == broadcast.id)) or 0
 
@@ -241,7 +243,9 @@ def next_release(session: Session, broadcast_id: int) -> datetime | None:
 
 
 def delivery_by_provider_id(session: Session, provider_id: str) -> Delivery | None:
-    return session.scalars(select(Delivery).where(Delivery.provider_id == provider_id)
+    # "IS NOT NULL" lets the planner use the partial index ix_deliveries_provider_id.
+    return session.scalars(select(Delivery).where(Delivery.provider_id == provider_id,
+                                                  Delivery.provider_id.is_not(None))
                            .with_for_update()).first()
 
 

@@ -69,7 +69,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_deliveries_broadcast_status', ['broadcast_id', 'status'], unique=False)
         batch_op.create_index('ix_deliveries_due', ['channel', 'due_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('pending', 'held')"), sqlite_where=sa.text("status IN ('pending', 'held')"))
         batch_op.create_index('ix_deliveries_lease', ['lease_until'], unique=False, postgresql_where=sa.text("status = 'sending'"), sqlite_where=sa.text("status = 'sending'"))
-        batch_op.create_index('ix_deliveries_provider_id', ['provider_id'], unique=False)
+        batch_op.create_index('ix_deliveries_provider_id', ['provider_id'], unique=False, postgresql_where=sa.text('provider_id IS NOT NULL'), sqlite_where=sa.text('provider_id IS NOT NULL'))
 
     
 
