@@ -148,3 +148,21 @@ def test_two_worker_processes_share_one_broadcast_without_overlap(rt, tmp_path):
         assert sum(sent_by) == 1000 and min(sent_by) > 0, sent_by  # both worked, neither took the other's rows
         assert len(twilio.messages) == 1000 and len({m["To"] for m in twilio.messages}) == 1000
         assert h.status_of(rt, b.id) == {"sent": 1000}
+
+
+@pytest.mark.slow
+def test_rate_caps_hold_in_every_sliding_second_across_two_worker_processes(rt, tmp_path):
+    """FIRMA_SMS_RATE / FIRMA_TELEGRAM_RATE, counted where the provider sees them: at the stand-ins."""
+    with TwilioStandIn() as twilio, TelegramStandIn(token=h.TG_TOKEN) as telegram:
+        h.add_signers_bulk(rt, 70)
+        h.add_signers_bulk(rt, 70, channel="telegram")
+        broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
+        env = env_for(rt, twilio, FIRMA_SMS_RATE="20", FIRMA_TELEGRAM_RATE="25", TELEGRAM_BOT_TOKEN=h.TG_TOKEN,
+                      TELEGRAM_API_URL=telegram.url)
+        procs = [_worker_process(env, tmp_path / f"w{i}.log", "--drain", "--batch", "7") for i in range(2)]
+        for p in procs:
+            p.wait(timeout=120)
+        assert all(p.returncode == 0 for p in procs), [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+        assert len(twilio.messages) == 70 and len(telegram.sent) == 70
+        assert h.max_in_any_second([r.at for r in twilio.requests]) <= 20
+        assert h.max_in_any_second([at for _, at in h.telegram_sends(telegram)]) <= 25
