@@ -153,7 +153,7 @@ class Worker:
                 n = await asyncio.to_thread(self._reap)
                 if n:
                     log.warning("%d deliveries were left `sending` by a worker that stopped: marked unknown", n)
-            if self._unstarted[channel] >= 2 * size:  # two blocks wait for their slots already: enough
+            if self._unstarted[channel] >= 3 * size:  # three blocks wait for their slots already: enough
                 await asyncio.sleep(0.001)
                 continue
             late, self._block_late[channel] = self._block_late[channel], 0.0
@@ -168,7 +168,8 @@ class Worker:
             began = time.time()
             claimed, wait = await asyncio.to_thread(self._claim, channel, min(room, size), interval)
             # Slots start this far ahead of the claim, so committing it does not make them late.
-            self._lead[channel] = min(0.5, 0.8 * self._lead[channel] + 0.2 * 2 * (time.time() - began))
+            # Up at once on a slow claim, down slowly: a block whose claim outran the lead is all late.
+            self._lead[channel] = min(0.5, max(0.95 * self._lead[channel], 2 * (time.time() - began)))
             if wait:
                 await self._sleep(min(wait, self.o.poll))
                 continue
