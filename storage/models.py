@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -240,3 +242,78 @@ class TelegramGroupNotice(Base):
 
     chat_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+# --- Broadcasts (issue 4): a message to a campaign's signers, and one delivery row per recipient ---
+
+BROADCAST_CHANNELS = ("all", "sms", "telegram")
+# pending: due at due_at; held: quiet hours, due at due_at (when their window opens); sending: claimed
+# by a worker until lease_until; sent: the provider took it; delivered/failed: a status callback said
+# so (or the provider refused it); skipped: not sent on purpose (opted out since); unknown: a worker
+# died or timed out mid-call, so whether it went out is unknown (reported, never resent by itself).
+DELIVERY_STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed", "skipped", "unknown")
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64), index=True)
+    message_en: Mapped[str] = mapped_column(Text)
+    message_es: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(16), default="all")  # filter: all | sms | telegram
+    state: Mapped[str | None] = mapped_column(String(2))  # filter: signature state
+    zip_prefix: Mapped[str | None] = mapped_column(String(5))  # filter: signature ZIP starts with
+    signed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # filter: signed at or after
+    created_by: Mapped[str] = mapped_column(String(200), default="cli")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    timezones: Mapped[str] = mapped_column(Text, default="")  # recipients' zones, newline-separated
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "member_id"),
+        # What workers claim: due rows per channel, oldest due first.
+        Index("ix_deliveries_due", "channel", "due_at", "id",
+              postgresql_where=text("status IN ('pending', 'held')"),
+              sqlite_where=text("status IN ('pending', 'held')")),
+        # Rows a dead worker left behind.
+        Index("ix_deliveries_lease", "lease_until",
+              postgresql_where=text("status = 'sending'"), sqlite_where=text("status = 'sending'")),
+        Index("ix_deliveries_broadcast_status", "broadcast_id", "status"),
+        # Status callbacks find their delivery by Twilio's SID; unsent rows (NULL) stay out of it,
+        # so materialising a million deliveries does not write a million index entries.
+        Index("ix_deliveries_provider_id", "provider_id",
+              postgresql_where=text("provider_id IS NOT NULL"), sqlite_where=text("provider_id IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SendThrottle(Base):
+    """One row per channel: the next free send slot (epoch seconds), shared by every worker, so the
+    per-channel rate holds for all of them together; and a pause (Telegram 429 retry_after)."""
+
+    __tablename__ = "send_throttles"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    next_slot: Mapped[float] = mapped_column(Float(53), default=0.0)
+    paused_until: Mapped[float] = mapped_column(Float(53), default=0.0)

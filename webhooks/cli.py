@@ -170,6 +170,8 @@ main.add_command(member_group); db_group.add_command(purge)  # noqa: E702
 from webhooks.cli_telegram import telegram_group  # noqa: E402 - Telegram commands (issue 3)
 main.add_command(telegram_group)
 
+from webhooks.cli_broadcast import register as _register_broadcast  # noqa: E402 - broadcast, worker (issue 4)
+_register_broadcast(main)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

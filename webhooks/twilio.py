@@ -44,3 +44,19 @@ def inbound_sms():
     rt = runtime()
     outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(), forget_key=rt.settings.secret_key)
     return Response(sms.twiml(outcome.messages), mimetype="application/xml")
+
+
+@bp.post("/status")
+def message_status():
+    """Twilio status callbacks for broadcast messages: delivered / failed, and 21610 opts out."""
+    form = verified_form()
+    from bots import broadcasts
+    from bots.channels import sms_send
+
+    try:
+        fields = sms_send.parse_status(form)
+    except ValueError as exc:
+        abort(400, str(exc))
+    rt = runtime()
+    broadcasts.record_status(rt.db.uow(), now=rt.now(), **fields)
+    return Response("", status=204)

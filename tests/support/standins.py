@@ -134,7 +134,8 @@ class TwilioStandIn(StandIn):
         super().__init__(latency)
         self.failures: dict[str, TwilioFailure | list[TwilioFailure]] = {}  # To -> failure(s), consumed in order
 
-    def fail(self, to: str, *failures: TwilioFailure) -> None:
+    def fail(self, to: str, *failures: TwilioFailure | None) -> None:
+        """Answer messages to ``to`` with these failures in turn (the last one repeats; None = success)."""
         self.failures[to] = list(failures)
 
     @property

@@ -10,7 +10,7 @@ import storage.models
 
 
 revision = '0004_staff'
-down_revision = "0002_telegram"
+down_revision = "0003_broadcasts"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,233 @@
+"""Broadcast service functions, shared by the CLI and the staff console: preview, create, progress,
+list, and the Twilio status callback. Creating a broadcast only writes rows; workers send them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+
+from bots import broadcast_plan as plan
+from bots.broadcast_plan import BroadcastError
+from bots.runtime import Runtime
+from config.campaigns import Catalog
+from storage import broadcasts as sql
+from storage.models import Broadcast
+from storage.uow import UnitOfWork
+
+__all__ = ["BroadcastError", "BroadcastRequest", "Preview", "preview", "create_broadcast", "progress",
+           "list_broadcasts", "record_status", "stop_notice"]
+
+CHANNELS = ("all", "sms", "telegram")
+_STATE = re.compile(r"[A-Z]{2}")
+_ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
+
+
+@dataclass(frozen=True)
+class BroadcastRequest:
+    campaign: str
+    message_en: str
+    message_es: str | None = None
+    channel: str = "all"
+    state: str | None = None
+    zip_prefix: str | None = None
+    signed_since: datetime | None = None
+    created_by: str = "cli"
+
+    def filters(self) -> sql.Filters:
+        return sql.Filters(self.campaign, self.channel, self.state, self.zip_prefix, self.signed_since)
+
+
+def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
+    """The request with its texts and filters checked and normalised; BroadcastError says what is wrong."""
+    if req.campaign not in catalog.campaigns:
+        raise BroadcastError(f"no campaign {req.campaign!r}; campaigns: {', '.join(catalog.campaigns)}")
+    if req.channel not in CHANNELS:
+        raise BroadcastError(f"channel must be one of {', '.join(CHANNELS)}, not {req.channel!r}")
+    state = (req.state or "").strip().upper() or None
+    if state and not _STATE.fullmatch(state):
+        raise BroadcastError(f"state must be a two-letter code like CA, not {req.state!r}")
+    zp = (req.zip_prefix or "").strip() or None
+    if zp and not _ZIP_PREFIX.fullmatch(zp):
+        raise BroadcastError(f"ZIP prefix must be 1 to 5 digits, not {req.zip_prefix!r}")
+    if req.signed_since is not None and req.signed_since.tzinfo is None:
+        raise BroadcastError("signed-since needs a time zone (UTC)")
+    en = plan.check_template(req.message_en, "--message")
+    es = plan.check_template(req.message_es, "--message-es") if (req.message_es or "").strip() else None
+    return BroadcastRequest(req.campaign, en, es, req.channel, state, zp, req.signed_since, req.created_by[:200])
+
+
+def stop_notice(catalog: Catalog, campaign: str, language: str) -> str | None:
+    if not catalog.campaigns[campaign].broadcast_stop_notice:
+        return None
+    return catalog.template("broadcast_stop_notice", language if language in catalog.languages else "en", "sms")
+
+
+def template_for(broadcast_or_req, language: str) -> tuple[str, str]:
+    """(the text a member of ``language`` gets, the language it is in): English when there is no
+    translation, and then the STOP notice is in English too."""
+    if language == "es" and broadcast_or_req.message_es:
+        return broadcast_or_req.message_es, "es"
+    return broadcast_or_req.message_en, "en"
+
+
+@dataclass
+class Preview:
+    request: BroadcastRequest
+    recipients: dict[str, int]  # channel -> recipients
+    by_language: dict[tuple[str, str], int]  # (channel, language) -> recipients
+    texts: list[plan.TextCheck]
+    sms_segments: int  # estimated total SMS segments (segments of the sample text x recipients)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.recipients.values())
+
+
+def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
+    """Who would get what, and what the SMS would cost, without writing anything."""
+    req = validate(req, rt.catalog)
+    with rt.db.reader() as uow:
+        counts = sql.count_recipients(uow.session, req.filters())
+    recipients: dict[str, int] = {}
+    for (ch, _lang), n in counts.items():
+        recipients[ch] = recipients.get(ch, 0) + n
+    texts, segments, warnings = [], 0, []
+    for ch in ("sms", "telegram"):
+        if req.channel not in ("all", ch):
+            continue
+        for lang in rt.catalog.languages:
+            template, text_lang = template_for(req, lang)
+            check = plan.check_text(template, lang, ch, stop_notice(rt.catalog, req.campaign, text_lang))
+            texts.append(check)
+            if ch == "sms":
+                segments += check.segments * counts.get((ch, lang), 0)
+    spanish = sum(n for (ch, lang), n in counts.items() if lang == "es")
+    if spanish and not req.message_es:
+        warnings.append(f"{spanish} Spanish-speaking recipients will get the English text (no --message-es)")
+    other = sum(n for (ch, lang), n in counts.items() if lang not in rt.catalog.languages)
+    if other:
+        warnings.append(f"{other} recipients with another language will get the English text")
+    return Preview(req, recipients, counts, texts, segments, warnings)
+
+
+@dataclass(frozen=True)
+class Created:
+    id: int
+    recipients: int
+    held: int
+    held_until: datetime | None
+
+
+def create_broadcast(rt: Runtime, req: BroadcastRequest) -> Created:
+    """Write the broadcast and its deliveries in one transaction (set-wise), holding SMS whose
+    recipients are in quiet hours right now. Sends nothing."""
+    req = validate(req, rt.catalog)
+    for lang in rt.catalog.languages:  # refuse texts that cannot be sent before writing anything
+        for ch in ("sms", "telegram"):
+            if req.channel in ("all", ch):
+                template, text_lang = template_for(req, lang)
+                plan.check_text(template, lang, ch, stop_notice(rt.catalog, req.campaign, text_lang))
+    now = rt.now()
+    with rt.db.uow() as uow:
+        s = uow.session
+        b = Broadcast(campaign=req.campaign, message_en=req.message_en, message_es=req.message_es,
+                      channel=req.channel, state=req.state, zip_prefix=req.zip_prefix,
+                      signed_since=req.signed_since, created_by=req.created_by, created_at=now,
+                      recipients=0, timezones="")
+        s.add(b)
+        s.flush()
+        b.recipients = sql.materialise(s, b, req.filters(), now)
+        for ac in sql.area_codes_without_zone(s, b.id):
+            zone = rt.zips.timezone_for_area_code(ac)
+            if zone:
+                sql.set_zone_for_area_code(s, b.id, ac, zone)
+        zones = sql.sms_zones(s, b.id)
+        b.timezones = "\n".join(sorted(z or "" for z in zones))
+        held, until = 0, None
+        for zone in zones:
+            opens = plan.quiet_until(zone, now, rt.settings.quiet_hours)
+            if opens is not None:
+                n = sql.hold_zone(s, b.id, zone, opens)
+                if n:
+                    held += n
+                    until = opens if until is None else min(until, opens)
+        uow.commit()
+        return Created(b.id, b.recipients, held, until)
+
+
+@dataclass(frozen=True)
+class Progress:
+    broadcast: Broadcast
+    counts: dict[str, int]
+    next_release: datetime | None
+
+    def n(self, *statuses: str) -> int:
+        return sum(self.counts.get(s, 0) for s in statuses)
+
+    @property
+    def done(self) -> int:
+        return self.n("sent", "delivered", "failed", "skipped", "unknown")
+
+    @property
+    def open(self) -> int:
+        return self.n("pending", "held", "sending")
+
+
+def progress(rt: Runtime, broadcast_id: int) -> Progress | None:
+    with rt.db.reader() as uow:
+        b = uow.session.get(Broadcast, broadcast_id)
+        if b is None:
+            return None
+        result = Progress(b, sql.status_counts(uow.session, b.id), sql.next_release(uow.session, b.id))
+        uow.session.expunge(b)  # a plain value for the caller, not expired by the unit of work's rollback
+        return result
+
+
+def list_broadcasts(rt: Runtime, limit: int = 20) -> list[Progress]:
+    with rt.db.reader() as uow:
+        ids = list(uow.session.scalars(select(Broadcast.id).order_by(Broadcast.id.desc()).limit(limit)))
+    return [p for p in (progress(rt, i) for i in ids) if p is not None]
+
+
+# --- Twilio status callbacks ---------------------------------------------------------------------
+
+FINAL_OK = {"delivered", "read"}
+FINAL_FAILED = {"failed", "undelivered"}
+UNSUBSCRIBED = "21610"
+
+
+def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code: str | None, to: str | None,
+                  now: datetime) -> str | None:
+    """A Twilio status callback: move the delivery to delivered or failed, and opt the member out on
+    21610. Returns the delivery's new status (None when the message is not one of ours)."""
+    status = (status or "").lower()
+    with uow:
+        s = uow.session
+        d = sql.delivery_by_provider_id(s, message_sid)
+        new = None
+        if d is not None:
+            if status in FINAL_OK and d.status in ("sent", "sending", "unknown"):
+                d.status, new = "delivered", "delivered"
+            elif status in FINAL_FAILED and d.status in ("sent", "sending", "unknown", "delivered"):
+                d.status, new = "failed", "failed"
+                d.error_code = error_code or d.error_code
+            if new:
+                d.updated_at = now
+        if error_code == UNSUBSCRIBED:
+            member_id = d.member_id if d is not None else None
+            if member_id is None and to:
+                from storage import repository
+
+                m = repository.find_member(s, "sms", to)
+                member_id = m.id if m else None
+            if member_id is not None:
+                campaign = None
+                if d is not None:
+                    campaign = s.scalar(select(Broadcast.campaign).where(Broadcast.id == d.broadcast_id))
+                sql.opt_out_member(s, member_id, "sms", f"twilio:{UNSUBSCRIBED}", now, campaign)
+        uow.commit()
+        return new

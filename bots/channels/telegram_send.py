@@ -1,0 +1,69 @@
+"""Sending broadcast messages through the Telegram Bot API with python-telegram-bot's ``Bot``.
+
+The sending side of the Telegram channel, kept apart from the inbound side (bots/channels/telegram.py).
+One TelegramSender per worker event loop (a Bot must not be shared across loops).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from telegram import Bot
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import HTTPXRequest
+
+from bots.broadcast_plan import FAILED, PAUSE, RETRY, SENT, UNKNOWN, UNREACHABLE, SendResult
+from config.settings import Settings
+
+CHANNEL = "telegram"
+
+
+class NotConfigured(RuntimeError):
+    """TELEGRAM_BOT_TOKEN is missing."""
+
+
+class TelegramSender:
+    channel = CHANNEL
+
+    def __init__(self, settings: Settings, concurrency: int = 200, timeout: float = 15.0):
+        if not settings.telegram_bot_token:
+            raise NotConfigured("Telegram broadcasts need TELEGRAM_BOT_TOKEN")
+        self.settings = settings
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._bot: Bot | None = None
+
+    async def __aenter__(self) -> "TelegramSender":
+        request = HTTPXRequest(connection_pool_size=self.concurrency, read_timeout=self.timeout,
+                               write_timeout=self.timeout, connect_timeout=self.timeout, pool_timeout=self.timeout)
+        self._bot = Bot(self.settings.telegram_bot_token, base_url=f"{self.settings.telegram_api_url}/bot",
+                        request=request)
+        await self._bot.initialize()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._bot is not None:
+            await self._bot.shutdown()
+
+    async def send(self, to: str, body: str) -> SendResult:
+        try:
+            chat_id: int | str = int(to)
+        except ValueError:
+            chat_id = to
+        try:
+            msg = await self._bot.send_message(chat_id=chat_id, text=body)
+        except RetryAfter as exc:
+            wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            return SendResult(PAUSE, error_code="429", retry_after=seconds)
+        except Forbidden:  # blocked by the user, or the account is deactivated
+            return SendResult(UNREACHABLE, error_code="403")
+        except BadRequest as exc:
+            return SendResult(FAILED, error_code=f"400:{exc.message}"[:32])
+        except TimedOut:  # the request may have been delivered: not resent
+            return SendResult(UNKNOWN, error_code="timeout")
+        except NetworkError as exc:  # 5xx and connection errors
+            return SendResult(RETRY, error_code=f"net:{exc.message}"[:32])
+        except TelegramError as exc:
+            return SendResult(FAILED, error_code=str(exc)[:32])
+        return SendResult(SENT, provider_id=str(msg.message_id))

@@ -1,0 +1,274 @@
+"""Broadcast SQL: materialise recipients set-wise, claim due deliveries, record outcomes, throttle.
+
+Plain functions of a Session owned by the caller (the unit of work), like storage/repository.py.
+Nothing here loops over recipients in Python: recipients are written with one INSERT ... SELECT, and
+quiet-hour holds and time zones are set with one UPDATE per time zone or area code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from sqlalchemy import Select, and_, bindparam, exists, func, insert, literal, select, text, update
+from sqlalchemy.orm import Session
+
+from storage.models import Broadcast, ConsentEvent, Delivery, Member, SendThrottle, Signature
+
+DUE = text("deliveries.status IN ('pending', 'held')")  # literal, so the partial index ix_deliveries_due is used
+OPEN_STATUSES = ("pending", "held", "sending")
+
+
+def _insert(session: Session, model):
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+@dataclass(frozen=True)
+class Filters:
+    campaign: str
+    channel: str = "all"  # all | sms | telegram
+    state: str | None = None
+    zip_prefix: str | None = None
+    signed_since: datetime | None = None
+
+
+def recipients_query(f: Filters, *columns) -> Select:
+    """Signers of the campaign a broadcast may reach: not simulated, not opted out, not unreachable."""
+    q = (select(*columns).select_from(Signature).join(Member, Member.id == Signature.member_id)
+         .where(Signature.campaign == f.campaign, Signature.simulated.is_(False), Member.simulated.is_(False),
+                Member.opted_out_at.is_(None), Member.unreachable_at.is_(None)))
+    if f.channel != "all":
+        q = q.where(Member.channel == f.channel)
+    if f.state:
+        q = q.where(Signature.state == f.state)
+    if f.zip_prefix:
+        q = q.where(Signature.zip_code.startswith(f.zip_prefix, autoescape=True))
+    if f.signed_since:
+        q = q.where(Signature.signed_at >= f.signed_since)
+    return q
+
+
+def count_recipients(session: Session, f: Filters) -> dict[tuple[str, str], int]:
+    """(channel, language) -> recipients."""
+    q = recipients_query(f, Member.channel, Member.language, func.count()).group_by(Member.channel, Member.language)
+    return {(ch, lang): n for ch, lang, n in session.execute(q)}
+
+
+def materialise(session: Session, broadcast: Broadcast, f: Filters, now: datetime) -> int:
+    """One delivery row per recipient, with one INSERT ... SELECT. Returns the number of rows."""
+    cols = ["broadcast_id", "member_id", "channel", "address", "language", "name", "timezone", "status",
+            "due_at", "attempts"]
+    sel = recipients_query(f, literal(broadcast.id), Member.id, Member.channel, Member.address, Member.language,
+                           Signature.name, Signature.timezone, literal("pending"), literal(now, Delivery.due_at.type),
+                           literal(0))
+    res = session.execute(insert(Delivery).from_select(cols, sel))
+    if res.rowcount is not None and res.rowcount >= 0:
+        return res.rowcount
+    return session.scalar(select(func.count()).select_from(Delivery)
+                          .where(Delivery.broadcast_id == broadcast.id)) or 0
+
+
+def area_codes_without_zone(session: Session, broadcast_id: int) -> list[str]:
+    q = (select(func.substr(Delivery.address, 3, 3)).distinct()
+         .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms", Delivery.timezone.is_(None),
+                Delivery.address.like("+1__________")))
+    return [ac for ac in session.scalars(q) if ac]
+
+
+def set_zone_for_area_code(session: Session, broadcast_id: int, area_code: str, zone: str) -> None:
+    session.execute(update(Delivery)
+                    .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms",
+                           Delivery.timezone.is_(None), Delivery.address.like(f"+1{area_code}%"))
+                    .values(timezone=zone).execution_options(synchronize_session=False))
+
+
+def sms_zones(session: Session, broadcast_id: int) -> list[str | None]:
+    return list(session.scalars(select(Delivery.timezone).distinct()
+                                .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms")))
+
+
+def hold_zone(session: Session, broadcast_id: int, zone: str | None, until: datetime) -> int:
+    """Hold the broadcast's due SMS in ``zone`` until ``until`` (quiet hours there)."""
+    cond = Delivery.timezone.is_(None) if zone is None else Delivery.timezone == zone
+    res = session.execute(update(Delivery)
+                          .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms", cond,
+                                 Delivery.status == "pending")
+                          .values(status="held", due_at=until).execution_options(synchronize_session=False))
+    return res.rowcount or 0
+
+
+# --- workers -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    broadcast_id: int
+    member_id: int
+    channel: str
+    address: str
+    language: str
+    name: str
+    timezone: str | None
+    attempts: int
+    blocked: bool  # opted out or unreachable since the broadcast was planned
+
+
+def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
+                     broadcast_id: int | None = None) -> list[Claimed]:
+    """Due deliveries of ``channel``, locked for this transaction. On PostgreSQL, rows another worker
+    holds are skipped (FOR UPDATE SKIP LOCKED), so workers never wait on, or take, each other's rows;
+    SQLite serialises writers (BEGIN IMMEDIATE), so the same code is safe there for one worker at a time."""
+    q = (select(Delivery.id, Delivery.broadcast_id, Delivery.member_id, Delivery.channel, Delivery.address,
+                Delivery.language, Delivery.name, Delivery.timezone, Delivery.attempts,
+                (Member.opted_out_at.is_not(None) | Member.unreachable_at.is_not(None)).label("blocked"))
+         .join(Member, Member.id == Delivery.member_id)
+         .where(Delivery.channel == channel, DUE, Delivery.due_at <= now)
+         .order_by(Delivery.due_at, Delivery.id)
+         .limit(limit)
+         .with_for_update(skip_locked=True, of=Delivery))
+    if broadcast_id is not None:
+        q = q.where(Delivery.broadcast_id == broadcast_id)
+    return [Claimed(*row[:9], bool(row[9])) for row in session.execute(q)]
+
+
+def mark_sending(session: Session, ids: Sequence[int], now: datetime, lease_until: datetime) -> None:
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids))
+                        .values(status="sending", attempts=Delivery.attempts + 1, lease_until=lease_until,
+                                updated_at=now).execution_options(synchronize_session=False))
+
+
+def mark_skipped(session: Session, ids: Sequence[int], now: datetime, reason: str) -> None:
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids))
+                        .values(status="skipped", error_code=reason, updated_at=now)
+                        .execution_options(synchronize_session=False))
+
+
+def mark_held(session: Session, ids: Sequence[int], until: datetime, now: datetime) -> None:
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids))
+                        .values(status="held", due_at=until, updated_at=now)
+                        .execution_options(synchronize_session=False))
+
+
+def mark_started(session: Session, broadcast_ids: Iterable[int], now: datetime) -> None:
+    ids = sorted(set(broadcast_ids))
+    if ids:
+        session.execute(update(Broadcast).where(Broadcast.id.in_(ids), Broadcast.started_at.is_(None))
+                        .values(started_at=now).execution_options(synchronize_session=False))
+
+
+def reap_expired(session: Session, now: datetime) -> int:
+    """Rows left `sending` past their lease (a dead worker): `unknown`, reported and never resent."""
+    res = session.execute(update(Delivery)
+                          .where(text("deliveries.status = 'sending'"), Delivery.lease_until < now)
+                          .values(status="unknown", error_code="lease_expired", updated_at=now)
+                          .execution_options(synchronize_session=False))
+    return res.rowcount or 0
+
+
+_T = Delivery.__table__
+
+
+def record_outcomes(session: Session, rows: list[dict], now: datetime) -> None:
+    """Write provider outcomes, a batch at a time (executemany). Each dict: id, status, provider_id,
+    error_code, due_at (for retries), attempts_delta. Only rows still `sending` change, so a status
+    callback that came first, or a lease that ran out, is not overwritten."""
+    if not rows:
+        return
+    stmt = (_T.update()
+            .where(_T.c.id == bindparam("b_id"), _T.c.status == "sending")
+            .values(status=bindparam("b_status"), provider_id=bindparam("b_provider_id"),
+                    error_code=bindparam("b_error_code"), due_at=bindparam("b_due_at"),
+                    sent_at=bindparam("b_sent_at"), attempts=_T.c.attempts + bindparam("b_attempts_delta"),
+                    lease_until=None, updated_at=now))
+    params = [{"b_id": r["id"], "b_status": r["status"], "b_provider_id": r.get("provider_id"),
+               "b_error_code": r.get("error_code"), "b_due_at": r["due_at"],
+               "b_sent_at": now if r["status"] == "sent" else None, "b_attempts_delta": r.get("attempts_delta", 0)}
+              for r in rows]
+    session.connection().execute(stmt, params)
+
+
+def opt_out_member(session: Session, member_id: int, channel: str, cause: str, now: datetime,
+                   campaign: str | None = None) -> bool:
+    res = session.execute(update(Member).where(Member.id == member_id, Member.opted_out_at.is_(None))
+                          .values(opted_out_at=now).execution_options(synchronize_session=False))
+    if not res.rowcount:
+        return False
+    session.add(ConsentEvent(member_id=member_id, kind="opt_out", channel=channel, cause=cause[:64],
+                             campaign=campaign, text_sent=None, created_at=now))
+    return True
+
+
+def mark_unreachable(session: Session, member_id: int, now: datetime) -> None:
+    session.execute(update(Member).where(Member.id == member_id, Member.unreachable_at.is_(None))
+                    .values(unreachable_at=now).execution_options(synchronize_session=False))
+
+
+def anything_left(session: Session, now: datetime, channel: str | None = None,
+                  broadcast_id: int | None = None) -> bool:
+    """Work a draining worker must still wait for: pending rows (due now or retrying soon), rows in
+    flight, and held rows whose window has opened. Rows held for later do not count."""
+    conds = [text("(deliveries.status IN ('pending', 'sending') OR "
+                  "(deliveries.status = 'held' AND deliveries.due_at <= :now))").bindparams(now=now)]
+    if channel:
+        conds.append(Delivery.channel == channel)
+    if broadcast_id is not None:
+        conds.append(Delivery.broadcast_id == broadcast_id)
+    return bool(session.scalar(select(exists().where(and_(*conds)))))
+
+
+def finish_broadcasts(session: Session, now: datetime) -> None:
+    """Broadcasts with no open delivery left get their finished_at."""
+    open_rows = exists().where(Delivery.broadcast_id == Broadcast.id, Delivery.status.in_(OPEN_STATUSES))
+    session.execute(update(Broadcast).where(Broadcast.finished_at.is_(None), Broadcast.started_at.is_not(None),
+                                            ~open_rows)
+                    .values(finished_at=now).execution_options(synchronize_session=False))
+
+
+def status_counts(session: Session, broadcast_id: int) -> dict[str, int]:
+    q = (select(Delivery.status, func.count()).where(Delivery.broadcast_id == broadcast_id)
+         .group_by(Delivery.status))
+    return {k: v for k, v in session.execute(q)}
+
+
+def next_release(session: Session, broadcast_id: int) -> datetime | None:
+    return session.scalar(select(func.min(Delivery.due_at))
+                          .where(Delivery.broadcast_id == broadcast_id, Delivery.status == "held"))
+
+
+def delivery_by_provider_id(session: Session, provider_id: str) -> Delivery | None:
+    # "IS NOT NULL" lets the planner use the partial index ix_deliveries_provider_id.
+    return session.scalars(select(Delivery).where(Delivery.provider_id == provider_id,
+                                                  Delivery.provider_id.is_not(None))
+                           .with_for_update()).first()
+
+
+# --- the shared rate limit -----------------------------------------------------------------------
+
+def lock_throttle(session: Session, channel: str, create: bool = True) -> SendThrottle:
+    """The channel's throttle row, locked until commit (every worker's claims for the channel queue here)."""
+    if create:
+        session.execute(_insert(session, SendThrottle).values(channel=channel, next_slot=0.0, paused_until=0.0)
+                        .on_conflict_do_nothing(index_elements=["channel"]))
+    return session.scalars(select(SendThrottle).where(SendThrottle.channel == channel).with_for_update()
+                           .execution_options(populate_existing=True)).one()
+
+
+def reserve_slots(throttle: SendThrottle, count: int, interval: float, at: float) -> float:
+    """Take ``count`` consecutive send slots ``interval`` seconds apart; returns the first one.
+    Every worker takes its slots from the same row, so the slots of all of them never bunch up."""
+    start = max(throttle.next_slot, throttle.paused_until, at)
+    throttle.next_slot = start + count * interval
+    return start
+
+
+def pause_channel(session: Session, channel: str, until: float) -> None:
+    throttle = lock_throttle(session, channel)
+    throttle.paused_until = max(throttle.paused_until, until)
+    throttle.next_slot = max(throttle.next_slot, until)

@@ -1,0 +1,168 @@
+"""`firma broadcast` and `firma worker` as an operator runs them, against the provider stand-ins,
+including a worker killed with SIGKILL mid-broadcast and two worker processes sharing one broadcast."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bots import broadcasts
+from bots.broadcast_worker import Options, run_worker
+from bots.broadcasts import BroadcastRequest
+from bots.runtime import utcnow
+from tests.support import broadcasts as h
+from tests.support.standins import TelegramStandIn, TwilioStandIn
+from tests.support.twilio_client import TOKEN
+from webhooks.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def twilio():
+    with TwilioStandIn() as standin:
+        yield standin
+
+
+def env_for(rt, twilio, **extra) -> dict[str, str]:
+    env = {
+        "FIRMA_DATABASE_URL": rt.settings.database_url, "FIRMA_PUBLIC_URL": "https://firma.example.org",
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "1" * 32, "TWILIO_API_URL": twilio.url,
+        "FIRMA_QUIET_HOURS": "off", "FIRMA_SMS_RATE": "1000", "TELEGRAM_BOT_TOKEN": "",
+    }
+    env.update(extra)
+    return env
+
+
+def cli(env, *args, input=None):
+    return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+
+def test_dry_run_shows_recipients_segments_and_encoding_and_sends_nothing(rt, twilio):
+    h.add_signer(rt, "+13125550001")
+    h.add_signer(rt, "+13125550002", language="es")
+    h.add_signer(rt, "+13125550003", opted_out=True)
+    res = cli(env_for(rt, twilio), "broadcast", "--campaign", "end-scomm", "--message", "We won, {first_name}!",
+              "--message-es", "¡Ganamos, {first_name}! 🎉", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert re.search(r"sms\s+│\s+en\s+│\s+1", res.output) and re.search(r"sms\s+│\s+es\s+│\s+1", res.output)
+    assert "GSM-7" in res.output and "UCS-2" in res.output  # the emoji makes the Spanish SMS UCS-2
+    assert "dry run" in res.output
+    assert twilio.messages == [] and broadcasts.list_broadcasts(rt) == []
+
+
+def test_confirmation_declined_creates_nothing(rt, twilio):
+    h.add_signer(rt, "+13125550001")
+    res = cli(env_for(rt, twilio), "broadcast", "--campaign", "end-scomm", "--message", "Hi", input="n\n")
+    assert res.exit_code == 1 and "Send to 1 signers (1 by SMS, about 1 SMS segments)?" in res.output
+    assert broadcasts.list_broadcasts(rt) == [] and twilio.messages == []
+
+
+def test_foreground_broadcast_sends_and_reports_what_quiet_hours_hold(rt, twilio):
+    h.add_signer(rt, "+13125550001")
+    h.add_signer(rt, "+13125550002")
+    res = cli(env_for(rt, twilio), "broadcast", "--campaign", "end-scomm", "--message", "Hi {name}", "--yes")
+    assert res.exit_code == 0, res.output
+    assert "broadcast #1: sent 2" in res.output
+    assert sorted(m["To"] for m in twilio.messages) == ["+13125550001", "+13125550002"]
+
+    # Quiet all day long, everywhere: everything is held, the command says until when and exits.
+    res = cli(env_for(rt, twilio, FIRMA_QUIET_HOURS="00:00-23:59"), "broadcast", "--campaign", "end-scomm",
+              "--message", "Again", "--yes")
+    assert res.exit_code == 0, res.output
+    assert re.search(r"2 SMS are held for quiet hours; the first go out at \d{4}-\d\d-\d\d 0[56]:59 UTC", res.output)
+    assert len(twilio.messages) == 2
+    status = cli(env_for(rt, twilio), "broadcast", "status", "2")
+    assert status.exit_code == 0 and "2 SMS are held" in status.output
+
+
+def test_bad_input_gets_a_clear_message(rt, twilio):
+    env = env_for(rt, twilio)
+    assert cli(env, "broadcast", "--campaign", "end-scomm").exit_code == 2
+    res = cli(env, "broadcast", "--campaign", "nope", "--message", "x", "--yes")
+    assert res.exit_code == 1 and "no campaign 'nope'" in res.output
+    res = cli(env, "broadcast", "--campaign", "end-scomm", "--message", "Hi {zip}", "--yes")
+    assert res.exit_code == 1 and "only {name} and {first_name}" in res.output
+    res = cli(env, "broadcast", "status", "99")
+    assert res.exit_code == 1 and "no broadcast #99" in res.output
+
+
+def _worker_process(env, log: Path, *args) -> subprocess.Popen:
+    full = dict(os.environ, **env, PYTHONPATH=str(ROOT))
+    with open(log, "w") as out:  # a file, not a pipe: a full pipe would stall the worker
+        return subprocess.Popen([sys.executable, "-W", "ignore", "-m", "webhooks.cli", "worker", *args], env=full,
+                                stdout=out, stderr=subprocess.STDOUT, text=True, cwd=log.parent)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_broadcast_then_drained_sends_nobody_twice(rt, tmp_path):
+    with TwilioStandIn(latency=0.05) as twilio:
+        h.add_signers_bulk(rt, 400)
+        b = broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
+        proc = _worker_process(env_for(rt, twilio, FIRMA_SMS_RATE="200"), tmp_path / "worker.log",
+                               "--lease", "2", "--concurrency", "40")
+        deadline = time.monotonic() + 60
+        while len(twilio.messages) < 80 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        left_sending = h.status_of(rt, b.id).get("sending", 0)
+        assert 0 < len(twilio.messages) < 400 and left_sending > 0
+
+        rt.settings = h.settings_for(rt, twilio)
+        rt.clock = utcnow
+        run_worker(rt, Options(drain=True, poll=0.2))
+
+        per_number = Counter(m["To"] for m in twilio.messages)
+        assert per_number.most_common(1)[0][1] == 1  # zero duplicates
+        counts = h.status_of(rt, b.id)
+        assert counts == {"sent": 400 - left_sending, "unknown": left_sending}
+        sent = {d.address for d in h.deliveries(rt, b.id) if d.status == "sent"}
+        assert sent <= set(per_number) and len(per_number) <= 400
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_broadcast_without_overlap(rt, tmp_path):
+    with TwilioStandIn(latency=0.05) as twilio:
+        h.add_signers_bulk(rt, 1000)
+        b = broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
+        env = env_for(rt, twilio)
+        logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+        procs = [_worker_process(env, log, "--drain", "--concurrency", "10", "--batch", "10") for log in logs]
+        for p in procs:
+            p.wait(timeout=120)
+        outputs = [log.read_text() for log in logs]
+        assert all(p.returncode == 0 for p in procs), outputs
+        sent_by = [int(re.search(r"sent ([\d,]+)", out).group(1).replace(",", "")) for out in outputs]
+        assert sum(sent_by) == 1000 and min(sent_by) > 0, sent_by  # both worked, neither took the other's rows
+        assert len(twilio.messages) == 1000 and len({m["To"] for m in twilio.messages}) == 1000
+        assert h.status_of(rt, b.id) == {"sent": 1000}
+
+
+@pytest.mark.slow
+def test_rate_caps_hold_in_every_sliding_second_across_two_worker_processes(rt, tmp_path):
+    """FIRMA_SMS_RATE / FIRMA_TELEGRAM_RATE, counted where the provider sees them: at the stand-ins."""
+    with TwilioStandIn() as twilio, TelegramStandIn(token=h.TG_TOKEN) as telegram:
+        h.add_signers_bulk(rt, 70)
+        h.add_signers_bulk(rt, 70, channel="telegram")
+        broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
+        env = env_for(rt, twilio, FIRMA_SMS_RATE="20", FIRMA_TELEGRAM_RATE="25", TELEGRAM_BOT_TOKEN=h.TG_TOKEN,
+                      TELEGRAM_API_URL=telegram.url)
+        procs = [_worker_process(env, tmp_path / f"w{i}.log", "--drain", "--batch", "7") for i in range(2)]
+        for p in procs:
+            p.wait(timeout=120)
+        assert all(p.returncode == 0 for p in procs), [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+        assert len(twilio.messages) == 70 and len(telegram.sent) == 70
+        assert h.max_in_any_second([r.at for r in twilio.requests]) <= 20
+        assert h.max_in_any_second([at for _, at in h.telegram_sends(telegram)]) <= 25

@@ -1,0 +1,266 @@
+"""Broadcasts end to end against the Twilio and Telegram stand-ins (the real client libraries run)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import select
+
+from bots import broadcasts
+from bots.broadcast_worker import Options, run_worker
+from bots.broadcasts import BroadcastError, BroadcastRequest
+from bots.runtime import utcnow
+from storage.models import Broadcast, ConsentEvent, Member
+from tests.support import broadcasts as h
+from tests.support.standins import (
+    TELEGRAM_BLOCKED, TWILIO_SERVER_ERROR, TWILIO_UNSUBSCRIBED, TelegramStandIn, TwilioStandIn,
+    telegram_too_many,
+)
+from tests.support.twilio_client import PUBLIC_URL, sign
+
+
+@pytest.fixture
+def twilio():
+    with TwilioStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def telegram():
+    with TelegramStandIn(token=h.TG_TOKEN) as standin:
+        yield standin
+
+
+@pytest.fixture
+def brt(rt, twilio, telegram):
+    """The runtime, talking to the stand-ins, on the real clock (retries and pauses need time to pass)."""
+    rt.settings = h.settings_for(rt, twilio, telegram)
+    rt.clock = utcnow
+    return rt
+
+
+def drain(rt, **kw):
+    return run_worker(rt, Options(drain=True, poll=0.2, **kw))
+
+
+def member(rt, channel, address) -> Member:
+    with rt.db.uow() as uow:
+        m = uow.session.scalars(select(Member).where(Member.channel == channel, Member.address == address)).one()
+        uow.session.expunge(m)
+        return m
+
+
+def test_each_reachable_signer_gets_it_once_in_their_language(brt, twilio, telegram):
+    h.add_signer(brt, "+13125550001", name="Ana María López")
+    h.add_signer(brt, "+13125550002", name="José Pérez", language="es")
+    h.add_signer(brt, "+13125550003", opted_out=True)
+    h.add_signer(brt, "+13125550004", simulated=True)
+    h.add_signer(brt, "+13125550005", campaign="other")
+    h.add_signer(brt, "1001", channel="telegram", name="Lupe")
+    h.add_signer(brt, "1002", channel="telegram", unreachable=True)
+    req = BroadcastRequest("end-scomm", "Hi {first_name}, we won \u2014 thanks!", "Hola {first_name}, \u00a1ganamos!")
+    pv = broadcasts.preview(brt, req)
+    assert pv.recipients == {"sms": 2, "telegram": 1}
+    assert {(t.channel, t.language): t.encoding for t in pv.texts}[("sms", "en")] == "GSM-7"
+    created = broadcasts.create_broadcast(brt, req)
+    assert created.recipients == 3 and created.held == 0
+
+    stats = drain(brt)
+    assert stats["sent"] == 3
+    bodies = {m["To"]: m["Body"] for m in twilio.messages}
+    assert bodies == {
+        "+13125550001": "Hi Ana, we won - thanks! Reply STOP to opt out.",
+        "+13125550002": "Hola José, ¡ganamos! Responde STOP para no recibir mas mensajes.",
+    }
+    assert [(str(c["chat_id"]), c["text"]) for c in telegram.sent] == [("1001", "Hi Lupe, we won \u2014 thanks!")]
+    assert all(m["MessagingServiceSid"] == "MG" + "1" * 32 for m in twilio.messages)
+    assert all(m["StatusCallback"] == PUBLIC_URL + "/webhooks/twilio/status" for m in twilio.messages)
+    assert h.status_of(brt) == {"sent": 3}
+    p = broadcasts.progress(brt, created.id)
+    assert p.broadcast.started_at is not None and p.broadcast.finished_at is not None
+
+    # A second drain finds nothing to do: nobody gets it twice.
+    drain(brt)
+    assert len(twilio.messages) == 2 and len(telegram.sent) == 1
+
+
+def test_filters_state_zip_prefix_signed_since_and_channel(brt):
+    early = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    h.add_signer(brt, "+13125550001", state="IL", zip_code="60601")
+    h.add_signer(brt, "+13125550002", state="IL", zip_code="62701", signed_at=early)
+    h.add_signer(brt, "+12125550003", state="NY", zip_code="10001", tz="America/New_York")
+    h.add_signer(brt, "1001", channel="telegram", state="IL", zip_code="60602")
+
+    def count(**kw):
+        return broadcasts.preview(brt, BroadcastRequest("end-scomm", "x", **kw)).recipients
+
+    assert count(state="il") == {"sms": 2, "telegram": 1}
+    assert count(state="IL", channel="sms") == {"sms": 2}
+    assert count(zip_prefix="606") == {"sms": 1, "telegram": 1}
+    assert count(signed_since=datetime(2026, 6, 1, tzinfo=timezone.utc)) == {"sms": 2, "telegram": 1}
+    for bad in ({"state": "Illinois"}, {"zip_prefix": "6a"}, {"channel": "fax"}):
+        with pytest.raises(BroadcastError):
+            count(**bad)
+    with pytest.raises(BroadcastError, match=r"\{zip\}"):
+        broadcasts.preview(brt, BroadcastRequest("end-scomm", "Hi {zip}"))
+    with pytest.raises(BroadcastError, match="no campaign"):
+        broadcasts.create_broadcast(brt, BroadcastRequest("nope", "x"))
+
+
+def test_twilio_21610_at_send_time_opts_the_member_out(brt, twilio):
+    h.add_signer(brt, "+13125550001")
+    h.add_signer(brt, "+13125550002")
+    twilio.fail("+13125550002", TWILIO_UNSUBSCRIBED)
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    stats = drain(brt)
+    assert stats["sent"] == 1 and stats["opted_out"] == 1
+    m = member(brt, "sms", "+13125550002")
+    assert m.opted_out_at is not None
+    with brt.db.uow() as uow:
+        ev = uow.session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == m.id)).one()
+        assert (ev.kind, ev.cause, ev.campaign) == ("opt_out", "twilio:21610", "end-scomm")
+    assert {d.address: (d.status, d.error_code) for d in h.deliveries(brt, b.id)}["+13125550002"] == ("failed", "21610")
+    # The next broadcast leaves them out.
+    assert broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Again")).recipients == 1
+
+
+def test_5xx_is_retried_with_backoff_then_sent(brt, twilio):
+    h.add_signer(brt, "+13125550001")
+    twilio.fail("+13125550001", TWILIO_SERVER_ERROR, None)
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    stats = drain(brt)
+    assert stats["retried"] == 1 and stats["sent"] == 1
+    times = [r.at for r in twilio.requests]
+    assert len(times) == 2 and times[1] - times[0] >= 0.9  # the first backoff is one second
+    (d,) = h.deliveries(brt)
+    assert (d.status, d.attempts) == ("sent", 2)
+
+
+def test_5xx_forever_fails_after_a_bounded_number_of_tries(brt, twilio, monkeypatch):
+    from bots import broadcast_plan
+
+    monkeypatch.setattr(broadcast_plan, "backoff", lambda attempts: timedelta(seconds=0.05))
+    h.add_signer(brt, "+13125550001")
+    twilio.fail("+13125550001", TWILIO_SERVER_ERROR)
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    drain(brt)
+    (d,) = h.deliveries(brt)
+    assert (d.status, d.attempts, d.error_code) == ("failed", broadcast_plan.MAX_ATTEMPTS, "20500")
+    assert len(twilio.requests) == broadcast_plan.MAX_ATTEMPTS
+
+
+def test_telegram_403_makes_the_member_unreachable(brt, telegram):
+    h.add_signer(brt, "1001", channel="telegram")
+    h.add_signer(brt, "1002", channel="telegram")
+    telegram.fail(1002, TELEGRAM_BLOCKED)
+    drain_stats = (broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update")), drain(brt))[1]
+    assert drain_stats["unreachable"] == 1 and drain_stats["sent"] == 1
+    assert member(brt, "telegram", "1002").unreachable_at is not None
+    assert member(brt, "telegram", "1001").unreachable_at is None
+    assert broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Again")).recipients == 1
+
+
+def test_telegram_429_pauses_the_channel_then_retries_the_same_delivery(brt, telegram):
+    for i in range(1, 21):
+        h.add_signer(brt, str(1000 + i), channel="telegram")
+    telegram.fail(1001, telegram_too_many(1), None)
+    brt.settings = brt.settings.with_(telegram_rate=20.0)
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    stats = drain(brt)
+    assert stats["sent"] == 20 and stats["paused"] >= 1
+    to_1001 = [at for chat, at in h.telegram_sends(telegram) if chat == "1001"]
+    assert len(to_1001) == 2 and to_1001[1] - to_1001[0] >= 1.0
+    # While paused, the channel sent nothing else (calls already on the wire excepted).
+    during = [r for r in telegram.requests if r.path.endswith("/sendMessage")
+              and to_1001[0] + 0.2 < r.at < to_1001[0] + 0.95]
+    assert during == []
+    assert sorted(int(c["chat_id"]) for c in telegram.sent) == sorted([1001] + list(range(1001, 1021)))
+
+
+def test_quiet_hours_hold_sms_per_time_zone_and_release_them(rt, twilio, telegram, clock):
+    rt.settings = h.settings_for(rt, twilio, telegram, quiet_hours=__import__("config.settings", fromlist=["x"])
+                                 .parse_quiet_hours("20:00-09:00"))
+    clock.now = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)  # NY 21:00, Chicago 20:00, Denver 19:00, LA 18:00
+    h.add_signer(rt, "+12125550001", tz="America/New_York")
+    h.add_signer(rt, "+13125550002", tz="America/Chicago")
+    h.add_signer(rt, "+17205550003", tz="America/Denver")
+    h.add_signer(rt, "+14155550004", tz="America/Los_Angeles")
+    h.add_signer(rt, "+12125550005", tz=None)  # no zone from the ZIP: area code 212 is New York
+    h.add_signer(rt, "1001", channel="telegram")  # quiet hours are for SMS
+    b = broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
+    ny_opens = datetime(2026, 11, 28, 14, 0, tzinfo=timezone.utc)  # 09:00 EST
+    assert (b.held, b.held_until) == (3, ny_opens)
+
+    drain(rt)
+    assert sorted(m["To"] for m in twilio.messages) == ["+14155550004", "+17205550003"]
+    assert len(telegram.sent) == 1
+    p = broadcasts.progress(rt, b.id)
+    assert p.counts == {"sent": 3, "held": 3} and p.next_release == ny_opens
+
+    clock.now = ny_opens  # Chicago is at 08:00: still quiet
+    drain(rt)
+    assert sorted(m["To"] for m in twilio.messages)[:2] == ["+12125550001", "+12125550005"]
+    assert len(twilio.messages) == 4
+
+    clock.now = datetime(2026, 11, 28, 15, 0, tzinfo=timezone.utc)  # 09:00 CST
+    drain(rt)
+    assert len(twilio.messages) == 5 and len({m["To"] for m in twilio.messages}) == 5
+    assert h.status_of(rt, b.id) == {"sent": 6}
+
+
+def test_a_member_who_opts_out_after_planning_is_skipped(brt, twilio):
+    h.add_signer(brt, "+13125550001")
+    h.add_signer(brt, "+13125550002")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    with brt.db.uow() as uow:
+        m = uow.session.scalars(select(Member).where(Member.address == "+13125550002")).one()
+        m.opted_out_at = utcnow()
+        uow.commit()
+    drain(brt)
+    assert [m["To"] for m in twilio.messages] == ["+13125550001"]
+    assert h.status_of(brt, b.id) == {"sent": 1, "skipped": 1}
+
+
+def _post_status(client, **params):
+    path = "/webhooks/twilio/status"
+    return client.post(path, data=urlencode(params), content_type="application/x-www-form-urlencoded",
+                       headers={"X-Twilio-Signature": sign(params, PUBLIC_URL + path)})
+
+
+def test_status_callbacks_move_deliveries_and_21610_opts_out(brt, twilio, client):
+    h.add_signer(brt, "+13125550001")
+    h.add_signer(brt, "+13125550002")
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    drain(brt)
+    sids = {d.address: d.provider_id for d in h.deliveries(brt)}
+    assert _post_status(client, MessageSid=sids["+13125550001"], MessageStatus="delivered",
+                        To="+13125550001").status_code == 204
+    assert _post_status(client, MessageSid=sids["+13125550002"], MessageStatus="undelivered", ErrorCode="21610",
+                        To="+13125550002").status_code == 204
+    # Twilio also sends "sent" after the fact; it does not move a delivery back.
+    _post_status(client, MessageSid=sids["+13125550001"], MessageStatus="sent", To="+13125550001")
+    got = {d.address: (d.status, d.error_code) for d in h.deliveries(brt)}
+    assert got == {"+13125550001": ("delivered", None), "+13125550002": ("failed", "21610")}
+    assert member(brt, "sms", "+13125550002").opted_out_at is not None
+    assert member(brt, "sms", "+13125550001").opted_out_at is None
+
+    # Unsigned or malformed callbacks change nothing.
+    bad = client.post("/webhooks/twilio/status", data=urlencode({"MessageSid": sids["+13125550001"],
+                                                                 "MessageStatus": "failed"}),
+                      content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": "nope"})
+    assert bad.status_code == 403
+    assert _post_status(client, MessageSid="garbage", MessageStatus="failed").status_code == 400
+    assert _post_status(client, MessageSid=sids["+13125550001"], MessageStatus="failed",
+                        ErrorCode="x").status_code == 400
+    assert h.deliveries(brt)[0].status == "delivered"
+
+
+def test_created_broadcast_is_listed_with_counts(brt):
+    h.add_signer(brt, "+13125550001")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update", created_by="ana@example.org"))
+    (p,) = broadcasts.list_broadcasts(brt)
+    assert p.broadcast.id == b.id and p.counts == {"pending": 1} and p.broadcast.created_by == "ana@example.org"
+    with brt.db.uow() as uow:
+        assert uow.session.get(Broadcast, b.id).recipients == 1
