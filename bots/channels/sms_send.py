@@ -102,6 +102,6 @@ def parse_status(form: Mapping) -> dict:
     if not status:
         raise ValueError("MessageStatus is missing")
     code = (form.get("ErrorCode") or "").strip() or None
-    if code is not None and not code.isdigit():
-        raise ValueError("ErrorCode is not a number")
+    if code is not None and not (code.isascii() and code.isdigit() and len(code) <= 10):
+        raise ValueError("ErrorCode is not a Twilio error code")
     return {"message_sid": sid, "status": status, "error_code": code, "to": (form.get("To") or "").strip() or None}
