@@ -252,7 +252,7 @@ def _start(state: State, inbound: Inbound, word: str, catalog: Catalog) -> Step:
     else:
         cause = word
         slug, lang = catalog.keywords[word]
-    cause = cause[:64]
+    cause = _cause(cause)
     state = replace(state, language=lang)
     if state.opted_out:
         # Texting a keyword (or pressing Start) after STOP is a new request to join: honour it.
