@@ -105,11 +105,12 @@ def install(secrets: Iterable[str | None] = ()) -> Redactor:
 def secrets_of(settings) -> list[str | None]:
     """The values in Settings that must never be logged."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     values = [settings.twilio_auth_token, settings.telegram_bot_token, settings.telegram_webhook_secret,
               settings.secret_key]
     try:
         values.append(make_url(settings.database_url).password)
-    except Exception:  # noqa: BLE001 - an unparsable URL has no password we could find
-        pass
+    except (ArgumentError, ValueError):  # an unparsable URL has no password we could find
+        return values
     return values
