@@ -129,8 +129,14 @@ def _replayed(uow: UnitOfWork, inbound: Inbound, now: datetime) -> Outcome | Non
 
 
 def _claim(session, channel: str, provider_id: str | None, now: datetime) -> bool:
-    """True when this process owns the update now; False for a redelivery already handled."""
-    return not provider_id or repo.claim_message(session, channel, provider_id, now) is repo.CLAIMED
+    """True when this process owns the update now; False for a redelivery already handled. The claim
+    records an empty reply at once: a claim without a reply is one still being handled."""
+    if not provider_id:
+        return True
+    if repo.claim_message(session, channel, provider_id, now) is not repo.CLAIMED:
+        return False
+    repo.store_response(session, channel, provider_id, "[]")
+    return True
 
 
 def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bool, engine: Engine,
@@ -147,9 +153,12 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
         if created:
             hint = (inbound.language_hint or "").split("-")[0].lower()
             member.language = hint if hint in engine.catalog.languages else member.language
+            repo.conversation_for(session, member.id, new_member=True)  # every member has one
         key = "contact_invalid" if phone is None else "contact_not_own" if not own else "contact_linked"
         if key == "contact_linked" and not member.simulated:
-            person, _ = repo.lock_member(session, "sms", phone, now, language=member.language)
+            person, new_person = repo.lock_member(session, "sms", phone, now, language=member.language)
+            if new_person:
+                repo.conversation_for(session, person.id, new_member=True)
             repo.link_member(session, member, person)
         member.last_seen_at = now
         member.unreachable_at = None

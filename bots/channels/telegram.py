@@ -21,6 +21,7 @@ import asyncio
 import functools
 import html
 import logging
+import re
 import ssl
 import threading
 import warnings
@@ -138,20 +139,82 @@ def normalize_phone(raw: str | None) -> str | None:
     return None
 
 
+_MAX_ID = 2 ** 63 - 1  # Telegram's ids fit in 64 bits (the Bot API promises 52 significant bits)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(value):
+    """JSON may spell a lone surrogate ("\\ud800"), which no database can store: each becomes U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_unicode(v) for v in value]
+    return value
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -_MAX_ID <= value <= _MAX_ID
+
+
+def _check(update: Update) -> None:
+    """python-telegram-bot's de_json does not check types: the fields used here must have Telegram's."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise BadUpdate(f"{what} has the wrong type")
+
+    def text(value, what: str) -> None:
+        need(value is None or isinstance(value, str), what)
+
+    def user(u, what: str) -> None:
+        if u is not None:
+            need(_is_id(u.id), f"{what}.id")
+            text(u.language_code, f"{what}.language_code")
+
+    def chat(c, what: str) -> None:
+        need(c is not None and _is_id(c.id) and isinstance(c.type, str), what)
+
+    if update.callback_query is not None:
+        q = update.callback_query
+        need(q.from_user is not None, "callback_query.from")
+        user(q.from_user, "callback_query.from")
+        need(isinstance(q.id, (str, int)) and not isinstance(q.id, bool), "callback_query.id")
+        text(q.data, "callback_query.data")
+    if update.my_chat_member is not None:
+        m = update.my_chat_member
+        chat(m.chat, "my_chat_member.chat")
+        need(m.from_user is not None, "my_chat_member.from")
+        user(m.from_user, "my_chat_member.from")
+        need(m.new_chat_member is not None and isinstance(m.new_chat_member.status, str),
+             "my_chat_member.new_chat_member")
+    for what, message in (("message", update.message), ("channel_post", update.channel_post)):
+        if message is None:
+            continue
+        chat(message.chat, f"{what}.chat")
+        user(message.from_user, f"{what}.from")
+        text(message.text, f"{what}.text")
+        text(message.caption, f"{what}.caption")
+        if message.contact is not None:
+            text(message.contact.phone_number, f"{what}.contact.phone_number")
+            need(message.contact.user_id is None or _is_id(message.contact.user_id), f"{what}.contact.user_id")
+
+
 def parse_update(data) -> Event:
     """One Bot API update (the decoded JSON) -> Event. Raises BadUpdate for what is not an update."""
     if not isinstance(data, dict):
         raise BadUpdate("the update is not a JSON object")
     update_id = data.get("update_id")
-    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
-        raise BadUpdate("update_id is missing or not a non-negative integer")
+    if not _is_id(update_id) or update_id < 0:
+        raise BadUpdate("update_id is missing or not a non-negative 64-bit integer")
     kinds = [kind for kind in ALLOWED_UPDATES if data.get(kind) is not None]
     if not kinds:  # a kind we do not use (polls, reactions, ...): never parsed, so never "malformed"
         return Event(update_id, IGNORED, note="update kind not used")
     try:
-        update = Update.de_json({"update_id": update_id, kinds[0]: data[kinds[0]]}, None)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        update = Update.de_json({"update_id": update_id, kinds[0]: _valid_unicode(data[kinds[0]])}, None)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError) as exc:
         raise BadUpdate(f"the update does not parse ({exc.__class__.__name__})") from None
+    _check(update)
     pid = str(update_id)
 
     if update.callback_query is not None:
