@@ -43,7 +43,7 @@ from telegram import (
     ReplyKeyboardRemove,
     Update,
 )
-from telegram.error import Forbidden, RetryAfter, TelegramError
+from telegram.error import Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 from telegram.request import HTTPXRequest
 
@@ -61,6 +61,8 @@ ALLOWED_UPDATES = ["message", "edited_message", "channel_post", "edited_channel_
 LANGUAGE_BUTTON = "lang:"
 CAMPAIGN_BUTTON = "start:"
 MAX_RETRY_AFTER = 5  # seconds a reply may wait on a 429 before it is given up (logged)
+SEND_TIMEOUT = 5.0  # seconds to connect, write or read one Bot API call (python-telegram-bot's default)
+SERVER_ERROR_PAUSE = 0.5  # seconds before the one retry of a call that failed with a 5xx
 
 # Event kinds
 MESSAGE = "message"  # a conversation message for the engine (text, /command, media, button press)
@@ -371,7 +373,8 @@ def handle_update(rt, data, gateway: "Gateway | None" = None, webhook: bool = Tr
         actions = conversation_actions(event.chat_id, event.inbound, outcome, rt.catalog, event.from_button,
                                        answer_lost=webhook)
     elif event.kind == CONTACT:
-        outcome = service.handle_contact(uow(), event.inbound, event.phone, event.own_contact, rt.engine, rt.now())
+        outcome = service.handle_contact(uow(), event.inbound, event.phone, event.own_contact, rt.engine, rt.now(),
+                                         forget_key=rt.settings.secret_key)
         actions = [] if outcome.duplicate and not webhook else \
             [send_message(event.chat_id, text, ReplyKeyboardRemove()) for text in outcome.messages]
     elif event.kind == MEMBER_STATUS:
@@ -408,16 +411,18 @@ class Gateway:
     asked once (getMe) and kept.
     """
 
-    def __init__(self, token: str, api_url: str = "https://api.telegram.org"):
+    def __init__(self, token: str, api_url: str = "https://api.telegram.org", timeout: float = SEND_TIMEOUT):
         self.token = token
         self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
         self._username: str | None = None
         self._lock = threading.Lock()
 
     @asynccontextmanager
     async def session(self, get_me: bool = False) -> AsyncIterator[Bot]:
         """A Bot with its own connections; ``get_me`` checks the token (Bot.initialize)."""
-        request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()})
+        request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()}, connect_timeout=self.timeout,
+                               read_timeout=self.timeout, write_timeout=self.timeout)
         updates_request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()})
         bot = Bot(self.token, base_url=f"{self.api_url}/bot", request=request, get_updates_request=updates_request)
         if get_me:
@@ -467,8 +472,16 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
+    """Make the calls in order. A 429 waits (up to MAX_RETRY_AFTER) and a 5xx pauses, then each is
+    tried once more; a timeout is not retried (the message may have arrived: a second try could send
+    it twice). When a message of a reply is given up, the rest of that chat's reply is not sent either:
+    a member never gets the third message without the second. A 403 marks the chat unreachable."""
     result = Delivery()
+    abandoned: set = set()
     for action in actions:
+        if action.chat_id is not None and action.chat_id in abandoned | result.blocked:
+            result.failed += 1
+            continue
         for attempt in (1, 2):
             try:
                 await _call(bot, action)
@@ -483,9 +496,23 @@ async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
                     continue
                 log.warning("%s to %s given up: flood control (retry after %ss)", action.method, action.chat_id, wait)
                 result.failed += 1
+                abandoned.add(action.chat_id)
+            except TimedOut as exc:
+                log.warning("%s to %s timed out (not retried, it may have arrived): %s", action.method,
+                            action.chat_id, exc)
+                result.failed += 1
+                abandoned.add(action.chat_id)
+            except NetworkError as exc:  # 5xx, connection refused or reset: nothing was delivered
+                if attempt == 1:
+                    await asyncio.sleep(SERVER_ERROR_PAUSE)
+                    continue
+                log.warning("%s to %s failed twice: %s", action.method, action.chat_id, exc)
+                result.failed += 1
+                abandoned.add(action.chat_id)
             except TelegramError as exc:
                 log.warning("%s to %s failed: %s", action.method, action.chat_id, exc)
                 result.failed += 1
+                abandoned.add(action.chat_id)
             break
     return result
 
