@@ -15,6 +15,7 @@ import itertools
 import json
 import random
 
+import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from bots.channels import telegram
@@ -210,3 +211,48 @@ def test_parse_update_raises_only_bad_update(catalog):
         if event.inbound is not None:
             assert isinstance(event.inbound.address, str) and event.inbound.address.lstrip("-").isdigit()
             assert event.inbound.text is None or isinstance(event.inbound.text, str)
+
+
+# --- regressions: each of these was a 500 before (found by the fuzz above) ---------------------------
+
+
+def _with(update: dict, kind: str, **fields) -> dict:
+    return {**update, kind: {**update[kind], **fields}}
+
+
+def _text(**fields):
+    return _with(tu.text_update(7_777_777, "x"), "message", **fields)
+
+
+REGRESSIONS = {  # name: (update, status now)
+    "text is a number": (lambda: _text(text=5), 400),  # AttributeError in text_inbound
+    "text is an object": (lambda: _text(text={"a": 1}), 400),
+    "caption is a number": (lambda: _with(tu.photo_update(7_777_777), "message", caption=5), 400),
+    "date out of range": (lambda: _text(date=10 ** 20), 400),  # OverflowError in de_json
+    "user id over 64 bits": (lambda: _text(**{"from": {"id": 10 ** 70, "is_bot": False, "first_name": "A"}}), 400),
+    "update_id over 64 bits": (lambda: {**tu.text_update(7_777_777, "x"), "update_id": 10 ** 70}, 400),  # PostgreSQL
+    "language_code is a number": (lambda: _with(tu.contact_update(7_777_777, "+13125550101"), "message", **{
+        "from": {"id": 7_777_777, "is_bot": False, "first_name": "A", "language_code": 5}}), 400),
+    "button data is a number": (lambda: _with(tu.callback_update(7_777_777, "x"), "callback_query", data=5), 400),
+}
+
+
+@pytest.mark.parametrize("name", list(REGRESSIONS))
+def test_damaged_updates_that_were_500s(client, rt, standin, name):
+    make, status = REGRESSIONS[name]
+    before = table_counts(rt)
+    response = tu.post_update(client, make())
+    assert response.status_code == status, response.data
+    assert b"wrong type" in response.data or b"does not parse" in response.data or b"64-bit" in response.data
+    assert table_counts(rt) == before
+
+
+def test_a_lone_surrogate_in_a_name_is_read_as_a_replacement_character(client, rt, standin):
+    # It reached the database as a name, which neither SQLite nor PostgreSQL can encode: a 500.
+    assert tu.post_update(client, tu.text_update(7_777_777, "/start end-scomm")).status_code == 200
+    raw = json.dumps(tu.text_update(7_777_777, "Ana \ud800 Lopez")).encode()  # written "\ud800"
+    assert b"\\ud800" in raw
+    response = tu.post_update(client, None, raw=raw)
+    assert response.status_code == 200
+    assert response.get_json()["text"] == "Thanks, Ana \ufffd Lopez. Now reply with your 5-digit ZIP code."
+    check_no_partial_rows(rt)
