@@ -47,6 +47,7 @@ def _spellings(name: str) -> set[str]:
 class Forgotten:
     channel: str
     signatures: int  # kept, anonymised, still counted
+    contacts: int = 1  # the member and the chats linked to the same person
 
 
 def guess_channel(contact: str) -> str:
@@ -54,19 +55,29 @@ def guess_channel(contact: str) -> str:
 
 
 def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime, requested_by: str = "cli") -> Forgotten | None:
-    """Erase the member ``contact`` on ``channel``; None when there is no such member."""
+    """Erase the member ``contact`` on ``channel``; None when there is no such member.
+
+    A member linked to others as one person (a Telegram chat that shared its phone number, and the SMS
+    member with that number) is forgotten with all of them: the link would otherwise tie the erased
+    chat to a phone number that still names the person. The links stay, between rows that now name
+    nobody, so the person still counts once and every campaign count stays exact."""
     with uow:
         session = uow.session
         member = repo.find_member(session, channel, contact)
         if member is None:
             return None
-        member, _ = repo.lock_member(session, channel, contact, now)
-        token = forget_token(key, channel, contact)
-        kept = repo.forget_member_data(session, member, token, now, _spellings)
-        repo.add_consent(session, member, kind="forget", cause=f"erasure request ({requested_by})"[:64],
-                         campaign=None, text_sent=None, now=now)
+        kept, contacts = 0, 0
+        for other in repo.person_members(session, member):
+            if other.address.startswith(PREFIX):
+                continue  # forgotten before
+            other, _ = repo.lock_member(session, other.channel, other.address, now)
+            token = forget_token(key, other.channel, other.address)
+            kept += repo.forget_member_data(session, other, token, now, _spellings)
+            repo.add_consent(session, other, kind="forget", cause=f"erasure request ({requested_by})"[:64],
+                             campaign=None, text_sent=None, now=now)
+            contacts += 1
         uow.commit()
-    return Forgotten(channel, kept)
+    return Forgotten(channel, kept, contacts)
 
 
 PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)

@@ -54,15 +54,8 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     recognise a forgotten member who writes again (they start opted out)."""
     with uow:
         session = uow.session
-        if limit is not None:
-            window = now.replace(second=0, microsecond=0)
-            count = repo.bump_inbound(session, inbound.channel, inbound.address, window)
-            if count > limit and (not always_handled(inbound) or _already_opted_out(session, inbound)):
-                if count == limit + 1:
-                    log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
-                                limit, inbound.address, inbound.channel)
-                uow.commit()  # only the counter
-                return Outcome([], throttled=True)
+        if _throttled(uow, inbound, now, limit):
+            return Outcome([], throttled=True)
         replayed = _replayed(uow, inbound, now)
         if replayed is not None:
             return replayed
@@ -113,6 +106,23 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     return Outcome(messages, new.language, signed=signed)
 
 
+def _throttled(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> bool:
+    """Count this message against its sender's limit; True (the counter committed, nothing else) when
+    it is over the limit and is to be dropped."""
+    if limit is None:
+        return False
+    session = uow.session
+    window = now.replace(second=0, microsecond=0)
+    count = repo.bump_inbound(session, inbound.channel, inbound.address, window)
+    if count > limit and (not always_handled(inbound) or _already_opted_out(session, inbound)):
+        if count == limit + 1:
+            log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
+                        limit, inbound.address, inbound.channel)
+        uow.commit()  # only the counter
+        return True
+    return False
+
+
 def _replayed(uow: UnitOfWork, inbound: Inbound, now: datetime) -> Outcome | None:
     """Claim the provider's message id; None when this process owns it now, else (a provider's retry)
     the outcome of its first handling, with the replies that were given then."""
@@ -129,16 +139,26 @@ def _replayed(uow: UnitOfWork, inbound: Inbound, now: datetime) -> Outcome | Non
 
 
 def _claim(session, channel: str, provider_id: str | None, now: datetime) -> bool:
-    """True when this process owns the update now; False for a redelivery already handled."""
-    return not provider_id or repo.claim_message(session, channel, provider_id, now) is repo.CLAIMED
+    """True when this process owns the update now; False for a redelivery already handled. The claim
+    records an empty reply at once: a claim without a reply is one still being handled."""
+    if not provider_id:
+        return True
+    if repo.claim_message(session, channel, provider_id, now) is not repo.CLAIMED:
+        return False
+    repo.store_response(session, channel, provider_id, "[]")
+    return True
 
 
 def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bool, engine: Engine,
-                   now: datetime) -> Outcome:
+                   now: datetime, *, limit: int | None = INBOUND_LIMIT_PER_MINUTE,
+                   forget_key: str | None = None) -> Outcome:
     """A shared phone number (E.164, or None when unreadable): link this chat to the SMS member with
-    that number, so the person counts once. Only the sender's own number is linked."""
+    that number, so the person counts once. Only the sender's own number is linked. The inbound limit
+    counts contacts too; a forgotten chat or number that comes back starts opted out."""
     with uow:
         session = uow.session
+        if _throttled(uow, inbound, now, limit):
+            return Outcome([], throttled=True)
         replayed = _replayed(uow, inbound, now)
         if replayed is not None:
             return replayed
@@ -147,9 +167,16 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
         if created:
             hint = (inbound.language_hint or "").split("-")[0].lower()
             member.language = hint if hint in engine.catalog.languages else member.language
+            repo.conversation_for(session, member.id, new_member=True)  # every member has one
+            if privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
+                member.opted_out_at = now
         key = "contact_invalid" if phone is None else "contact_not_own" if not own else "contact_linked"
         if key == "contact_linked" and not member.simulated:
-            person, _ = repo.lock_member(session, "sms", phone, now, language=member.language)
+            person, new_person = repo.lock_member(session, "sms", phone, now, language=member.language)
+            if new_person:
+                repo.conversation_for(session, person.id, new_member=True)
+                if privacy.is_forgotten(session, forget_key, "sms", phone):
+                    person.opted_out_at = now  # a forgotten number is never texted unless it texts us
             repo.link_member(session, member, person)
         member.last_seen_at = now
         member.unreachable_at = None

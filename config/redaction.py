@@ -18,19 +18,18 @@ from typing import Iterable
 REDACTED = "[redacted]"
 
 # E.164 numbers (also inside "sim:+1555..." addresses and URL-encoded "%2B1555..."), and bare runs of
-# 10 to 15 digits (a number without its "+", a Telegram user id): all but the last four digits masked.
-_PHONE = re.compile(r"(?<![\w])(\+|%2B)?(\d{6,11})(\d{4})(?!\d)")
+# 7 to 15 digits (a number without its "+", a Telegram user or chat id, which can be as short as 7
+# digits): all but the last four digits masked.
+_PHONE = re.compile(r"(?<![\w])(\+|%2B)?(\d{3,11})(\d{4})(?!\d)")
 _BOT_TOKEN = re.compile(r"(?<!\d)\d{5,12}:[A-Za-z0-9_-]{30,}")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
 
 
 def mask_phone(text: str) -> str:
-    """'+13125550101' -> '+*******0101'; numbers of fewer than 10 digits are left alone."""
+    """'+13125550101' -> '+*******0101', '111222333' -> '*****2333'; runs of fewer than 7 digits are left alone."""
 
     def repl(m: re.Match) -> str:
         prefix = m.group(1) or ""
-        if not prefix and len(m.group(2)) < 6:
-            return m.group(0)
         return prefix + "*" * len(m.group(2)) + m.group(3)
 
     return _PHONE.sub(repl, text)
@@ -77,6 +76,9 @@ class Redactor(logging.Filter):
 
 
 _REDACTOR: Redactor | None = None
+# Libraries whose DEBUG logs quote the body of each Bot API call (chat ids, the text sent, so names):
+# kept at INFO, where they log only the URL (its bot token is redacted) and the status.
+QUIET_LIBRARIES = ("telegram", "httpx", "httpcore")
 _INSTALL_LOCK = threading.Lock()
 
 
@@ -96,6 +98,10 @@ def install(secrets: Iterable[str | None] = ()) -> Redactor:
             logging.setLogRecordFactory(factory)
             _REDACTOR = redactor
         _REDACTOR.add_secrets(secrets)
+        for name in QUIET_LIBRARIES:  # their DEBUG records dump whole requests: message texts and names
+            library = logging.getLogger(name)
+            if library.getEffectiveLevel() < logging.INFO:
+                library.setLevel(logging.INFO)
         for handler in logging.getLogger().handlers:  # records made before install() still pass here
             if _REDACTOR not in handler.filters:
                 handler.addFilter(_REDACTOR)

@@ -99,6 +99,14 @@ def _person_members(person: int):
     return select(Member.id).where(or_(Member.id == person, Member.person_id == person))
 
 
+def person_members(session: Session, member: Member) -> list[Member]:
+    """Every member that is the same person as ``member`` (itself first, then by id)."""
+    person = person_of(member)
+    others = session.scalars(select(Member).where(or_(Member.id == person, Member.person_id == person),
+                                                  Member.id != member.id).order_by(Member.id))
+    return [member, *others]
+
+
 def find_member(session: Session, channel: str, address: str) -> Member | None:
     return session.scalars(select(Member).where(Member.channel == channel, Member.address == address)).first()
 

@@ -38,7 +38,8 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
     result = privacy.forget(rt.db.uow(), settings.secret_key, channel, contact, rt.now())
     if result is None:
         raise click.ClickException(f"no {channel} member {contact}")
-    click.echo(f"forgotten: personal data erased; {result.signatures} signature(s) kept anonymously; "
+    linked = f" (with {result.contacts - 1} contact(s) linked to the same person)" if result.contacts > 1 else ""
+    click.echo(f"forgotten: personal data erased{linked}; {result.signatures} signature(s) kept anonymously; "
                "the contact stays opted out")
 
 

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import html
 import logging
+import re
 import ssl
 import threading
 import warnings
@@ -42,7 +43,7 @@ from telegram import (
     ReplyKeyboardRemove,
     Update,
 )
-from telegram.error import Forbidden, RetryAfter, TelegramError
+from telegram.error import Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 from telegram.request import HTTPXRequest
 
@@ -60,6 +61,8 @@ ALLOWED_UPDATES = ["message", "edited_message", "channel_post", "edited_channel_
 LANGUAGE_BUTTON = "lang:"
 CAMPAIGN_BUTTON = "start:"
 MAX_RETRY_AFTER = 5  # seconds a reply may wait on a 429 before it is given up (logged)
+SEND_TIMEOUT = 5.0  # seconds to connect, write or read one Bot API call (python-telegram-bot's default)
+SERVER_ERROR_PAUSE = 0.5  # seconds before the one retry of a call that failed with a 5xx
 
 # Event kinds
 MESSAGE = "message"  # a conversation message for the engine (text, /command, media, button press)
@@ -138,20 +141,82 @@ def normalize_phone(raw: str | None) -> str | None:
     return None
 
 
+_MAX_ID = 2 ** 63 - 1  # Telegram's ids fit in 64 bits (the Bot API promises 52 significant bits)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(value):
+    """JSON may spell a lone surrogate ("\\ud800"), which no database can store: each becomes U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_unicode(v) for v in value]
+    return value
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -_MAX_ID <= value <= _MAX_ID
+
+
+def _check(update: Update) -> None:
+    """python-telegram-bot's de_json does not check types: the fields used here must have Telegram's."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise BadUpdate(f"{what} has the wrong type")
+
+    def text(value, what: str) -> None:
+        need(value is None or isinstance(value, str), what)
+
+    def user(u, what: str) -> None:
+        if u is not None:
+            need(_is_id(u.id), f"{what}.id")
+            text(u.language_code, f"{what}.language_code")
+
+    def chat(c, what: str) -> None:
+        need(c is not None and _is_id(c.id) and isinstance(c.type, str), what)
+
+    if update.callback_query is not None:
+        q = update.callback_query
+        need(q.from_user is not None, "callback_query.from")
+        user(q.from_user, "callback_query.from")
+        need(isinstance(q.id, (str, int)) and not isinstance(q.id, bool), "callback_query.id")
+        text(q.data, "callback_query.data")
+    if update.my_chat_member is not None:
+        m = update.my_chat_member
+        chat(m.chat, "my_chat_member.chat")
+        need(m.from_user is not None, "my_chat_member.from")
+        user(m.from_user, "my_chat_member.from")
+        need(m.new_chat_member is not None and isinstance(m.new_chat_member.status, str),
+             "my_chat_member.new_chat_member")
+    for what, message in (("message", update.message), ("channel_post", update.channel_post)):
+        if message is None:
+            continue
+        chat(message.chat, f"{what}.chat")
+        user(message.from_user, f"{what}.from")
+        text(message.text, f"{what}.text")
+        text(message.caption, f"{what}.caption")
+        if message.contact is not None:
+            text(message.contact.phone_number, f"{what}.contact.phone_number")
+            need(message.contact.user_id is None or _is_id(message.contact.user_id), f"{what}.contact.user_id")
+
+
 def parse_update(data) -> Event:
     """One Bot API update (the decoded JSON) -> Event. Raises BadUpdate for what is not an update."""
     if not isinstance(data, dict):
         raise BadUpdate("the update is not a JSON object")
     update_id = data.get("update_id")
-    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
-        raise BadUpdate("update_id is missing or not a non-negative integer")
+    if not _is_id(update_id) or update_id < 0:
+        raise BadUpdate("update_id is missing or not a non-negative 64-bit integer")
     kinds = [kind for kind in ALLOWED_UPDATES if data.get(kind) is not None]
     if not kinds:  # a kind we do not use (polls, reactions, ...): never parsed, so never "malformed"
         return Event(update_id, IGNORED, note="update kind not used")
     try:
-        update = Update.de_json({"update_id": update_id, kinds[0]: data[kinds[0]]}, None)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        update = Update.de_json({"update_id": update_id, kinds[0]: _valid_unicode(data[kinds[0]])}, None)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError) as exc:
         raise BadUpdate(f"the update does not parse ({exc.__class__.__name__})") from None
+    _check(update)
     pid = str(update_id)
 
     if update.callback_query is not None:
@@ -308,7 +373,8 @@ def handle_update(rt, data, gateway: "Gateway | None" = None, webhook: bool = Tr
         actions = conversation_actions(event.chat_id, event.inbound, outcome, rt.catalog, event.from_button,
                                        answer_lost=webhook)
     elif event.kind == CONTACT:
-        outcome = service.handle_contact(uow(), event.inbound, event.phone, event.own_contact, rt.engine, rt.now())
+        outcome = service.handle_contact(uow(), event.inbound, event.phone, event.own_contact, rt.engine, rt.now(),
+                                         forget_key=rt.settings.secret_key)
         actions = [] if outcome.duplicate and not webhook else \
             [send_message(event.chat_id, text, ReplyKeyboardRemove()) for text in outcome.messages]
     elif event.kind == MEMBER_STATUS:
@@ -345,16 +411,18 @@ class Gateway:
     asked once (getMe) and kept.
     """
 
-    def __init__(self, token: str, api_url: str = "https://api.telegram.org"):
+    def __init__(self, token: str, api_url: str = "https://api.telegram.org", timeout: float = SEND_TIMEOUT):
         self.token = token
         self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
         self._username: str | None = None
         self._lock = threading.Lock()
 
     @asynccontextmanager
     async def session(self, get_me: bool = False) -> AsyncIterator[Bot]:
         """A Bot with its own connections; ``get_me`` checks the token (Bot.initialize)."""
-        request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()})
+        request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()}, connect_timeout=self.timeout,
+                               read_timeout=self.timeout, write_timeout=self.timeout)
         updates_request = HTTPXRequest(httpx_kwargs={"verify": _tls_context()})
         bot = Bot(self.token, base_url=f"{self.api_url}/bot", request=request, get_updates_request=updates_request)
         if get_me:
@@ -404,8 +472,16 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
+    """Make the calls in order. A 429 waits (up to MAX_RETRY_AFTER) and a 5xx pauses, then each is
+    tried once more; a timeout is not retried (the message may have arrived: a second try could send
+    it twice). When a message of a reply is given up, the rest of that chat's reply is not sent either:
+    a member never gets the third message without the second. A 403 marks the chat unreachable."""
     result = Delivery()
+    abandoned: set = set()
     for action in actions:
+        if action.chat_id is not None and action.chat_id in abandoned | result.blocked:
+            result.failed += 1
+            continue
         for attempt in (1, 2):
             try:
                 await _call(bot, action)
@@ -420,9 +496,23 @@ async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
                     continue
                 log.warning("%s to %s given up: flood control (retry after %ss)", action.method, action.chat_id, wait)
                 result.failed += 1
+                abandoned.add(action.chat_id)
+            except TimedOut as exc:
+                log.warning("%s to %s timed out (not retried, it may have arrived): %s", action.method,
+                            action.chat_id, exc)
+                result.failed += 1
+                abandoned.add(action.chat_id)
+            except NetworkError as exc:  # 5xx, connection refused or reset: nothing was delivered
+                if attempt == 1:
+                    await asyncio.sleep(SERVER_ERROR_PAUSE)
+                    continue
+                log.warning("%s to %s failed twice: %s", action.method, action.chat_id, exc)
+                result.failed += 1
+                abandoned.add(action.chat_id)
             except TelegramError as exc:
                 log.warning("%s to %s failed: %s", action.method, action.chat_id, exc)
                 result.failed += 1
+                abandoned.add(action.chat_id)
             break
     return result
 

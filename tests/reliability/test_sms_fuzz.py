@@ -73,13 +73,20 @@ def check_no_partial_rows(rt) -> None:
         assert s.scalar(select(func.count()).select_from(ProcessedMessage).where(ProcessedMessage.response.is_(None))) == 0
         members = s.scalar(select(func.count()).select_from(Member))
         assert s.scalar(select(func.count()).select_from(Conversation)) == members
+        forgotten = set(s.scalars(select(Member.id).where(Member.address.like(repo.FORGOTTEN_PREFIX + "%"))))
         for sig in s.scalars(select(Signature)):
+            if sig.member_id in forgotten:  # erased on request: counted, nothing else kept
+                assert (sig.name, sig.zip_code, sig.city, sig.state) == ("", "", "", "")
+                continue
             assert check_name(sig.name, rt.catalog)[0] == sig.name
             assert rt.zips(sig.zip_code) is not None
         counts = {slug: n for slug, n in s.execute(select(CampaignCount.campaign, CampaignCount.signatures))}
         for slug in rt.catalog.campaigns:
-            assert counts.get(slug, 0) == s.scalar(select(func.count()).select_from(Signature)  # simulated: never counted
-                                                   .where(Signature.campaign == slug, Signature.simulated.is_(False)))
+            # one per person (chats linked by a shared phone number count once); simulated: never counted
+            people = select(func.count(func.distinct(func.coalesce(Member.person_id, Member.id)))) \
+                .select_from(Signature).join(Member, Member.id == Signature.member_id) \
+                .where(Signature.campaign == slug, Signature.simulated.is_(False))
+            assert counts.get(slug, 0) == s.scalar(people)
 
 
 def signed_post(app, client, raw: bytes, signing: str):

@@ -179,6 +179,12 @@ class TelegramFailure:
     status: int
     description: str
     retry_after: int | None = None
+    delay: float = 0.0  # seconds before answering (status 200: a slow success, which a client may time out on)
+
+
+def telegram_slow(seconds: float) -> TelegramFailure:
+    """The call succeeds (the message is sent) but the answer comes after ``seconds``."""
+    return TelegramFailure(200, "OK (slow)", delay=seconds)
 
 
 TELEGRAM_BLOCKED = TelegramFailure(403, "Forbidden: bot was blocked by the user")
@@ -241,6 +247,10 @@ class TelegramStandIn(StandIn):
             chat_id = str(params.get("chat_id"))
             pending = self.failures.get(chat_id)
             failure = (pending.pop(0) if len(pending) > 1 else pending[0]) if pending else None
+            if failure is not None and failure.delay:
+                time.sleep(failure.delay)
+            if failure is not None and failure.status == 200:
+                failure = None
             if failure is not None:
                 payload = {"ok": False, "error_code": failure.status, "description": failure.description}
                 if failure.retry_after is not None:
