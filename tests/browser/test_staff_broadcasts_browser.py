@@ -55,7 +55,7 @@ def test_preview_send_and_watch_a_broadcast_finish(standins, rt, page, live):
     expect(page.get_by_label("Text in Spanish")).to_have_value("Hola {first_name}, ¡ganamos! ✊ Gracias.")
     shoot(page, "11-broadcast-preview")
 
-    page.get_by_role("button", name="Continue to send").click()
+    page.get_by_role("button", name="Continue to send to 4").click()
     expect(page.get_by_role("heading", name="Send to 4 recipients?")).to_be_visible()
     shoot(page, "12-broadcast-confirm")
     assert twilio.requests == [] and telegram.requests == []

@@ -188,7 +188,7 @@ def test_confirm_then_send_writes_rows_calls_no_provider_and_is_audited(staff_cl
 
     page = staff_client.get(r.headers["Location"]).get_data(as_text=True)
     assert 'data-testid="state">waiting<' in page and 'http-equiv="refresh"' in page
-    assert "is queued for 4 recipients" in page and "No worker has picked this broadcast up yet" in page
+    assert "was queued for 4 recipients" in page and "No worker has picked this broadcast up yet" in page
     assert staff_client.get(f"/staff/broadcasts/{bid}.json").get_json()["counts"]["pending"] == 4
 
     rt.clock = utcnow  # the worker runs on the real clock
