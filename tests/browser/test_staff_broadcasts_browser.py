@@ -55,6 +55,17 @@ def test_preview_send_and_watch_a_broadcast_finish(standins, rt, page, live):
     expect(page.get_by_label("Text in Spanish")).to_have_value("Hola {first_name}, ¡ganamos! ✊ Gracias.")
     shoot(page, "11-broadcast-preview")
 
+    # with JavaScript the preview also follows the typing (webhooks/static/broadcast_preview.js)
+    page.get_by_label("Text in English").fill("Hi {first_name}, we won! Thank you all.")
+    expect(page.get_by_test_id("text-sms-en")).to_contain_text("Thank you all. Reply STOP to opt out.")
+    page.get_by_label("in the state").fill("NY")
+    expect(page.get_by_test_id("preview-total")).to_have_text("0")
+    page.get_by_label("whose ZIP starts with").fill("6a")
+    expect(page.get_by_role("alert")).to_contain_text("ZIP prefix must be 1 to 5 digits")
+    page.get_by_label("whose ZIP starts with").fill("")
+    page.get_by_label("in the state").fill("")
+    expect(page.get_by_test_id("preview-total")).to_have_text("4")
+
     page.get_by_role("button", name="Continue to send to 4").click()
     expect(page.get_by_role("heading", name="Send to 4 recipients?")).to_be_visible()
     shoot(page, "12-broadcast-confirm")
@@ -83,7 +94,7 @@ def test_preview_send_and_watch_a_broadcast_finish(standins, rt, page, live):
     shoot(page, "15-broadcasts-list")
 
     page.goto(f"/staff/members/{ana}")
-    expect(page.get_by_role("cell", name="Hi Ana, we won! Thank you. Reply STOP to opt out.")).to_be_visible()
+    expect(page.get_by_role("cell", name="Hi Ana, we won! Thank you all. Reply STOP to opt out.")).to_be_visible()
     shoot(page, "16-member-deliveries")
 
     page.get_by_role("link", name="Audit log").click()
