@@ -430,3 +430,18 @@ def last_worker_send(rt: Runtime) -> datetime | None:
     with rt.db.reader() as uow:
         slot = q.last_send_slot(uow.session)
     return datetime.fromtimestamp(slot, timezone.utc) if slot else None
+
+
+DUPLICATE_WINDOW = timedelta(minutes=10)
+
+
+def recent_duplicate(rt: Runtime, req, now: datetime) -> tuple[int, datetime] | None:
+    """(id, created_at) of a broadcast with the same texts and filters that the same sender made in
+    the last DUPLICATE_WINDOW (a double submit or a resubmitted form), else None. ``req`` is a
+    validated bots.broadcasts.BroadcastRequest."""
+    with rt.db.reader() as uow:
+        b = q.recent_same_broadcast(uow.session, created_by=req.created_by, campaign=req.campaign,
+                                    message_en=req.message_en, message_es=req.message_es, channel=req.channel,
+                                    state=req.state, zip_prefix=req.zip_prefix, signed_since=req.signed_since,
+                                    since=now - DUPLICATE_WINDOW)
+        return (b.id, b.created_at) if b is not None else None

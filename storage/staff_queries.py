@@ -155,3 +155,19 @@ def last_send_slot(session: Session) -> float | None:
     """The latest send slot any worker reserved (epoch seconds, any channel), or None if none ever did."""
     value = session.scalar(select(func.max(SendThrottle.next_slot)))
     return value if value else None
+
+
+def recent_same_broadcast(session: Session, *, created_by: str, campaign: str, message_en: str,
+                          message_es: str | None, channel: str, state: str | None, zip_prefix: str | None,
+                          signed_since: datetime | None, since: datetime) -> Broadcast | None:
+    """The newest broadcast with these texts and filters that this sender made since ``since``."""
+    def same(column, value):
+        return column.is_(None) if value is None else column == value
+
+    q = (select(Broadcast).where(Broadcast.created_by == created_by, Broadcast.campaign == campaign,
+                                 Broadcast.message_en == message_en, same(Broadcast.message_es, message_es),
+                                 Broadcast.channel == channel, same(Broadcast.state, state),
+                                 same(Broadcast.zip_prefix, zip_prefix), same(Broadcast.signed_since, signed_since),
+                                 Broadcast.created_at >= since)
+         .order_by(Broadcast.id.desc()).limit(1))
+    return session.scalars(q).first()

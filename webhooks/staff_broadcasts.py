@@ -80,11 +80,12 @@ def _request_from(values: dict) -> bsvc.BroadcastRequest:
 
 
 def _render_compose(values: dict, preview=None, error: str | None = None, status: int = 200, confirm=False,
-                    changed: int | None = None):
+                    changed: int | None = None, duplicate: tuple[int, datetime] | None = None):
     rt = runtime()
     campaigns = [(c.slug, c.text("en").title, c.active) for c in rt.catalog.campaigns.values()]
     return render_template("staff/broadcast_new.html", page="broadcasts", v=values, pv=preview, error=error,
                            campaigns=campaigns, channels=CHANNEL_CHOICES, confirm=confirm, changed=changed,
+                           duplicate=duplicate, ago=_ago(duplicate[1], _now()) if duplicate else None,
                            sample_name=plan.SAMPLE_NAME, quiet=rt.settings.quiet_hours,
                            languages={"en": "English", "es": "Spanish"}), status
 
@@ -131,6 +132,9 @@ def compose():
     expected = request.form.get("expected", type=int)
     if expected != pv.total:  # signers came or left since the confirmation: confirm the new number
         return _render_compose(values, preview=pv, confirm=True, changed=expected, status=409)
+    duplicate = svc.recent_duplicate(rt, pv.request, _now())
+    if duplicate is not None and request.form.get("again") != "1":  # a double click or a resubmitted form
+        return _render_compose(values, preview=pv, confirm=True, duplicate=duplicate, status=409)
     created = bsvc.create_broadcast(rt, req)
     staff = current_staff()
     channels = ", ".join(f"{n} {ch}" for ch, n in sorted(pv.recipients.items()) if n)

@@ -244,3 +244,19 @@ def test_member_page_lists_the_broadcast_messages_sent(staff_client, rt, signers
 def test_member_without_broadcasts_says_so(staff_client, rt, signers):
     page = staff_client.get(f"/staff/members/{signers['ana']}").get_data(as_text=True)
     assert "No broadcast was sent to this member." in page
+
+
+def test_a_second_identical_send_asks_again_instead_of_texting_everyone_twice(staff_client, rt, signers):
+    assert staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4")).status_code == 303
+    again = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4"))
+    html = again.get_data(as_text=True)
+    assert again.status_code == 409 and "You sent this same broadcast" in html and "broadcast #1" in html
+    assert 'name="again"' in html
+    assert broadcasts_count(rt) == (1, 4)
+    # a different text is a different broadcast
+    other = staff_client.post("/staff/broadcasts/new",
+                              data=form(staff_client, action="send", expected="4", message_en="Second news"))
+    assert other.status_code == 303 and broadcasts_count(rt) == (2, 8)
+    # and sending the same again is possible when asked for explicitly
+    r = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4", again="1"))
+    assert r.status_code == 303 and broadcasts_count(rt) == (3, 12)

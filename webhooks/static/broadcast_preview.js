@@ -4,6 +4,14 @@
 // counts, segments and texts come from the same service function. No inline script: the CSP forbids it.
 (function () {
   "use strict";
+  // A form marked data-once (the "Send" confirmation) submits once: a double click sends one request.
+  // (The server also refuses the same broadcast from the same sender twice within 10 minutes.)
+  document.querySelectorAll("form[data-once]").forEach(function (f) {
+    f.addEventListener("submit", function (event) {
+      if (f.dataset.sent) event.preventDefault();
+      f.dataset.sent = "1";
+    });
+  });
   var form = document.getElementById("compose");
   var area = document.getElementById("live-preview");
   if (!form || !area || !window.fetch || !window.DOMParser) return;
