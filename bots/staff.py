@@ -326,8 +326,22 @@ class MemberHistory:
     member: object
     consent: list
     signatures: list
-    deliveries: list | None  # None until broadcasts (issue 4) record deliveries
+    deliveries: list["DeliveryLine"]  # broadcast messages made for them, newest first
     explanation: list[str]
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    """One broadcast message made for a member, and what became of it."""
+
+    broadcast_id: int
+    campaign: str
+    channel: str
+    status: str  # pending | held | sending | sent | delivered | failed | skipped | unknown
+    when: datetime | None  # sent, or last changed, or (not sent yet) due
+    error_code: str | None
+    text: str  # what they read (or will read)
+    created_by: str
 
 
 def find_members(rt: Runtime, query: str) -> list:
@@ -383,5 +397,51 @@ def member_history(rt: Runtime, member_id: int) -> MemberHistory | None:
             return None
         consent = q.member_consent(uow.session, member_id)
         signatures = q.member_signatures(uow.session, member_id)
+        deliveries = [_delivery_line(rt, d, b) for d, b in q.member_deliveries(uow.session, member_id)]
         uow.session.expunge_all()
-    return MemberHistory(member, consent, signatures, None, explain(member, consent, signatures, rt.catalog))
+    lines = explain(member, consent, signatures, rt.catalog)
+    if deliveries:
+        lines.append(f"{len(deliveries)} broadcast message{'s' if len(deliveries) != 1 else ''} made for them "
+                     f"(the latest from broadcast #{deliveries[0].broadcast_id}, to signers of "
+                     f"{deliveries[0].campaign}): see “Broadcast messages sent” below.")
+    return MemberHistory(member, consent, signatures, deliveries, lines)
+
+
+def _delivery_line(rt: Runtime, d, b) -> DeliveryLine:
+    from bots import broadcast_plan as plan
+    from bots.broadcasts import stop_notice, template_for
+
+    template, text_lang = template_for(b, d.language)
+    if d.channel == "sms":
+        notice = stop_notice(rt.catalog, b.campaign, text_lang) if b.campaign in rt.catalog.campaigns else None
+        text = plan.render_sms(template, d.name, notice)
+    else:
+        text = plan.render_telegram(template, d.name)
+    return DeliveryLine(b.id, b.campaign, d.channel, d.status, d.sent_at or d.updated_at or d.due_at,
+                        d.error_code, text, b.created_by)
+
+
+# --- broadcasts -------------------------------------------------------------------------------------
+
+
+def last_worker_send(rt: Runtime) -> datetime | None:
+    """When a broadcast worker last sent (its latest reserved send slot), or None if none ever did.
+    Workers keep no heartbeat, so an idle worker leaves no trace: this says when one last worked."""
+    with rt.db.reader() as uow:
+        slot = q.last_send_slot(uow.session)
+    return datetime.fromtimestamp(slot, timezone.utc) if slot else None
+
+
+DUPLICATE_WINDOW = timedelta(minutes=10)
+
+
+def recent_duplicate(rt: Runtime, req, now: datetime) -> tuple[int, datetime] | None:
+    """(id, created_at) of a broadcast with the same texts and filters that the same sender made in
+    the last DUPLICATE_WINDOW (a double submit or a resubmitted form), else None. ``req`` is a
+    validated bots.broadcasts.BroadcastRequest."""
+    with rt.db.reader() as uow:
+        b = q.recent_same_broadcast(uow.session, created_by=req.created_by, campaign=req.campaign,
+                                    message_en=req.message_en, message_es=req.message_es, channel=req.channel,
+                                    state=req.state, zip_prefix=req.zip_prefix, signed_since=req.signed_since,
+                                    since=now - DUPLICATE_WINDOW)
+        return (b.id, b.created_at) if b is not None else None

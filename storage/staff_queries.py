@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import delete, false, func, select
 from sqlalchemy.orm import Session
 
-from storage.models import AuditLog, ConsentEvent, Member, SignInAttempt, Signature, StaffUser
+from storage.models import (AuditLog, Broadcast, ConsentEvent, Delivery, Member, SendThrottle, SignInAttempt, Signature,
+                            StaffUser)
 
 # --- logins -----------------------------------------------------------------------------------------
 
@@ -130,3 +131,43 @@ def member_signatures(session: Session, member_id: int) -> list[Signature]:
 def member_consent(session: Session, member_id: int) -> list[ConsentEvent]:
     return list(session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member_id)
                                 .order_by(ConsentEvent.created_at, ConsentEvent.id)))
+
+
+# --- broadcasts -------------------------------------------------------------------------------------
+
+
+def member_deliveries(session: Session, member_id: int, limit: int = 200) -> list[tuple[Delivery, Broadcast]]:
+    """The broadcast messages made for one member, newest first, with their broadcast.
+
+    Looked up as (broadcast_id IN (...), member_id), so the unique index on (broadcast_id, member_id)
+    answers it with one probe per broadcast; deliveries has no index on member_id alone (it would
+    slow every million-row broadcast insert), and broadcasts are few."""
+    ids = list(session.scalars(select(Broadcast.id)))
+    if not ids:
+        return []
+    q = (select(Delivery, Broadcast).join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+         .where(Delivery.broadcast_id.in_(ids), Delivery.member_id == member_id)
+         .order_by(Delivery.broadcast_id.desc()).limit(limit))
+    return [(d, b) for d, b in session.execute(q)]
+
+
+def last_send_slot(session: Session) -> float | None:
+    """The latest send slot any worker reserved (epoch seconds, any channel), or None if none ever did."""
+    value = session.scalar(select(func.max(SendThrottle.next_slot)))
+    return value if value else None
+
+
+def recent_same_broadcast(session: Session, *, created_by: str, campaign: str, message_en: str,
+                          message_es: str | None, channel: str, state: str | None, zip_prefix: str | None,
+                          signed_since: datetime | None, since: datetime) -> Broadcast | None:
+    """The newest broadcast with these texts and filters that this sender made since ``since``."""
+    def same(column, value):
+        return column.is_(None) if value is None else column == value
+
+    q = (select(Broadcast).where(Broadcast.created_by == created_by, Broadcast.campaign == campaign,
+                                 Broadcast.message_en == message_en, same(Broadcast.message_es, message_es),
+                                 Broadcast.channel == channel, same(Broadcast.state, state),
+                                 same(Broadcast.zip_prefix, zip_prefix), same(Broadcast.signed_since, signed_since),
+                                 Broadcast.created_at >= since)
+         .order_by(Broadcast.id.desc()).limit(1))
+    return session.scalars(q).first()

@@ -9,8 +9,8 @@
 - every /staff path except the sign-in page refuses anonymous requests (default deny by path, so
   later /staff blueprints, such as broadcasts, are covered too), and gets the security headers.
 
-Broadcasts (issue 4) are not here yet: their pages go in webhooks/staff_broadcasts.py (a blueprint
-named "staff_broadcasts" with an "index" view); the navigation shows them as soon as it exists.
+Broadcasts have their pages in webhooks/staff_broadcasts.py (blueprint "staff_broadcasts", registered
+by init_app); the navigation shows them because its "index" view exists.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ csrf = CSRFProtect()
 SESSION_HOURS = 12
 CSRF_EXEMPT_PREFIXES = ("/webhooks/", "/api/")
 PUBLIC_STAFF_ENDPOINTS = {"staff.login"}
-BROADCASTS_ENDPOINT = "staff_broadcasts.index"  # issue 4 adds it
+BROADCASTS_ENDPOINT = "staff_broadcasts.index"  # webhooks/staff_broadcasts.py
 
 
 
@@ -68,6 +68,9 @@ def init_app(app: Flask) -> None:
     app.before_request(_protect)
     app.config["STAFF_SIGNED_IN"] = lambda: current_staff() is not None  # the simulator asks this
     app.register_blueprint(bp)
+    from webhooks import staff_broadcasts  # imports this module, so only now
+
+    app.register_blueprint(staff_broadcasts.bp)
 
 
 # --- request hooks ----------------------------------------------------------------------------------

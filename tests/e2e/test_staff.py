@@ -487,37 +487,7 @@ def test_dashboard_numbers_are_grouped(client, rt, staff_user):
     assert 'data-testid="total-end-scomm">1,000,000<' in client.get("/staff/").get_data(as_text=True)
 
 
-# --- the place left for broadcasts (issue 4) --------------------------------------------------------
-
-
-def test_a_later_staff_blueprint_is_guarded_and_linked_without_extra_code(rt, staff_user):
-    """What webhooks/staff_broadcasts.py will get for free: anonymous refusal, CSRF, headers, a nav link."""
-    from flask import Blueprint
-
-    from webhooks import create_app
-
-    app = create_app({"TESTING": True}, rt)
-    later = Blueprint("staff_broadcasts", __name__, url_prefix="/staff/broadcasts")
-    sent = []
-    later.add_url_rule("/", "index", lambda: "broadcasts page")
-    later.add_url_rule("/send", "send", lambda: sent.append(1) or "sent", methods=["POST"])
-    app.register_blueprint(later)
-    client = app.test_client()
-    assert client.get("/staff/broadcasts/").status_code == 302
-    token = csrf_token(client)
-    assert client.post("/staff/broadcasts/send", data={"csrf_token": token}).status_code == 403
-    sign_in(client)
-    assert client.post("/staff/broadcasts/send").status_code == 400  # no CSRF token
-    assert client.post("/staff/broadcasts/send", data={"csrf_token": csrf_token(client, "/staff/")}).status_code == 200
-    assert sent == [1]
-    r = client.get("/staff/broadcasts/")
-    assert r.status_code == 200 and r.headers["X-Frame-Options"] == "DENY"
-    assert '<a href="/staff/broadcasts/">Broadcasts</a>' in client.get("/staff/").get_data(as_text=True)
-
-
-def test_no_broadcasts_link_until_they_exist(client, staff_user):
-    sign_in(client)
-    assert ">Broadcasts<" not in client.get("/staff/").get_data(as_text=True)
+# --- broadcasts: tests/e2e/test_staff_broadcasts.py ------------------------------------------------
 
 
 def test_old_password_hashes_are_upgraded_at_sign_in(client, rt, monkeypatch):

@@ -1,0 +1,203 @@
+"""Broadcasts in the staff console (issues 4 and 5): past broadcasts, compose with a preview, confirm,
+send (which only writes rows: `firma worker` sends), and one broadcast's progress.
+
+Everything goes through the broadcast service functions in bots/broadcasts.py (preview,
+create_broadcast, progress, list_broadcasts); this module only parses forms and renders pages. The
+/staff guard and the CSRF check in webhooks/staff.py cover every route here (by path).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timezone
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+
+from bots import broadcast_plan as plan
+from bots import broadcasts as bsvc
+from bots import staff as svc
+from webhooks import runtime
+from flask_wtf.csrf import CSRFError
+
+from webhooks.staff import _csrf_error, _ip, current_staff
+
+bp = Blueprint("staff_broadcasts", __name__, url_prefix="/staff/broadcasts")
+bp.register_error_handler(CSRFError, _csrf_error)  # the console's "the form expired" page
+
+STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed", "skipped", "unknown")
+CHANNEL_CHOICES = (("all", "SMS and Telegram"), ("sms", "SMS only"), ("telegram", "Telegram only"))
+REFRESH_SECONDS = 3
+WORKER_RECENT = 120  # seconds: a worker that sent this recently counts as "seen recently"
+LIST_LIMIT = 20  # each row is one COUNT ... GROUP BY status over that broadcast's deliveries (index only)
+
+
+def _now() -> datetime:
+    return runtime().now()
+
+
+def _ago(t: datetime | None, now: datetime) -> str | None:
+    if t is None:
+        return None
+    seconds = int((now - t).total_seconds())
+    if seconds < 0:
+        return "just now"
+    if seconds < 90:
+        return f"{seconds} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds // 60} min ago"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def _worker_seen(now: datetime) -> dict:
+    last = svc.last_worker_send(runtime())
+    return {"last": last, "ago": _ago(last, now),
+            "recent": last is not None and (now - last).total_seconds() <= WORKER_RECENT}
+
+
+# --- the form ---------------------------------------------------------------------------------------
+
+
+def _form_values() -> dict:
+    f = request.form
+    return {k: (f.get(k) or "").strip() for k in ("campaign", "message_en", "message_es", "channel", "state",
+                                                   "zip_prefix", "signed_since")}
+
+
+def _request_from(values: dict) -> bsvc.BroadcastRequest:
+    """The service request for the form's values; BroadcastError for what the service does not check."""
+    since = None
+    if values["signed_since"]:
+        try:
+            since = datetime.combine(date.fromisoformat(values["signed_since"]), time(0), tzinfo=timezone.utc)
+        except ValueError:
+            raise plan.BroadcastError(f"“signed since” must be a date like 2026-11-01, not "
+                                      f"{values['signed_since']!r}") from None
+    staff = current_staff()
+    return bsvc.BroadcastRequest(values["campaign"], values["message_en"], values["message_es"] or None,
+                                 values["channel"] or "all", values["state"] or None, values["zip_prefix"] or None,
+                                 since, created_by=f"staff:{staff.email}")
+
+
+def _render_compose(values: dict, preview=None, error: str | None = None, status: int = 200, confirm=False,
+                    changed: int | None = None, duplicate: tuple[int, datetime] | None = None):
+    rt = runtime()
+    campaigns = [(c.slug, c.text("en").title, c.active) for c in rt.catalog.campaigns.values()]
+    return render_template("staff/broadcast_new.html", page="broadcasts", v=values, pv=preview, error=error,
+                           campaigns=campaigns, channels=CHANNEL_CHOICES, confirm=confirm, changed=changed,
+                           duplicate=duplicate, ago=_ago(duplicate[1], _now()) if duplicate else None,
+                           sample_name=plan.SAMPLE_NAME, quiet=rt.settings.quiet_hours,
+                           languages={"en": "English", "es": "Spanish"}), status
+
+
+# --- pages ------------------------------------------------------------------------------------------
+
+
+@bp.get("")
+@bp.get("/")
+def index():
+    rt = runtime()
+    now = _now()
+    rows = bsvc.list_broadcasts(rt, LIST_LIMIT)
+    return render_template("staff/broadcasts.html", page="broadcasts", rows=rows, statuses=STATUSES,
+                           worker=_worker_seen(now), state_of=_state)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def compose():
+    """GET: an empty form. POST action=preview: the form again with the preview; action=confirm: the
+    confirmation (how many recipients); action=send: write the broadcast, then its progress page."""
+    rt = runtime()
+    if request.method == "GET":
+        first = next((c.slug for c in rt.catalog.campaigns.values() if c.active), next(iter(rt.catalog.campaigns), ""))
+        values = dict(campaign=request.args.get("campaign", first), message_en="", message_es="", channel="all",
+                      state="", zip_prefix="", signed_since="")
+        return _render_compose(values)
+    values = _form_values()
+    action = request.form.get("action", "preview")
+    try:
+        req = _request_from(values)
+        pv = bsvc.preview(rt, req)
+    except plan.BroadcastError as exc:
+        return _render_compose(values, error=str(exc), status=400)
+    if action == "preview" or action == "edit":
+        return _render_compose(values, preview=pv)
+    if pv.total == 0:
+        return _render_compose(values, preview=pv, status=400,
+                               error="Nobody matches these filters: there is nobody to send to.")
+    if action == "confirm":
+        return _render_compose(values, preview=pv, confirm=True)
+    if action != "send":
+        return _render_compose(values, preview=pv, error=f"Unknown action {action!r}.", status=400)
+    expected = request.form.get("expected", type=int)
+    if expected != pv.total:  # signers came or left since the confirmation: confirm the new number
+        return _render_compose(values, preview=pv, confirm=True, changed=expected, status=409)
+    duplicate = svc.recent_duplicate(rt, pv.request, _now())
+    if duplicate is not None and request.form.get("again") != "1":  # a double click or a resubmitted form
+        return _render_compose(values, preview=pv, confirm=True, duplicate=duplicate, status=409)
+    created = bsvc.create_broadcast(rt, req)
+    staff = current_staff()
+    channels = ", ".join(f"{n} {ch}" for ch, n in sorted(pv.recipients.items()) if n)
+    svc.audit(rt.db, staff, svc.BROADCAST, str(created.id),
+              f"{req.campaign} to {created.recipients} recipients ({channels})"
+              + (f"; {created.held} SMS held for quiet hours" if created.held else ""), _ip(), _now())
+    return redirect(url_for("staff_broadcasts.show", broadcast_id=created.id, created=1), code=303)
+
+
+def _state(p: bsvc.Progress) -> str:
+    if p.broadcast.recipients == 0 or (p.open == 0 and p.done > 0):
+        return "finished"
+    if p.open and p.n("held") == p.open:
+        return "held"
+    if p.broadcast.started_at is None:
+        return "waiting"
+    return "sending"
+
+
+def _progress_data(p: bsvc.Progress, now: datetime) -> dict:
+    b = p.broadcast
+    state = _state(p)
+    handed = p.n("sent", "delivered", "failed", "unknown")  # provider calls made
+    rate = None
+    if b.started_at is not None and handed:
+        end = b.finished_at if (b.finished_at and state == "finished") else now
+        seconds = (end - b.started_at).total_seconds()
+        rate = handed / seconds if seconds >= 1 else None
+    total = max(1, b.recipients)
+    return {
+        "id": b.id, "state": state, "finished": state == "finished", "recipients": b.recipients,
+        "counts": {s: p.counts.get(s, 0) for s in STATUSES}, "done": p.done, "open": p.open,
+        "percent": round(100.0 * p.done / total, 1),
+        "rate": round(rate, 2) if rate is not None else None,
+        "held_until": p.next_release.isoformat() if p.next_release else None,
+        "started_at": b.started_at.isoformat() if b.started_at else None,
+        "finished_at": b.finished_at.isoformat() if b.finished_at else None,
+    }
+
+
+@bp.get("/<int:broadcast_id>")
+def show(broadcast_id: int):
+    rt = runtime()
+    p = bsvc.progress(rt, broadcast_id)
+    if p is None:
+        abort(404, f"no broadcast #{broadcast_id}")
+    now = _now()
+    data = _progress_data(p, now)
+    texts = []
+    b = p.broadcast
+    for lang in rt.catalog.languages:
+        template, text_lang = bsvc.template_for(b, lang)
+        texts.append((lang, text_lang, template))
+    return render_template("staff/broadcast.html", page="broadcasts", p=p, b=b, d=data, statuses=STATUSES,
+                           refresh=None if data["finished"] else REFRESH_SECONDS, worker=_worker_seen(now),
+                           created=request.args.get("created") == "1", texts=texts,
+                           languages={"en": "English", "es": "Spanish"},
+                           waiting_for=_ago(b.created_at, now))
+
+
+@bp.get("/<int:broadcast_id>.json")
+def show_json(broadcast_id: int):
+    p = bsvc.progress(runtime(), broadcast_id)
+    if p is None:
+        abort(404, f"no broadcast #{broadcast_id}")
+    return jsonify(_progress_data(p, _now()))
