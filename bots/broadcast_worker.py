@@ -58,7 +58,10 @@ class Options:
     horizon: float = 1.0  # claim at most this many seconds' worth of rate slots at a time
     poll: float = 1.0  # idle wait between claims when nothing is due
     flush_interval: float = 0.1
-    headroom: float = 0.1  # slots are spaced (1 + headroom) / rate apart: 100 ms a second for network jitter
+    # Slots are spaced (1 + headroom) / rate apart: 150 ms a second of slack, a third for our own
+    # lateness and two thirds for jitter between our call and the provider's clock, so that the cap
+    # holds where the provider counts (a loaded host delays requests unevenly).
+    headroom: float = 0.15
     reap_every: float = 2.0
 
 
@@ -146,7 +149,7 @@ class Worker:
         # How many rows a claim takes adapts (AIMD) so that this worker starts each block's calls
         # on time: slots it cannot use on time would be taken again (reslotted) at a cost.
         size = min(per_claim, 50)
-        tolerance = self.o.headroom / 2
+        tolerance = self.o.headroom / 3
         while not self.stop.is_set():
             if time.monotonic() - self._last_reap >= self.o.reap_every:
                 self._last_reap = time.monotonic()
@@ -310,7 +313,7 @@ class Worker:
     async def _send(self, channel: str, row: sql.Claimed, slot: float) -> None:
         started = False
         try:
-            tolerance = self.o.headroom / 2  # half the jitter allowance for our own lateness, half for the network
+            tolerance = self.o.headroom / 3  # a third of the slack for our own lateness, the rest for the network
             on_time = False
             for _ in range(10):
                 delay = slot - time.time()
