@@ -14,6 +14,12 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Seconds to wait for a PostgreSQL connection: when the server is gone, a webhook answers 503 after
 # this long instead of hanging until the provider's own timeout (Twilio gives up after 15 s).
 PG_CONNECT_TIMEOUT_S = 3
+# Pooled PostgreSQL connections are replaced after this many seconds, before idle-connection killers
+# (firewalls, PgBouncer's server_lifetime) get them. There is no ping before each use (it cost a round
+# trip per request): a connection that died since its last use fails its first statement, SQLAlchemy
+# then discards the whole pool, and the caller gets a 503 (the inbound SMS webhook retries once first:
+# storage.uow.retry_on_disconnect).
+PG_POOL_RECYCLE_S = 600
 
 
 def is_sqlite(url_or_engine) -> bool:
@@ -50,11 +56,14 @@ def make_engine(url: str, **kwargs) -> Engine:
         def _sqlite_begin(conn):
             # A write transaction takes SQLite's single write lock up front, so two answers from one
             # member are serialised instead of failing with "database is locked" at commit.
-            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            options = conn.get_execution_options()
+            if options.get("isolation_level") == "AUTOCOMMIT":
+                return  # single-statement reads (Database.snapshot): no transaction at all
+            conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'IMMEDIATE')}")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_S)
     kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
