@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -35,11 +37,63 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_write_lock(path: str) -> threading.Lock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(str(Path(path).resolve()), threading.Lock())
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on one lock per database file and process.
+
+    SQLite has one writer; a thread waiting for it in BEGIN IMMEDIATE polls (the busy handler sleeps
+    1, 2, 5 ... 100 ms between tries), so under threaded workers a waiting thread can lose the lock to
+    others again and again (hundreds of ms at p99). Threads of one process now wait on a lock that
+    hands over the moment COMMIT or ROLLBACK is done; other processes still meet SQLite's busy handler.
+    Waiting longer than the busy timeout fails as SQLite would ("database is locked")."""
+
+    write_lock: threading.Lock | None = None
+    holds_write_lock = False
+
+    def acquire_write_lock(self) -> None:
+        if self.write_lock is None or self.holds_write_lock:
+            return
+        if not self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError("database is locked")
+        self.holds_write_lock = True
+
+    def release_write_lock(self) -> None:
+        if self.holds_write_lock:
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_write_lock()
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                                                  "check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False,
+                                                  "factory": _QueuedWriterConnection}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -47,6 +101,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur = dbapi_connection.cursor()
             if engine.url.database not in (None, "", ":memory:"):
                 cur.execute("PRAGMA journal_mode=WAL")
+                dbapi_connection.write_lock = _sqlite_write_lock(engine.url.database)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -59,7 +114,16 @@ def make_engine(url: str, **kwargs) -> Engine:
             options = conn.get_execution_options()
             if options.get("isolation_level") == "AUTOCOMMIT":
                 return  # single-statement reads (Database.snapshot): no transaction at all
-            conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'IMMEDIATE')}")
+            mode = options.get("sqlite_begin", "IMMEDIATE")
+            dbapi_connection = conn.connection.dbapi_connection
+            if mode == "IMMEDIATE" and isinstance(dbapi_connection, _QueuedWriterConnection):
+                dbapi_connection.acquire_write_lock()  # threads of this process queue here
+            try:
+                conn.exec_driver_sql(f"BEGIN {mode}")
+            except BaseException:
+                if isinstance(dbapi_connection, _QueuedWriterConnection):
+                    dbapi_connection.release_write_lock()
+                raise
 
         return engine
     kwargs.setdefault("pool_pre_ping", False)
