@@ -17,9 +17,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # this long instead of hanging until the provider's own timeout (Twilio gives up after 15 s).
 PG_CONNECT_TIMEOUT_S = 3
 # Pooled PostgreSQL connections are replaced after this many seconds, before idle-connection killers
-# (firewalls, PgBouncer's server_lifetime) get them. There is no ping before each use (it cost a round
-# trip per request): a connection that died since its last use fails its first statement, SQLAlchemy
-# then discards the whole pool, and the caller gets a 503 (the inbound SMS webhook retries once first:
+# (firewalls, PgBouncer's server_lifetime) get them. Long-lived commands (workers, polling) ping each
+# connection before use; the web app does not (Database.for_requests: the ping cost a round trip per
+# request): there a connection that died since its last use fails its first statement, SQLAlchemy
+# discards the whole pool, and the request gets a 503 (the inbound SMS webhook retries once first:
 # storage.uow.retry_on_disconnect).
 PG_POOL_RECYCLE_S = 600
 
@@ -126,7 +127,7 @@ def make_engine(url: str, **kwargs) -> Engine:
                 raise
 
         return engine
-    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_S)
     kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
