@@ -78,8 +78,9 @@ def stop_profile(procs: list[subprocess.Popen]) -> None:
 
 def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir: Path) -> dict:
     env = common.app_env(url)
-    row = {"database": kind, "workers": f"2 {worker_class}" + (f" x{threads} threads" if threads > 1 else "")}
-    with common.gunicorn(FIRMA_APP, env, workers=2, worker_class=worker_class, threads=threads,
+    row = {"database": kind,
+           "workers": f"{args.workers} {worker_class}" + (f" x{threads} threads" if threads > 1 else "")}
+    with common.gunicorn(FIRMA_APP, env, workers=args.workers, worker_class=worker_class, threads=threads,
                          log_dir=workdir) as server:
         drive(server, args.warmup, args.connections)  # warm both workers
         before = count(server)
@@ -87,7 +88,7 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
         result, conversations = drive(server, args.conversations, args.connections)
         stop_profile(profilers)
         signed = count(server) - before
-    with common.gunicorn(BASELINE_APP, env, workers=2, worker_class=worker_class, threads=threads,
+    with common.gunicorn(BASELINE_APP, env, workers=args.workers, worker_class=worker_class, threads=threads,
                          log_dir=workdir) as base_server:
         drive(base_server, args.warmup, args.connections)
         base, _ = drive(base_server, args.conversations, args.connections)
@@ -115,9 +116,11 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true", help="seconds-long run (CI): few conversations, Python load")
     ap.add_argument("--databases", default="sqlite,postgresql")
     ap.add_argument("--worker-classes", default=None,
-                    help="comma list; gthread runs with --threads 4 (default sync,gthread; --smoke: sync)")
+                    help="comma list; gthread runs with --threads (default sync,gthread; --smoke: sync)")
     ap.add_argument("--conversations", type=int, default=6000, help="conversations per run (3 requests each)")
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (firma and baseline alike)")
+    ap.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     ap.add_argument("--warmup", type=int, default=300, help="conversations before measuring")
     ap.add_argument("--no-wrk-check", dest="wrk_check", action="store_false",
                     help="skip loading the baseline with wrk too (done when wrk is installed)")
@@ -138,7 +141,7 @@ def main(argv=None) -> int:
         for kind in [d.strip() for d in args.databases.split(",") if d.strip()]:
             with common.fresh_database(kind, workdir) as url:
                 for wc in [w.strip() for w in args.worker_classes.split(",") if w.strip()]:
-                    threads = 4 if wc == "gthread" else 1
+                    threads = args.threads if wc == "gthread" else 1
                     log(f"running {kind} / {wc} ...")
                     row = run_one(kind, url, wc, threads, args, workdir)
                     rows.append(row)

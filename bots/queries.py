@@ -10,7 +10,7 @@ def campaign_summary(rt: Runtime, slug: str) -> dict | None:
     campaign = rt.catalog.campaigns.get(slug)
     if campaign is None:
         return None
-    with rt.db.reader() as uow:
+    with rt.db.snapshot() as uow:  # one statement: no transaction needed
         count = repo.signature_count(uow.session, slug)
     return {"slug": slug, "title": campaign.text("en").title, "signatures": count, "goal": campaign.goal}
 

@@ -59,16 +59,15 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         replayed = _replayed(uow, inbound, now)
         if replayed is not None:
             return replayed
-        member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
-                                           simulated=inbound.simulated)
+        member, conv, created = repo.lock_member_and_conversation(session, inbound.channel, inbound.address, now,
+                                                                  simulated=inbound.simulated)
         if created and privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
             member.opted_out_at = now  # they asked to be forgotten: their opt-out still holds
-        conv = repo.conversation_for(session, member.id, new_member=created)
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out_at is not None,
             disclosed=member.disclosed_at is not None, campaign=conv.campaign, step=conv.step,
             pending_name=conv.pending_name, invalid_count=conv.invalid_count,
-            signed=frozenset() if created else repo.signed_campaigns(session, member.id),
+            signed=frozenset() if created else repo.signed_campaigns(session, member),
         )
         result = engine.step(state, inbound)
         new = result.state
@@ -100,6 +99,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         member.unreachable_at = None  # they wrote to us: reachable again
         conv.campaign, conv.step, conv.pending_name = new.campaign, new.step, new.pending_name
         conv.invalid_count, conv.updated_at = new.invalid_count, now
+        session.add(conv)  # a new one is inserted now, with its fields
         if inbound.provider_id:
             repo.store_response(session, inbound.channel, inbound.provider_id, json.dumps(messages))
         uow.commit()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -14,6 +16,13 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Seconds to wait for a PostgreSQL connection: when the server is gone, a webhook answers 503 after
 # this long instead of hanging until the provider's own timeout (Twilio gives up after 15 s).
 PG_CONNECT_TIMEOUT_S = 3
+# Pooled PostgreSQL connections are replaced after this many seconds, before idle-connection killers
+# (firewalls, PgBouncer's server_lifetime) get them. Long-lived commands (workers, polling) ping each
+# connection before use; the web app does not (Database.for_requests: the ping cost a round trip per
+# request): there a connection that died since its last use fails its first statement, SQLAlchemy
+# discards the whole pool, and the request gets a 503 (the inbound SMS webhook retries once first:
+# storage.uow.retry_on_disconnect).
+PG_POOL_RECYCLE_S = 600
 
 
 def is_sqlite(url_or_engine) -> bool:
@@ -29,11 +38,63 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_write_lock(path: str) -> threading.Lock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(str(Path(path).resolve()), threading.Lock())
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on one lock per database file and process.
+
+    SQLite has one writer; a thread waiting for it in BEGIN IMMEDIATE polls (the busy handler sleeps
+    1, 2, 5 ... 100 ms between tries), so under threaded workers a waiting thread can lose the lock to
+    others again and again (hundreds of ms at p99). Threads of one process now wait on a lock that
+    hands over the moment COMMIT or ROLLBACK is done; other processes still meet SQLite's busy handler.
+    Waiting longer than the busy timeout fails as SQLite would ("database is locked")."""
+
+    write_lock: threading.Lock | None = None
+    holds_write_lock = False
+
+    def acquire_write_lock(self) -> None:
+        if self.write_lock is None or self.holds_write_lock:
+            return
+        if not self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError("database is locked")
+        self.holds_write_lock = True
+
+    def release_write_lock(self) -> None:
+        if self.holds_write_lock:
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_write_lock()
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                                                  "check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False,
+                                                  "factory": _QueuedWriterConnection}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -41,6 +102,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur = dbapi_connection.cursor()
             if engine.url.database not in (None, "", ":memory:"):
                 cur.execute("PRAGMA journal_mode=WAL")
+                dbapi_connection.write_lock = _sqlite_write_lock(engine.url.database)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -50,11 +112,23 @@ def make_engine(url: str, **kwargs) -> Engine:
         def _sqlite_begin(conn):
             # A write transaction takes SQLite's single write lock up front, so two answers from one
             # member are serialised instead of failing with "database is locked" at commit.
-            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            options = conn.get_execution_options()
+            if options.get("isolation_level") == "AUTOCOMMIT":
+                return  # single-statement reads (Database.snapshot): no transaction at all
+            mode = options.get("sqlite_begin", "IMMEDIATE")
+            dbapi_connection = conn.connection.dbapi_connection
+            if mode == "IMMEDIATE" and isinstance(dbapi_connection, _QueuedWriterConnection):
+                dbapi_connection.acquire_write_lock()  # threads of this process queue here
+            try:
+                conn.exec_driver_sql(f"BEGIN {mode}")
+            except BaseException:
+                if isinstance(dbapi_connection, _QueuedWriterConnection):
+                    dbapi_connection.release_write_lock()
+                raise
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_S)
     kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)

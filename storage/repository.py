@@ -65,24 +65,59 @@ def lock_member(session: Session, channel: str, address: str, now: datetime, sim
     two (the SELECT, then INSERT ... RETURNING). Two first messages at once: one INSERT wins, the
     other waits on the unique key, does nothing, and then locks the row the first one committed.
     """
-    locked = (select(Member).where(Member.channel == channel, Member.address == address)
-              .with_for_update().execution_options(populate_existing=True))
-    member = session.scalars(locked).first()
+    member = session.scalars(_locked_member(channel, address)).first()
     if member is None:
-        # A row this transaction inserts is invisible to others until commit: no lock needed on it.
-        stmt = (_insert(session, Member)
-                .values(channel=channel, address=address, simulated=simulated, language=language, created_at=now)
-                .on_conflict_do_nothing(index_elements=["channel", "address"])
-                .returning(Member))
-        member = session.scalars(stmt, execution_options={"populate_existing": True}).first()
-        if member is not None:
-            return member, True  # a new member is linked to nobody yet
-        member = session.scalars(locked).one()
+        return _insert_member(session, channel, address, now, simulated, language)
+    _lock_person_too(session, member)
+    return member, False
+
+
+def lock_member_and_conversation(session: Session, channel: str, address: str, now: datetime,
+                                 simulated: bool = False) -> tuple[Member, Conversation, bool]:
+    """lock_member for a conversation message: the member's row lock and its conversation in one
+    statement (the conversation is only written under the member's lock). Returns (member, conv, created);
+    a conversation that does not exist yet comes new (transient): the caller adds it to the session
+    once its fields are set, so it is inserted once, with them."""
+    row = session.execute(
+        select(Member, Conversation).outerjoin(Conversation, Conversation.member_id == Member.id)
+        .where(Member.channel == channel, Member.address == address)
+        .with_for_update(of=Member).execution_options(populate_existing=True)).first()
+    if row is None:
+        member, created = _insert_member(session, channel, address, now, simulated, "en")
+        conv = None if created else session.get(Conversation, member.id)
+    else:
+        member, conv, created = row[0], row[1], False
+        _lock_person_too(session, member)
+    if conv is None:
+        conv = Conversation(member_id=member.id, step="idle", invalid_count=0)
+    return member, conv, created
+
+
+def _locked_member(channel: str, address: str):
+    return (select(Member).where(Member.channel == channel, Member.address == address)
+            .with_for_update().execution_options(populate_existing=True))
+
+
+def _insert_member(session: Session, channel: str, address: str, now: datetime, simulated: bool,
+                   language: str) -> tuple[Member, bool]:
+    # A row this transaction inserts is invisible to others until commit: no lock needed on it.
+    stmt = (_insert(session, Member)
+            .values(channel=channel, address=address, simulated=simulated, language=language, created_at=now)
+            .on_conflict_do_nothing(index_elements=["channel", "address"])
+            .returning(Member))
+    member = session.scalars(stmt, execution_options={"populate_existing": True}).first()
+    if member is not None:
+        return member, True  # a new member is linked to nobody yet
+    member = session.scalars(_locked_member(channel, address)).one()  # another process made it first
+    _lock_person_too(session, member)
+    return member, False
+
+
+def _lock_person_too(session: Session, member: Member) -> None:
     if member.person_id is not None:
         # A linked member also holds its person's row, so the person's other chat (the SMS member)
         # cannot sign the same campaign at the same moment and be counted a second time.
         lock_person(session, member.person_id)
-    return member, False
 
 
 def lock_person(session: Session, person_id: int) -> Member | None:
@@ -121,11 +156,15 @@ def conversation_for(session: Session, member_id: int, new_member: bool = False)
     return conv
 
 
-def signed_campaigns(session: Session, member_id: int) -> frozenset[str]:
-    """Campaigns this member's person has signed, from any of their chats (one signature per person)."""
-    person = session.scalar(select(func.coalesce(Member.person_id, Member.id)).where(Member.id == member_id))
-    if person is None:
-        return frozenset()
+def signed_campaigns(session: Session, member: Member | int) -> frozenset[str]:
+    """Campaigns this member's person has signed, from any of their chats (one signature per person).
+    Given the loaded (locked) member, one statement; given an id, two."""
+    if isinstance(member, Member):
+        person = person_of(member)
+    else:
+        person = session.scalar(select(func.coalesce(Member.person_id, Member.id)).where(Member.id == member))
+        if person is None:
+            return frozenset()
     return frozenset(session.scalars(select(Signature.campaign).distinct()
                                      .where(Signature.member_id.in_(_person_members(person)))))
 

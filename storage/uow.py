@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Callable, TypeVar
+
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_sessionmaker, ping, read_only
@@ -31,6 +35,29 @@ class UnitOfWork:
         self.session.rollback()
 
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def retry_on_disconnect(work: Callable[[], T]) -> T:
+    """Run ``work`` (one unit of work); when it failed because its connection was dead, run it once
+    more on a fresh one. The pool does not ping a connection before each use (a round trip per
+    request), so after a database restart the first use of each stale connection fails; SQLAlchemy
+    then discards the whole pool, and the second attempt connects anew.
+
+    Only for work that may safely run twice: a failed attempt committed nothing, unless the connection
+    died during COMMIT itself, when it may have; the inbound message handlers claim the provider's
+    message id in the same transaction, so a second attempt after such a commit replays the stored
+    answer and changes nothing."""
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost (%s); trying once more on a new one", exc.__class__.__name__)
+    return work()
+
+
 class Database:
     """One engine and its session factories for the life of a process (an app, a worker, a command)."""
 
@@ -39,6 +66,14 @@ class Database:
         self.url = self.engine.url
         self._sessions = make_sessionmaker(self.engine)
         self._read_sessions = make_sessionmaker(read_only(self.engine))
+        self._snapshots = make_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    @classmethod
+    def for_requests(cls, url: str) -> "Database":
+        """The web app's database: no ping before each use of a pooled connection (one round trip per
+        request less); a connection found dead fails its request with a 503, or, for an inbound SMS,
+        the message is handled once more on a new one (retry_on_disconnect)."""
+        return cls(url, pool_pre_ping=False)
 
     @property
     def dialect(self) -> str:
@@ -50,6 +85,12 @@ class Database:
     def reader(self) -> UnitOfWork:
         """A unit of work for reads that may be long (exports); it does not block writers on SQLite."""
         return UnitOfWork(self._read_sessions)
+
+    def snapshot(self) -> UnitOfWork:
+        """A unit of work for one read statement, outside any transaction (no BEGIN, no ROLLBACK: on
+        PostgreSQL one round trip instead of three). Each statement sees the latest committed data,
+        so use it for single-statement reads only; never for writes."""
+        return UnitOfWork(self._snapshots)
 
     def healthy(self) -> bool:
         return ping(self.engine)

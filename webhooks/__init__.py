@@ -27,7 +27,12 @@ def runtime() -> Runtime:
 
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
     app = Flask(__name__)
-    rt = rt or Runtime.build()
+    if rt is None:
+        from config.settings import Settings
+        from storage.uow import Database
+
+        settings = Settings.from_env()
+        rt = Runtime.build(settings, db=Database.for_requests(settings.database_url))  # no ping per request
     redaction.install(redaction.secrets_of(rt.settings))  # no phone number or secret in any log line
     rt.zips.load()  # at start-up, not in the first request that names a ZIP (firma export skips it)
     app.extensions["firma"] = rt

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, abort, request
 
 from bots import service
 from bots.channels import sms
+from storage.uow import retry_on_disconnect
 from webhooks import runtime
 
 bp = Blueprint("twilio", __name__, url_prefix="/webhooks/twilio")
@@ -42,7 +43,8 @@ def inbound_sms():
     except sms.BadPayload as exc:
         abort(400, str(exc))
     rt = runtime()
-    outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(), forget_key=rt.settings.secret_key)
+    outcome = retry_on_disconnect(lambda: service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(),
+                                                                 forget_key=rt.settings.secret_key))
     return Response(sms.twiml(outcome.messages), mimetype="application/xml")
 
 
