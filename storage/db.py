@@ -179,6 +179,27 @@ def head_revision(url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
+class SchemaNotReady(RuntimeError):
+    """The database cannot be used as it is; the message says what the operator should do."""
+
+
+def prepare(url: str) -> None:
+    """Make the database usable by a command: a local SQLite file is created or migrated (as
+    `firma serve` does); any other database must already be at the latest migration."""
+    if is_sqlite(url):
+        upgrade(url)
+        return
+    engine = make_engine(url)
+    try:
+        current = current_revision(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        raise SchemaNotReady(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        engine.dispose()
+    if current != head_revision(url):
+        raise SchemaNotReady("the database schema is not up to date: run `firma db upgrade` first")
+
+
 def ping(engine: Engine) -> bool:
     try:
         with engine.connect() as conn:

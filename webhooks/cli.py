@@ -7,7 +7,6 @@ import logging
 import sys
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from config import redaction
 from config.campaigns import CampaignFileError
@@ -42,6 +41,17 @@ class Context:
                 raise click.ClickException(f"the campaign file has problems: {exc}") from None
         return self._runtime
 
+    def ready_runtime(self):
+        """The runtime, once the database is usable (SQLite created or migrated; others at head)."""
+        from storage import db
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        try:
+            db.prepare(self.settings.database_url)
+        except db.SchemaNotReady as exc:
+            raise click.ClickException(str(exc)) from None
+        return self.runtime
+
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
@@ -63,33 +73,12 @@ def main(ctx: click.Context):
 @pass_ctx
 def serve(obj: Context, host: str, port: int, debug: bool):
     """Run the web app with the development server (SQLite is created or migrated here)."""
-    from storage import db
-
-    settings = obj.settings
-    if db.is_sqlite(settings.database_url):
-        db.upgrade(settings.database_url)
-    else:
-        _check_migrated(settings.database_url)
     from webhooks import create_app
 
-    app = create_app({"SIMULATOR_OPEN": True}, obj.runtime)
+    app = create_app({"SIMULATOR_OPEN": True}, obj.ready_runtime())
     click.echo(f"firma on http://{host}:{port}/  (simulator: http://{host}:{port}/simulator)")
     click.echo(f"database: {obj.runtime.db.url.render_as_string(hide_password=True)}")
     app.run(host=host, port=port, debug=debug, threaded=True, use_reloader=debug)
-
-
-def _check_migrated(url: str) -> None:
-    from storage import db
-
-    engine = db.make_engine(url)
-    try:
-        current = db.current_revision(engine)
-    except (SQLAlchemyError, OSError) as exc:
-        raise click.ClickException(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from None
-    finally:
-        engine.dispose()
-    if current != db.head_revision(url):
-        raise click.ClickException("the database schema is not up to date: run `firma db upgrade` first")
 
 
 @main.group("db")

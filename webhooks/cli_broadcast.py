@@ -17,32 +17,7 @@ def _runtime(ctx: click.Context):
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per Telegram call otherwise
-    obj = ctx.find_root().obj
-    rt = obj.runtime
-    _ensure_schema(rt.settings.database_url)
-    return rt
-
-
-def _ensure_schema(url: str) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    import logging
-
-    from storage import db
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    if db.is_sqlite(url):
-        db.upgrade(url)  # as `firma serve` does: a local SQLite file is created or migrated
-        return
-    engine = db.make_engine(url)
-    try:
-        current = db.current_revision(engine)
-    except (SQLAlchemyError, OSError) as exc:
-        raise click.ClickException(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from None
-    finally:
-        engine.dispose()
-    if current != db.head_revision(url):
-        raise click.ClickException("the database schema is not up to date: run `firma db upgrade` first")
+    return ctx.find_root().obj.ready_runtime()
 
 
 def _since(value: str | None) -> datetime | None:

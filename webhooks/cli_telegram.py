@@ -73,13 +73,10 @@ def set_webhook(obj, drop_pending_updates: bool):
 def poll(obj, timeout: int):
     """Long-poll for updates (development without a public URL); deletes the webhook first. Ctrl-C stops."""
     from bots.channels import telegram
-    from storage import db
     from telegram.error import TelegramError
 
     gateway = _gateway(obj)
-    if db.is_sqlite(obj.settings.database_url):
-        db.upgrade(obj.settings.database_url)
-    rt = obj.runtime
+    rt = obj.ready_runtime()
     try:
         asyncio.run(telegram.poll(rt, gateway, say=click.echo, timeout=timeout))
     except KeyboardInterrupt:
