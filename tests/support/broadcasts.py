@@ -114,8 +114,8 @@ def add_signers_bulk(rt, n: int, *, channel: str = "sms", start: int = 0, campai
             s = uow.session
             s.execute(insert(Member), [dict(channel=channel, address=a, language=language, simulated=False,
                                             created_at=now) for a in addresses])
-            ids = dict(s.execute(select(Member.address, Member.id)
-                                 .where(Member.channel == channel, Member.address.in_(addresses))).tuples().all())
+            ids = {address: id_ for address, id_ in s.execute(
+                select(Member.address, Member.id).where(Member.channel == channel, Member.address.in_(addresses)))}
             s.execute(insert(Signature), [dict(member_id=ids[a], campaign=campaign, channel=channel,
                                                name=f"Signer {i}", zip_code="60601", city="Chicago", state="IL",
                                                timezone=tz, language=language, simulated=False, signed_at=now)
