@@ -54,11 +54,9 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     recognise a forgotten member who writes again (they start opted out)."""
     with uow:
         session = uow.session
-        if _throttled(uow, inbound, now, limit):
-            return Outcome([], throttled=True)
-        replayed = _replayed(uow, inbound, now)
-        if replayed is not None:
-            return replayed
+        early = _admit(uow, inbound, now, limit)
+        if early is not None:
+            return early
         member, conv, created = repo.lock_member_and_conversation(session, inbound.channel, inbound.address, now,
                                                                   simulated=inbound.simulated)
         if created and privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
@@ -104,6 +102,14 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
             repo.store_response(session, inbound.channel, inbound.provider_id, json.dumps(messages))
         uow.commit()
     return Outcome(messages, new.language, signed=signed)
+
+
+def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> Outcome | None:
+    """The checks before a message is handled: the sender's per-minute limit, then the provider's
+    message id. None to go on; else the answer to give now (throttled, or a retry's first answer)."""
+    if _throttled(uow, inbound, now, limit):
+        return Outcome([], throttled=True)
+    return _replayed(uow, inbound, now)
 
 
 def _throttled(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> bool:
@@ -157,11 +163,9 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
     counts contacts too; a forgotten chat or number that comes back starts opted out."""
     with uow:
         session = uow.session
-        if _throttled(uow, inbound, now, limit):
-            return Outcome([], throttled=True)
-        replayed = _replayed(uow, inbound, now)
-        if replayed is not None:
-            return replayed
+        early = _admit(uow, inbound, now, limit)
+        if early is not None:
+            return early
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
                                            simulated=inbound.simulated)
         if created:
