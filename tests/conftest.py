@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from datetime import datetime, timezone
 
 import pytest
 from hypothesis import HealthCheck, settings as hypothesis_settings
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bots.runtime import Runtime, zip_directory
 from config.campaigns import load_catalog
@@ -26,6 +24,7 @@ from storage import db as dbmod
 from storage.models import Base
 from storage.uow import Database
 from tests.support import twilio_client
+from tests.support.postgres import fresh_database
 
 # Property-based tests: modest example counts so the suite stays fast; HYPOTHESIS_PROFILE=thorough for more.
 hypothesis_settings.register_profile("firma", max_examples=60, deadline=None,
@@ -34,9 +33,7 @@ hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=Non
                                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "firma"))
 
-PG_SERVER = os.environ.get("FIRMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASES = [d.strip() for d in os.environ.get("FIRMA_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
-REQUIRE_PG = os.environ.get("FIRMA_REQUIRE_POSTGRES") == "1"
 
 
 def pytest_collection_modifyitems(items):
@@ -66,24 +63,9 @@ def sqlite_template(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_database():
     """A fresh, migrated PostgreSQL database for this test session; dropped afterwards."""
-    server = make_url(PG_SERVER)
-    name = f"firma_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - turned into a skip or, in CI, a failure
-        admin.dispose()
-        message = f"PostgreSQL at {server.render_as_string(hide_password=True)} is not available: {exc.__class__.__name__}"
-        if REQUIRE_PG:
-            pytest.fail(message)
-        pytest.skip(message)
-    url = server.set(database=name).render_as_string(hide_password=False)
-    dbmod.upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database() as url:
+        dbmod.upgrade(url)
+        yield url
 
 
 def _truncate_all(url: str) -> None:

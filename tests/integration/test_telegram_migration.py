@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from storage import db as dbmod
-from tests.conftest import PG_SERVER, REQUIRE_PG
+from tests.support.postgres import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -17,21 +14,8 @@ def empty_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'm.db'}"
         return
-    server = make_url(PG_SERVER)
-    name = f"firma_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - a skip, or a failure in CI
-        admin.dispose()
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is not available: {exc}")
-        pytest.skip(f"PostgreSQL is not available: {exc.__class__.__name__}")
-    yield server.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database("firma_mig") as url:
+        yield url
 
 
 def test_upgrade_downgrade_upgrade_keeps_signatures(empty_url):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, select
 
 from bots import service
 from bots.engine import Inbound
 from bots.runtime import Runtime
 from storage import db as dbmod
 from storage.models import ConsentEvent, Conversation, Member, Signature
-from tests.conftest import PG_SERVER
+from tests.support.postgres import fresh_database
 
 DATA_TABLES = (Member, Conversation, Signature, ConsentEvent)
 
@@ -24,21 +23,8 @@ def empty_db_url(db_kind, tmp_path):
     if db_kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    server = make_url(PG_SERVER)
-    name = f"firma_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - the server is down: the same rule as conftest
-        admin.dispose()
-        from tests.conftest import REQUIRE_PG
-
-        (pytest.fail if REQUIRE_PG else pytest.skip)(f"PostgreSQL is not available: {exc.__class__.__name__}")
-    yield server.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database("firma_mig") as url:
+        yield url
 
 
 def converse(rt, phone, *texts):
