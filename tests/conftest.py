@@ -138,6 +138,25 @@ def database(rt) -> Database:
 
 
 @pytest.fixture
+def twilio():
+    """The Twilio REST stand-in on 127.0.0.1 (point TWILIO_API_URL at ``twilio.url``)."""
+    from tests.support.standins import TwilioStandIn
+
+    with TwilioStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def telegram():
+    """The Telegram Bot API stand-in on 127.0.0.1 (point TELEGRAM_API_URL at ``telegram.url``)."""
+    from tests.support.broadcasts import TG_TOKEN
+    from tests.support.standins import TelegramStandIn
+
+    with TelegramStandIn(token=TG_TOKEN) as standin:
+        yield standin
+
+
+@pytest.fixture
 def app(rt):
     from webhooks import create_app
 

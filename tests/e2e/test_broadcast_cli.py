@@ -27,12 +27,6 @@ from webhooks.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def twilio():
-    with TwilioStandIn() as standin:
-        yield standin
-
-
 def env_for(rt, twilio, **extra) -> dict[str, str]:
     env = {
         "FIRMA_DATABASE_URL": rt.settings.database_url, "FIRMA_PUBLIC_URL": "https://firma.example.org",

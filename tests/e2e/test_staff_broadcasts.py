@@ -14,22 +14,10 @@ from bots.runtime import utcnow
 from storage.models import Broadcast, Delivery
 from tests.e2e.test_staff import EMAIL, audit_rows, csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
 from tests.support import broadcasts as h
-from tests.support.standins import TWILIO_UNSUBSCRIBED, TelegramStandIn, TwilioStandIn
+from tests.support.standins import TWILIO_UNSUBSCRIBED
 
 EN = "Hi {first_name}, we won! Thank you."
 ES = "Hola {first_name}, ¡ganamos! ✊ Gracias."  # the raised fist is not GSM-7: UCS-2
-
-
-@pytest.fixture
-def twilio():
-    with TwilioStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def telegram():
-    with TelegramStandIn(token=h.TG_TOKEN) as standin:
-        yield standin
 
 
 @pytest.fixture

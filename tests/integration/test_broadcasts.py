@@ -14,23 +14,8 @@ from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
 from storage.models import Broadcast, ConsentEvent, Member
 from tests.support import broadcasts as h
-from tests.support.standins import (
-    TELEGRAM_BLOCKED, TWILIO_SERVER_ERROR, TWILIO_UNSUBSCRIBED, TelegramStandIn, TwilioStandIn,
-    telegram_too_many,
-)
+from tests.support.standins import TELEGRAM_BLOCKED, TWILIO_SERVER_ERROR, TWILIO_UNSUBSCRIBED, telegram_too_many
 from tests.support.twilio_client import PUBLIC_URL, sign
-
-
-@pytest.fixture
-def twilio():
-    with TwilioStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def telegram():
-    with TelegramStandIn(token=h.TG_TOKEN) as standin:
-        yield standin
 
 
 @pytest.fixture
