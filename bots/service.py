@@ -16,6 +16,7 @@ from bots import privacy
 from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, State
 from bots.render import render
 from config.keywords import OPT_OUT, normalize_keyword
+from storage import inbound as hot
 from storage import repository as repo
 from storage.uow import UnitOfWork
 
@@ -51,21 +52,27 @@ def _already_opted_out(session, inbound: Inbound) -> bool:
 def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datetime, *,
                    limit: int | None = INBOUND_LIMIT_PER_MINUTE, forget_key: str | None = None) -> Outcome:
     """``limit``: messages per minute per sender (None: no limit). ``forget_key``: FIRMA_SECRET_KEY, to
-    recognise a forgotten member who writes again (they start opted out)."""
+    recognise a forgotten member who writes again (they start opted out).
+
+    The hot path of every conversation (issue 6): its statements are storage.inbound's, built once."""
     with uow:
-        session = uow.session
         early = _admit(uow, inbound, now, limit)
         if early is not None:
             return early
-        member, conv, created = repo.lock_member_and_conversation(session, inbound.channel, inbound.address, now,
-                                                                  simulated=inbound.simulated)
-        if created and privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
-            member.opted_out_at = now  # they asked to be forgotten: their opt-out still holds
+        conn = uow.session.connection()
+        channel, address = inbound.channel, inbound.address
+        member, created = hot.lock_state(conn, channel, address), False
+        if member is None:
+            # someone who asked to be forgotten and writes again starts opted out: that opt-out still holds
+            token = privacy.forget_token(forget_key, channel, address) if forget_key else None
+            member = hot.create_member(conn, channel, address, now, inbound.simulated, token)
+            created = member is not None
+            if member is None:  # another first message from this contact won the insert
+                member = hot.lock_state(conn, channel, address)
         state = State(
-            language=member.language, known=not created, opted_out=member.opted_out_at is not None,
-            disclosed=member.disclosed_at is not None, campaign=conv.campaign, step=conv.step,
-            pending_name=conv.pending_name, invalid_count=conv.invalid_count,
-            signed=frozenset() if created else repo.signed_campaigns(session, member),
+            language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
+            campaign=member.campaign, step=member.step, pending_name=member.pending_name,
+            invalid_count=member.invalid_count, signed=member.signed,
         )
         result = engine.step(state, inbound)
         new = result.state
@@ -73,72 +80,49 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         signed = None
         for effect in result.effects:
             if isinstance(effect, RecordSignature):
-                if repo.add_signature(session, member, campaign=effect.campaign, name=effect.name,
-                                      zip_code=effect.zip_code, city=effect.city, state=effect.state,
-                                      timezone=effect.timezone, language=new.language, now=now):
+                # member.signed was read under the person's lock: another chat of the same person that
+                # signed meanwhile is in it (and the unique constraint catches this chat signing twice)
+                if effect.campaign not in member.signed and hot.add_signature(
+                        conn, member, channel, campaign=effect.campaign, name=effect.name, zip_code=effect.zip_code,
+                        city=effect.city, state=effect.state, timezone=effect.timezone, language=new.language,
+                        now=now):
                     signed = effect.campaign
-                else:  # the unique constraint caught a second signature: say so, count nothing
+                else:  # signed already, by this chat or another of the same person: say so, count nothing
                     replies = (Reply("already_signed", campaign=effect.campaign),)
-        messages = render(replies, new.language, inbound.channel, engine.catalog)
+        messages = render(replies, new.language, channel, engine.catalog)
         text_sent = "\n".join(messages) or None
         for effect in result.effects:
             if isinstance(effect, Consent):
-                repo.add_consent(session, member, kind=effect.kind, cause=effect.cause,
-                                 campaign=effect.campaign or new.campaign, text_sent=text_sent, now=now)
-
-        member.language = new.language
-        if new.opted_out and member.opted_out_at is None:
-            member.opted_out_at = now
-        elif not new.opted_out:
-            member.opted_out_at = None
-        if new.disclosed and member.disclosed_at is None:
-            member.disclosed_at = now
-        member.last_seen_at = now
-        member.unreachable_at = None  # they wrote to us: reachable again
-        conv.campaign, conv.step, conv.pending_name = new.campaign, new.step, new.pending_name
-        conv.invalid_count, conv.updated_at = new.invalid_count, now
-        session.add(conv)  # a new one is inserted now, with its fields
-        if inbound.provider_id:
-            repo.store_response(session, inbound.channel, inbound.provider_id, json.dumps(messages))
+                hot.add_consent(conn, member.id, channel, kind=effect.kind, cause=effect.cause,
+                                campaign=effect.campaign or new.campaign, text_sent=text_sent, now=now)
+        hot.save(conn, member.id, channel, inbound.provider_id, language=new.language, opted_out=new.opted_out,
+                 disclosed=new.disclosed, campaign=new.campaign, step=new.step, pending_name=new.pending_name,
+                 invalid_count=new.invalid_count, response=json.dumps(messages), now=now)
         uow.commit()
     return Outcome(messages, new.language, signed=signed)
 
 
 def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> Outcome | None:
-    """The checks before a message is handled: the sender's per-minute limit, then the provider's
-    message id. None to go on; else the answer to give now (throttled, or a retry's first answer)."""
-    if _throttled(uow, inbound, now, limit):
-        return Outcome([], throttled=True)
-    return _replayed(uow, inbound, now)
-
-
-def _throttled(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> bool:
-    """Count this message against its sender's limit; True (the counter committed, nothing else) when
-    it is over the limit and is to be dropped."""
-    if limit is None:
-        return False
-    session = uow.session
-    window = now.replace(second=0, microsecond=0)
-    count = repo.bump_inbound(session, inbound.channel, inbound.address, window)
-    if count > limit and (not always_handled(inbound) or _already_opted_out(session, inbound)):
+    """The checks before a message is handled: count it against its sender's per-minute limit and claim
+    the provider's message id (storage.inbound.admit). None to go on; else the answer to give now:
+    throttled (only the counter committed: a flood stores nothing else), or a retry's first answer
+    (nothing committed)."""
+    conn = uow.session.connection()
+    window = now.replace(second=0, microsecond=0) if limit is not None else None
+    count, claimed = hot.admit(conn, inbound.channel, inbound.address, inbound.provider_id, now, window)
+    if limit is not None and count > limit and (not always_handled(inbound) or _already_opted_out(uow.session, inbound)):
         if count == limit + 1:
             log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
                         limit, inbound.address, inbound.channel)
-        uow.commit()  # only the counter
-        return True
-    return False
-
-
-def _replayed(uow: UnitOfWork, inbound: Inbound, now: datetime) -> Outcome | None:
-    """Claim the provider's message id; None when this process owns it now, else (a provider's retry)
-    the outcome of its first handling, with the replies that were given then."""
-    if not inbound.provider_id:
-        return None
-    claim = repo.claim_message(uow.session, inbound.channel, inbound.provider_id, now)
-    if claim is repo.CLAIMED:
-        return None
-    uow.rollback()
-    return Outcome(json.loads(claim) if claim else [], duplicate=True)
+        if claimed and inbound.provider_id:
+            hot.unclaim(conn, inbound.channel, inbound.provider_id)  # a flood leaves nothing but its count
+        uow.commit()
+        return Outcome([], throttled=True)
+    if not claimed:
+        response = hot.stored_response(conn, inbound.channel, inbound.provider_id)
+        uow.rollback()
+        return Outcome(json.loads(response) if response else [], duplicate=True)
+    return None
 
 
 # --- Telegram (issue 3): updates that are not conversation messages -------------------------------

@@ -115,23 +115,23 @@ def test_a_hanging_database_gives_503_after_the_connect_timeout(pg_through_proxy
 
 
 def test_connection_lost_in_the_middle_of_a_message_leaves_nothing_half_written(pg_through_proxy, monkeypatch):
-    from storage import repository as repo
+    from storage import inbound as hot
 
     direct, proxy, rt, client = pg_through_proxy
     for body in ("SCOMM", "Ana López"):
         assert messages(post_sms(client, PHONE, body))
-    real = repo.add_signature
+    real = hot.add_signature
 
     def cut_then_sign(*args, **kwargs):
         proxy.stop()  # the message id is claimed and the member locked: now the server vanishes
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(repo, "add_signature", cut_then_sign)
+    monkeypatch.setattr(hot, "add_signature", cut_then_sign)
     sid = new_sid()
     assert post_sms(client, PHONE, "60601", sid=sid).status_code == 503
     assert state_of(direct) == ("awaiting_zip", 2, 0), "the claim, the signature and the state all rolled back"
 
-    monkeypatch.setattr(repo, "add_signature", real)
+    monkeypatch.setattr(hot, "add_signature", real)
     proxy.start()
     reply = messages(post_sms(client, PHONE, "60601", sid=sid))  # the same message again: handled once, now
     assert "Chicago, IL" in reply[0]

@@ -20,6 +20,7 @@ from bots.engine import Reply
 from bots.runtime import Runtime
 from config.campaigns import load_catalog
 from config.redaction import Redactor, mask_phone
+from storage import inbound as hot
 from storage import repository as repo
 from storage.models import CampaignCount, ConsentEvent, Conversation, InboundCounter, Member, ProcessedMessage, Signature
 from tests.support import twilio_client
@@ -65,7 +66,7 @@ def test_no_phone_number_or_secret_in_the_logs(app, client, rt, caplog, monkeypa
         def explode(*args, **kwargs):
             raise RuntimeError(f"cannot store {PHONE} with {twilio_client.TOKEN}")
 
-        monkeypatch.setattr(repo, "add_signature", explode)
+        monkeypatch.setattr(hot, "add_signature", explode)
         app.config["PROPAGATE_EXCEPTIONS"] = False
         post_sms(client, "+13125550189", "SCOMM")
         post_sms(client, "+13125550189", "Rosa Martinez")

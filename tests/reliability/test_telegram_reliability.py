@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from bots import privacy
 from bots.channels import telegram
 from bots.service import INBOUND_LIMIT_PER_MINUTE as LIMIT
+from storage import inbound as hot
 from storage import repository as repo
 from storage.models import CampaignCount, ConsentEvent, Conversation, Member, ProcessedMessage, Signature
 from tests.reliability.test_sms_fuzz import check_no_partial_rows, table_counts
@@ -329,18 +330,18 @@ def test_database_lost_mid_update_then_back_handles_the_redelivery_once(client, 
     say(client, standin, ANA, "/start end-scomm")
     say(client, standin, ANA, "Ana López")
     update = tu.text_update(ANA, "60601")
-    real = repo.add_signature
+    real = hot.add_signature
 
     def fail(*args, **kwargs):
         from sqlalchemy.exc import OperationalError
 
         raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
 
-    monkeypatch.setattr(repo, "add_signature", fail)
+    monkeypatch.setattr(hot, "add_signature", fail)
     before = table_counts(rt)
     assert tu.post_update(client, update).status_code == 503
     assert without_counters(table_counts(rt)) == without_counters(before)  # the claim rolled back too
-    monkeypatch.setattr(repo, "add_signature", real)
+    monkeypatch.setattr(hot, "add_signature", real)
     sent = len(standin.sent)
     response = tu.post_update(client, update)  # Telegram's redelivery: handled now, once
     assert response.status_code == 200 and "Done!" in response.get_json()["text"]
