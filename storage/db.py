@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+try:
+    import fcntl  # POSIX; elsewhere processes meet SQLite's own busy handler
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -48,27 +55,56 @@ def _sqlite_write_lock(path: str) -> threading.Lock:
 
 
 class _QueuedWriterConnection(sqlite3.Connection):
-    """A SQLite connection whose write transactions queue on one lock per database file and process.
+    """A SQLite connection whose write transactions queue for the database's single writer.
 
-    SQLite has one writer; a thread waiting for it in BEGIN IMMEDIATE polls (the busy handler sleeps
-    1, 2, 5 ... 100 ms between tries), so under threaded workers a waiting thread can lose the lock to
-    others again and again (hundreds of ms at p99). Threads of one process now wait on a lock that
-    hands over the moment COMMIT or ROLLBACK is done; other processes still meet SQLite's busy handler.
-    Waiting longer than the busy timeout fails as SQLite would ("database is locked")."""
+    SQLite has one writer; a connection waiting for it in BEGIN IMMEDIATE polls (the busy handler sleeps
+    1, 2, 5 ... 100 ms between tries), so under several threads and processes a waiting request can lose
+    the lock to others again and again (hundreds of ms at p99). Here threads of one process first queue
+    on a lock per database file, handed over the moment COMMIT or ROLLBACK is done; the one thread per
+    process at the head of that queue then takes an advisory lock (flock) on a file beside the database,
+    which other processes on the host (gunicorn workers, the CLI) take too, polling every fraction of a
+    millisecond; only then BEGIN IMMEDIATE, which no longer waits. Waiting longer than the busy timeout
+    fails as SQLite would ("database is locked"). A process that dies loses its flock with it."""
 
     write_lock: threading.Lock | None = None
+    lock_file: str | None = None
     holds_write_lock = False
+    _lock_fd: int | None = None
 
     def acquire_write_lock(self) -> None:
         if self.write_lock is None or self.holds_write_lock:
             return
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         if not self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
             raise sqlite3.OperationalError("database is locked")
+        try:
+            self._flock(deadline)
+        except BaseException:
+            self.write_lock.release()
+            raise
         self.holds_write_lock = True
+
+    def _flock(self, deadline: float) -> None:
+        if self.lock_file is None:
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def release_write_lock(self) -> None:
         if self.holds_write_lock:
             self.holds_write_lock = False
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             self.write_lock.release()
 
     def commit(self) -> None:
@@ -88,6 +124,9 @@ class _QueuedWriterConnection(sqlite3.Connection):
             super().close()
         finally:
             self.release_write_lock()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -103,6 +142,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             if engine.url.database not in (None, "", ":memory:"):
                 cur.execute("PRAGMA journal_mode=WAL")
                 dbapi_connection.write_lock = _sqlite_write_lock(engine.url.database)
+                if fcntl is not None:
+                    dbapi_connection.lock_file = str(Path(engine.url.database).resolve()) + "-writer.lock"
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
