@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bots import broadcast_plan as plan
 from bots.broadcast_plan import BroadcastError
@@ -120,11 +121,16 @@ class Created:
     recipients: int
     held: int
     held_until: datetime | None
+    repeated: bool = False  # the same confirmation was sent before: this is that broadcast, nothing new
 
 
-def create_broadcast(rt: Runtime, req: BroadcastRequest) -> Created:
+def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None = None) -> Created:
     """Write the broadcast and its deliveries in one transaction (set-wise), holding SMS whose
-    recipients are in quiet hours right now. Sends nothing."""
+    recipients are in quiet hours right now. Sends nothing.
+
+    ``send_token``: the staff confirmation's one-time token. Submitted again (a double click, a reload,
+    two tabs), even at the same moment, it returns the broadcast it made (``repeated``) and writes
+    nothing: the unique token makes the second writer wait for the first and then find its row."""
     req = validate(req, rt.catalog)
     for lang in rt.catalog.languages:  # refuse texts that cannot be sent before writing anything
         for ch in ("sms", "telegram"):
@@ -137,9 +143,17 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest) -> Created:
         b = Broadcast(campaign=req.campaign, message_en=req.message_en, message_es=req.message_es,
                       channel=req.channel, state=req.state, zip_prefix=req.zip_prefix,
                       signed_since=req.signed_since, created_by=req.created_by, created_at=now,
-                      recipients=0, timezones="")
+                      recipients=0, timezones="", send_token=send_token)
+        if send_token is not None and (sent := sql.broadcast_by_token(s, send_token)) is not None:
+            return Created(sent.id, sent.recipients, 0, None, repeated=True)
         s.add(b)
-        s.flush()
+        try:
+            s.flush()
+        except IntegrityError:  # the same confirmation, submitted at the same moment, won
+            uow.rollback()
+            if send_token is None or (sent := sql.broadcast_by_token(s, send_token)) is None:
+                raise
+            return Created(sent.id, sent.recipients, 0, None, repeated=True)
         b.recipients = sql.materialise(s, b, req.filters(), now)
         for ac in sql.area_codes_without_zone(s, b.id):
             zone = rt.zips.timezone_for_area_code(ac)
@@ -157,6 +171,13 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest) -> Created:
                     until = opens if until is None else min(until, opens)
         uow.commit()
         return Created(b.id, b.recipients, held, until)
+
+
+def sent_with_token(rt: Runtime, send_token: str) -> int | None:
+    """The id of the broadcast a staff confirmation (its one-time token) already sent, if any."""
+    with rt.db.reader() as uow:
+        b = sql.broadcast_by_token(uow.session, send_token)
+        return b.id if b is not None else None
 
 
 @dataclass(frozen=True)

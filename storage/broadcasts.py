@@ -272,3 +272,8 @@ def pause_channel(session: Session, channel: str, until: float) -> None:
     throttle = lock_throttle(session, channel)
     throttle.paused_until = max(throttle.paused_until, until)
     throttle.next_slot = max(throttle.next_slot, until)
+
+
+def broadcast_by_token(session: Session, token: str) -> Broadcast | None:
+    """The broadcast a staff confirmation (its one-time token) already sent, if any."""
+    return session.scalars(select(Broadcast).where(Broadcast.send_token == token)).first()

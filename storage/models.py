@@ -270,6 +270,9 @@ class Broadcast(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
     timezones: Mapped[str] = mapped_column(Text, default="")  # recipients' zones, newline-separated
+    # The staff console's one-time token for the confirmation that sent it: a second submit of the same
+    # confirmation (a double click, a reload) finds this broadcast instead of sending another.
+    send_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
 
 
 class Delivery(Base):

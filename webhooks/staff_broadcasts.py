@@ -8,6 +8,8 @@ create_broadcast, progress, list_broadcasts); this module only parses forms and 
 
 from __future__ import annotations
 
+import re
+import secrets
 from datetime import date, datetime, time, timezone
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
@@ -27,6 +29,7 @@ STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed", "skippe
 CHANNEL_CHOICES = (("all", "SMS and Telegram"), ("sms", "SMS only"), ("telegram", "Telegram only"))
 REFRESH_SECONDS = 3
 WORKER_RECENT = 120  # seconds: a worker that sent this recently counts as "seen recently"
+SEND_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # the confirmation's one-time token (secrets.token_urlsafe)
 LIST_LIMIT = 20  # each row is one COUNT ... GROUP BY status over that broadcast's deliveries (index only)
 
 
@@ -85,6 +88,7 @@ def _render_compose(values: dict, preview=None, error: str | None = None, status
     campaigns = [(c.slug, c.text("en").title, c.active) for c in rt.catalog.campaigns.values()]
     return render_template("staff/broadcast_new.html", page="broadcasts", v=values, pv=preview, error=error,
                            campaigns=campaigns, channels=CHANNEL_CHOICES, confirm=confirm, changed=changed,
+                           send_token=secrets.token_urlsafe(24) if confirm else None,
                            duplicate=duplicate, ago=_ago(duplicate[1], _now()) if duplicate else None,
                            sample_name=plan.SAMPLE_NAME, quiet=rt.settings.quiet_hours,
                            languages={"en": "English", "es": "Spanish"}), status
@@ -132,10 +136,18 @@ def compose():
     expected = request.form.get("expected", type=int)
     if expected != pv.total:  # signers came or left since the confirmation: confirm the new number
         return _render_compose(values, preview=pv, confirm=True, changed=expected, status=409)
+    token = request.form.get("send_token", "")
+    if not SEND_TOKEN.fullmatch(token):
+        return _render_compose(values, preview=pv, confirm=True, status=400,
+                               error="This confirmation is not valid any more: confirm again.")
+    if (sent := bsvc.sent_with_token(rt, token)) is not None:  # this confirmation was sent already
+        return redirect(url_for("staff_broadcasts.show", broadcast_id=sent), code=303)
     duplicate = svc.recent_duplicate(rt, pv.request, _now())
     if duplicate is not None and request.form.get("again") != "1":  # a double click or a resubmitted form
         return _render_compose(values, preview=pv, confirm=True, duplicate=duplicate, status=409)
-    created = bsvc.create_broadcast(rt, req)
+    created = bsvc.create_broadcast(rt, req, send_token=token)
+    if created.repeated:  # this confirmation was sent already (a double click, a reload): show that one
+        return redirect(url_for("staff_broadcasts.show", broadcast_id=created.id), code=303)
     staff = current_staff()
     channels = ", ".join(f"{n} {ch}" for ch, n in sorted(pv.recipients.items()) if n)
     svc.audit(rt.db, staff, svc.BROADCAST, str(created.id),

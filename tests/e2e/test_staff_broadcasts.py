@@ -5,12 +5,14 @@ call), the audit entry, the progress page, and deliveries on the member page."""
 from __future__ import annotations
 
 import re
+import secrets
 
 import pytest
 from sqlalchemy import func, select
 
 from bots.broadcast_worker import Options, run_worker
 from bots.runtime import utcnow
+from bots.staff import BROADCAST
 from storage.models import Broadcast, Delivery
 from tests.e2e.test_staff import EMAIL, audit_rows, csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
 from tests.support import broadcasts as h
@@ -44,10 +46,24 @@ def staff_client(client, staff_user):  # noqa: F811
 
 
 def form(client, **values):
+    """The compose form's fields; for action=send, with the one-time token of a fresh confirmation page,
+    as a browser posts it."""
     data = {"csrf_token": csrf_token(client, "/staff/broadcasts/new"), "campaign": "end-scomm", "message_en": EN,
             "message_es": ES, "channel": "all", "state": "", "zip_prefix": "", "signed_since": ""}
     data.update(values)
+    if data.get("action") == "send" and "send_token" not in data:
+        data["send_token"] = send_token(client, data)
     return data
+
+
+def send_token(client, data) -> str:
+    """The token of the confirmation page for these values (a form with bad values has none: then one
+    of the same shape, which the send refuses for the values before it looks at the token)."""
+    r = client.post("/staff/broadcasts/new", data={**data, "action": "confirm"})
+    m = re.search(r'name="send_token" value="([^"]+)"', r.get_data(as_text=True))
+    if r.status_code == 200:
+        assert m, "the confirmation page carries a one-time send token"
+    return m.group(1) if m else secrets.token_urlsafe(24)
 
 
 def cell(html: str, testid: str) -> str:
@@ -248,3 +264,47 @@ def test_a_second_identical_send_asks_again_instead_of_texting_everyone_twice(st
     # and sending the same again is possible when asked for explicitly
     r = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4", again="1"))
     assert r.status_code == 303 and broadcasts_count(rt) == (3, 12)
+
+
+def test_the_same_confirmation_submitted_twice_sends_one_broadcast(staff_client, rt, signers):
+    data = form(staff_client, action="send", expected="4")
+    first = staff_client.post("/staff/broadcasts/new", data=data)
+    assert first.status_code == 303 and first.headers["Location"].endswith("/staff/broadcasts/1?created=1")
+    again = staff_client.post("/staff/broadcasts/new", data=data)  # a double click, a reload, a second tab
+    assert again.status_code == 303 and again.headers["Location"].endswith("/staff/broadcasts/1")
+    assert broadcasts_count(rt) == (1, 4)
+    assert [row[1] for row in audit_rows(rt)].count(BROADCAST) == 1
+
+
+def test_a_send_without_a_valid_confirmation_token_writes_nothing(staff_client, rt, signers):
+    for token in ("", "short", "x" * 65, "<script>alert(1)</script>aaaaaaaaaaaa"):
+        r = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4",
+                                                                  send_token=token))
+        assert r.status_code == 400 and "confirm again" in r.get_data(as_text=True)
+    assert broadcasts_count(rt) == (0, 0)
+
+
+def test_one_confirmation_sent_twice_at_the_same_moment_makes_one_broadcast(rt, signers):
+    import threading
+
+    from bots import broadcasts as bsvc
+
+    req = bsvc.BroadcastRequest("end-scomm", EN, ES, created_by=EMAIL)
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def send():
+        barrier.wait()
+        try:
+            results.append(bsvc.create_broadcast(rt, req, send_token="same-confirmation-token-0001"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert sorted(r.repeated for r in results) == [False, True]
+    assert {r.id for r in results} == {1}
+    assert broadcasts_count(rt) == (1, 4)
