@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 SERVER = os.environ.get("FIRMA_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TARGET_RATE = 1000.0  # msg/s one worker should keep in flight against a 50 ms provider
-MATERIALISE_BUDGET = 10.0  # seconds for a million deliveries ("a million rows in seconds")
+MATERIALISE_BUDGET = 30.0  # seconds for a million deliveries (issue 6)
 
 
 def seed(url: str, n: int, state: str, start: int) -> None:
@@ -239,7 +239,7 @@ def main() -> None:
         eng.dispose()
         bid, took, got = create(url, "IL")
         rows += [(f"materialise {got:,} deliveries (INSERT ... SELECT, PostgreSQL)", f"{took:.1f} s",
-                  f"budget {MATERIALISE_BUDGET:.0f} s; bare copy {bare:.1f} s", f"{took / bare:.1f}x bare"),
+                  f"target {MATERIALISE_BUDGET:.0f} s; bare copy {bare:.1f} s", f"{took / bare:.1f}x bare"),
                  ("  (seeding the signers for it)", f"{seeded:.1f} s", "", "")]
 
         reset(url)
