@@ -228,11 +228,12 @@ class Worker:
             if not rows:
                 uow.commit()
                 return [], 0.0
-            blocked = [r.id for r in rows if r.blocked]
+            cancelled = [r.id for r in rows if r.cancelled]
+            blocked = [r.id for r in rows if r.blocked and not r.cancelled]
             held: dict[datetime, list[int]] = defaultdict(list)
             send: list[sql.Claimed] = []
             for r in rows:
-                if r.blocked:
+                if r.blocked or r.cancelled:
                     continue
                 until = plan.quiet_until(r.timezone, now, quiet) if channel == "sms" else None
                 if until is not None:
@@ -242,6 +243,7 @@ class Worker:
             start = sql.reserve_slots(throttle, len(send), interval, t) if send else t
             lease_until = now + timedelta(seconds=(start - t) + len(send) * interval + self.o.lease)
             sql.mark_skipped(s, blocked, now, "opted_out")
+            sql.mark_skipped(s, cancelled, now, "cancelled")
             for until, ids in held.items():
                 sql.mark_held(s, ids, until, now)
             sql.mark_sending(s, [r.id for r in send], now, lease_until)
@@ -251,7 +253,7 @@ class Worker:
             self._load_templates(s, {r.broadcast_id for r in send})
             uow.commit()
         self._started |= {r.broadcast_id for r in send}
-        self.stats.add("skipped", len(blocked))
+        self.stats.add("skipped", len(blocked) + len(cancelled))
         self.stats.add("held", sum(len(v) for v in held.values()))
         return [(r, start + i * interval) for i, r in enumerate(send)], 0.0
 

@@ -173,6 +173,41 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
         return Created(b.id, b.recipients, held, until)
 
 
+@dataclass(frozen=True)
+class Cancelled:
+    id: int
+    cancelled: int  # messages that will not go out
+    in_flight: int  # messages already handed to a worker, which finish as they would
+    already: bool = False  # it was cancelled before (nothing changed now)
+    finished: bool = False  # every message had gone out already: nothing to cancel
+
+
+def cancel_broadcast(rt: Runtime, broadcast_id: int, by: str) -> Cancelled | None:
+    """Stop a broadcast: every message not yet handed to the provider is skipped as `cancelled`, and
+    a worker skips any that comes back later (a retry). Messages in flight finish. None when there
+    is no such broadcast. Cancelling twice changes nothing the second time.
+
+    The deliveries are updated before the broadcast row is locked, the order a worker takes them in
+    (it claims deliveries, then marks their broadcast started), so the two never deadlock."""
+    now = rt.now()
+    with rt.db.uow() as uow:
+        s = uow.session
+        n = sql.cancel_open(s, broadcast_id, now)
+        b = sql.lock_broadcast(s, broadcast_id)
+        if b is None:
+            return None
+        already = b.cancelled_at is not None
+        in_flight = sql.status_counts(s, broadcast_id).get("sending", 0)
+        if not already and not n and not in_flight:
+            return Cancelled(broadcast_id, 0, 0, finished=True)  # everything had gone out: nothing to stop
+        if not already:
+            b.cancelled_at, b.cancelled_by = now, by
+        if not in_flight and b.finished_at is None:
+            b.finished_at = now  # else the worker finishes it when the last one in flight is done
+        uow.commit()
+        return Cancelled(broadcast_id, n, in_flight, already=already)
+
+
 def sent_with_token(rt: Runtime, send_token: str) -> int | None:
     """The id of the broadcast a staff confirmation (its one-time token) already sent, if any."""
     with rt.db.reader() as uow:

@@ -33,9 +33,9 @@ MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 
-# Audit actions. "broadcast" is written by the broadcast pages (issue 4) when they land.
-SIGN_IN, SIGN_OUT, EXPORT, MEMBER_LOOKUP, MEMBER_VIEW, BROADCAST = (
-    "sign_in", "sign_out", "export", "member_lookup", "member_view", "broadcast")
+# Audit actions.
+SIGN_IN, SIGN_OUT, EXPORT, MEMBER_LOOKUP, MEMBER_VIEW, BROADCAST, BROADCAST_CANCEL = (
+    "sign_in", "sign_out", "export", "member_lookup", "member_view", "broadcast", "broadcast_cancel")
 
 
 class StaffError(ValueError):

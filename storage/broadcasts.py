@@ -115,6 +115,7 @@ class Claimed:
     timezone: str | None
     attempts: int
     blocked: bool  # opted out or unreachable since the broadcast was planned
+    cancelled: bool = False  # staff cancelled the broadcast since (a retry that came back pending, say)
 
 
 def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
@@ -124,15 +125,17 @@ def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
     SQLite serialises writers (BEGIN IMMEDIATE), so the same code is safe there for one worker at a time."""
     q = (select(Delivery.id, Delivery.broadcast_id, Delivery.member_id, Delivery.channel, Delivery.address,
                 Delivery.language, Delivery.name, Delivery.timezone, Delivery.attempts,
-                (Member.opted_out_at.is_not(None) | Member.unreachable_at.is_not(None)).label("blocked"))
+                (Member.opted_out_at.is_not(None) | Member.unreachable_at.is_not(None)).label("blocked"),
+                Broadcast.cancelled_at.is_not(None).label("cancelled"))
          .join(Member, Member.id == Delivery.member_id)
+         .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
          .where(Delivery.channel == channel, DUE, Delivery.due_at <= now)
          .order_by(Delivery.due_at, Delivery.id)
          .limit(limit)
          .with_for_update(skip_locked=True, of=Delivery))
     if broadcast_id is not None:
         q = q.where(Delivery.broadcast_id == broadcast_id)
-    return [Claimed(*row[:9], bool(row[9])) for row in session.execute(q)]
+    return [Claimed(*row[:9], bool(row[9]), bool(row[10])) for row in session.execute(q)]
 
 
 def mark_sending(session: Session, ids: Sequence[int], now: datetime, lease_until: datetime) -> None:
@@ -277,3 +280,19 @@ def pause_channel(session: Session, channel: str, until: float) -> None:
 def broadcast_by_token(session: Session, token: str) -> Broadcast | None:
     """The broadcast a staff confirmation (its one-time token) already sent, if any."""
     return session.scalars(select(Broadcast).where(Broadcast.send_token == token)).first()
+
+
+def lock_broadcast(session: Session, broadcast_id: int) -> Broadcast | None:
+    return session.scalars(select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update()
+                           .execution_options(populate_existing=True)).first()
+
+
+def cancel_open(session: Session, broadcast_id: int, now: datetime) -> int:
+    """Skip every delivery of the broadcast not yet handed to a provider (pending or held) as
+    `cancelled`. Rows a worker holds at this moment (PostgreSQL) are waited for: by then they are
+    `sending`, and finish as they would. Returns how many were cancelled."""
+    res = session.execute(update(Delivery)
+                          .where(Delivery.broadcast_id == broadcast_id, Delivery.status.in_(("pending", "held")))
+                          .values(status="skipped", error_code="cancelled", updated_at=now)
+                          .execution_options(synchronize_session=False))
+    return res.rowcount or 0

@@ -273,6 +273,8 @@ class Broadcast(Base):
     # The staff console's one-time token for the confirmation that sent it: a second submit of the same
     # confirmation (a double click, a reload) finds this broadcast instead of sending another.
     send_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # staff stopped it: nothing more goes out
+    cancelled_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Delivery(Base):

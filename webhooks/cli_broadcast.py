@@ -1,4 +1,4 @@
-"""`firma broadcast`, `firma broadcast status [ID]` and `firma worker`: parse, call the broadcast
+"""`firma broadcast`, `firma broadcast status [ID]`, `firma broadcast cancel ID` and `firma worker`: parse, call the broadcast
 service functions (bots/broadcasts.py, bots/broadcast_worker.py), print. Added to `main` in cli.py."""
 
 from __future__ import annotations
@@ -198,6 +198,32 @@ def status(ctx: click.Context, broadcast_id: int | None, limit: int):
     console.print(t)
     if broadcast_id:
         _print_held(console, rows[0])
+
+
+@broadcast.command("cancel")
+@click.argument("broadcast_id", type=int)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def cancel(ctx: click.Context, broadcast_id: int, yes: bool):
+    """Stop a broadcast: messages not yet handed to the provider are not sent (those in flight finish)."""
+    from bots import broadcasts as svc
+
+    rt = _runtime(ctx)
+    p = svc.progress(rt, broadcast_id)
+    if p is None:
+        raise click.ClickException(f"no broadcast #{broadcast_id}")
+    if not yes:
+        click.confirm(f"Stop broadcast #{broadcast_id}? {p.open:,} of its {p.broadcast.recipients:,} messages "
+                      "have not gone out yet and will not be sent", abort=True)
+    result = svc.cancel_broadcast(rt, broadcast_id, by="cli")
+    if result.finished:
+        click.echo(f"broadcast #{broadcast_id} had finished: nothing to cancel")
+    elif result.already:
+        click.echo(f"broadcast #{broadcast_id} was cancelled already" +
+                   (f"; {result.cancelled:,} more skipped now" if result.cancelled else ""))
+    else:
+        click.echo(f"broadcast #{broadcast_id} cancelled: {result.cancelled:,} messages will not be sent"
+                   + (f"; {result.in_flight:,} already with the provider finish" if result.in_flight else ""))
 
 
 @click.command("worker")

@@ -157,6 +157,8 @@ def compose():
 
 
 def _state(p: bsvc.Progress) -> str:
+    if p.broadcast.cancelled_at is not None:
+        return "cancelled"
     if p.broadcast.recipients == 0 or (p.open == 0 and p.done > 0):
         return "finished"
     if p.open and p.n("held") == p.open:
@@ -184,6 +186,7 @@ def _progress_data(p: bsvc.Progress, now: datetime) -> dict:
         "held_until": p.next_release.isoformat() if p.next_release else None,
         "started_at": b.started_at.isoformat() if b.started_at else None,
         "finished_at": b.finished_at.isoformat() if b.finished_at else None,
+        "cancelled_at": b.cancelled_at.isoformat() if b.cancelled_at else None,
     }
 
 
@@ -201,7 +204,8 @@ def show(broadcast_id: int):
         template, text_lang = bsvc.template_for(b, lang)
         texts.append((lang, text_lang, template))
     return render_template("staff/broadcast.html", page="broadcasts", p=p, b=b, d=data, statuses=STATUSES,
-                           refresh=None if data["finished"] else REFRESH_SECONDS, worker=_worker_seen(now),
+                           refresh=None if data["state"] in ("finished", "cancelled") else REFRESH_SECONDS,
+                           worker=_worker_seen(now),
                            created=request.args.get("created") == "1", texts=texts,
                            languages={"en": "English", "es": "Spanish"},
                            waiting_for=_ago(b.created_at, now))
@@ -213,3 +217,18 @@ def show_json(broadcast_id: int):
     if p is None:
         abort(404, f"no broadcast #{broadcast_id}")
     return jsonify(_progress_data(p, _now()))
+
+
+@bp.post("/<int:broadcast_id>/cancel")
+def cancel(broadcast_id: int):
+    """Stop a broadcast: what has not been handed to the provider is not sent. Asks for a tick first."""
+    rt = runtime()
+    if request.form.get("sure") != "1":
+        abort(400, "tick \"Yes, stop this broadcast\" to cancel it")
+    result = bsvc.cancel_broadcast(rt, broadcast_id, by=current_staff().email)
+    if result is None:
+        abort(404, f"no broadcast #{broadcast_id}")
+    if not result.already and not result.finished:
+        svc.audit(rt.db, current_staff(), svc.BROADCAST_CANCEL, str(broadcast_id),
+                  f"{result.cancelled} messages not sent; {result.in_flight} already with the provider", _ip(), _now())
+    return redirect(url_for("staff_broadcasts.show", broadcast_id=broadcast_id), code=303)

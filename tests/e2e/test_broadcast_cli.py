@@ -160,3 +160,21 @@ def test_rate_caps_hold_in_every_sliding_second_across_two_worker_processes(rt, 
         assert len(twilio.messages) == 70 and len(telegram.sent) == 70
         assert h.max_in_any_second([r.at for r in twilio.requests]) <= 20
         assert h.max_in_any_second([at for _, at in h.telegram_sends(telegram)]) <= 25
+
+
+def test_cancel_stops_what_has_not_gone_out(rt, twilio):
+    h.add_signer(rt, "+13125550001")
+    h.add_signer(rt, "+13125550002")
+    env = env_for(rt, twilio)
+    assert cli(env, "broadcast", "--campaign", "end-scomm", "--message", "Hi", "--yes", "--enqueue").exit_code == 0
+    res = cli(env, "broadcast", "cancel", "1", input="n\n")
+    assert res.exit_code == 1 and "2 of its 2 messages have not gone out yet" in res.output
+    assert h.status_of(rt) == {"pending": 2}
+    res = cli(env, "broadcast", "cancel", "1", "--yes")
+    assert res.exit_code == 0 and "broadcast #1 cancelled: 2 messages will not be sent" in res.output
+    assert h.status_of(rt) == {"skipped": 2}
+    assert "cancelled already" in cli(env, "broadcast", "cancel", "1", "--yes").output
+    assert cli(env, "worker", "--drain").exit_code == 0
+    assert twilio.messages == []
+    res = CliRunner().invoke(main, ["broadcast", "cancel", "7", "--yes"], env=env)
+    assert res.exit_code == 1 and "no broadcast #7" in res.output

@@ -308,3 +308,35 @@ def test_one_confirmation_sent_twice_at_the_same_moment_makes_one_broadcast(rt, 
     assert sorted(r.repeated for r in results) == [False, True]
     assert {r.id for r in results} == {1}
     assert broadcasts_count(rt) == (1, 4)
+
+
+def test_staff_cancel_a_broadcast_and_nothing_more_goes_out(staff_client, rt, signers, twilio):
+    assert staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4")).status_code == 303
+    page = staff_client.get("/staff/broadcasts/1").get_data(as_text=True)
+    assert 'data-testid="cancel-form"' in page and "the 4 messages not sent yet will not be sent" in page
+    token = csrf_token(staff_client, "/staff/broadcasts/1")
+    # without the tick, nothing happens
+    r = staff_client.post("/staff/broadcasts/1/cancel", data={"csrf_token": token})
+    assert r.status_code == 400 and h.status_of(rt, 1) == {"pending": 4}
+    r = staff_client.post("/staff/broadcasts/1/cancel", data={"csrf_token": token, "sure": "1"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/staff/broadcasts/1")
+    page = staff_client.get("/staff/broadcasts/1").get_data(as_text=True)
+    assert 'data-testid="state">cancelled<' in page and f"Cancelled by {EMAIL}" in page
+    assert "4 messages skipped" in page and 'data-testid="cancel-form"' not in page
+    assert h.status_of(rt, 1) == {"skipped": 4}
+    run_worker(rt, Options(drain=True, poll=0.2))
+    assert twilio.messages == []
+    assert [row[1] for row in audit_rows(rt)].count("broadcast_cancel") == 1
+    # a second cancel (another tab) changes nothing and writes no second audit entry
+    staff_client.post("/staff/broadcasts/1/cancel", data={"csrf_token": token, "sure": "1"})
+    assert [row[1] for row in audit_rows(rt)].count("broadcast_cancel") == 1
+    assert staff_client.post("/staff/broadcasts/9/cancel", data={"csrf_token": token, "sure": "1"}).status_code == 404
+
+
+def test_cancel_needs_a_signed_in_staff_member_and_the_csrf_token(staff_client, rt, signers):
+    assert staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4")).status_code == 303
+    assert staff_client.post("/staff/broadcasts/1/cancel", data={"sure": "1"}).status_code == 400  # no CSRF token
+    token = csrf_token(staff_client, "/staff/")
+    staff_client.post("/staff/logout", data={"csrf_token": token})
+    assert staff_client.post("/staff/broadcasts/1/cancel", data={"csrf_token": token, "sure": "1"}).status_code == 403
+    assert h.status_of(rt, 1) == {"pending": 4}

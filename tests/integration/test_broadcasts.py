@@ -12,7 +12,7 @@ from bots import broadcasts
 from bots.broadcast_worker import Options, run_worker
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
-from storage.models import Broadcast, ConsentEvent, Member
+from storage.models import Broadcast, ConsentEvent, Delivery, Member
 from tests.support import broadcasts as h
 from tests.support.standins import TELEGRAM_BLOCKED, TWILIO_SERVER_ERROR, TWILIO_UNSUBSCRIBED, telegram_too_many
 from tests.support.twilio_client import PUBLIC_URL, sign
@@ -249,3 +249,44 @@ def test_created_broadcast_is_listed_with_counts(brt):
     assert p.broadcast.id == b.id and p.counts == {"pending": 1} and p.broadcast.created_by == "ana@example.org"
     with brt.db.uow() as uow:
         assert uow.session.get(Broadcast, b.id).recipients == 1
+
+
+def test_a_cancelled_broadcast_sends_nothing_more_even_a_retry(brt, twilio):
+    for i in range(1, 4):
+        h.add_signer(brt, f"+1312555000{i}")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    # One message is in flight (a worker handed it to Twilio) when staff cancel: it finishes as it would.
+    with brt.db.uow() as uow:
+        first = uow.session.scalars(select(Delivery).where(Delivery.broadcast_id == b.id).order_by(Delivery.id)).first()
+        first.status = "sending"
+        uow.commit()
+    result = broadcasts.cancel_broadcast(brt, b.id, by="staff@example.org")
+    assert (result.cancelled, result.in_flight, result.already) == (2, 1, False)
+    assert h.status_of(brt, b.id) == {"sending": 1, "skipped": 2}
+    # Twilio answered 5xx for the one in flight: the worker puts it back for a retry...
+    with brt.db.uow() as uow:
+        uow.session.get(Delivery, first.id).status = "pending"
+        uow.commit()
+    stats = drain(brt)
+    # ... and the retry is not sent either: the broadcast was cancelled.
+    assert twilio.messages == [] and stats["sent"] == 0
+    assert {(d.status, d.error_code) for d in h.deliveries(brt, b.id)} == {("skipped", "cancelled")}
+    with brt.db.uow() as uow:
+        got = uow.session.get(Broadcast, b.id)
+        assert got.cancelled_by == "staff@example.org" and got.cancelled_at is not None
+    again = broadcasts.cancel_broadcast(brt, b.id, by="other@example.org")
+    assert again.already and again.cancelled == 0
+    with brt.db.uow() as uow:
+        assert uow.session.get(Broadcast, b.id).cancelled_by == "staff@example.org"  # the first one stays
+
+
+def test_cancelling_a_finished_or_unknown_broadcast_changes_nothing(brt, twilio):
+    h.add_signer(brt, "+13125550001")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    drain(brt)
+    result = broadcasts.cancel_broadcast(brt, b.id, by="staff@example.org")
+    assert result.finished and result.cancelled == 0
+    with brt.db.uow() as uow:
+        assert uow.session.get(Broadcast, b.id).cancelled_at is None
+    assert h.status_of(brt, b.id) == {"sent": 1}
+    assert broadcasts.cancel_broadcast(brt, 999, by="staff@example.org") is None
