@@ -59,6 +59,16 @@ def _rate(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _proxies(raw: str) -> int:
+    raw = raw.strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) > 10:
+        raise SettingsError(f"FIRMA_TRUSTED_PROXIES must be the number of reverse proxies in front (0 to 10), "
+                            f"not {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///firma.db"
@@ -77,6 +87,7 @@ class Settings:
     telegram_bot_token: str | None = field(default=None, repr=False)
     telegram_webhook_secret: str | None = field(default=None, repr=False)
     telegram_api_url: str = "https://api.telegram.org"
+    trusted_proxies: int = 0  # reverse proxies in front that set X-Forwarded-For / -Proto
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -104,6 +115,7 @@ class Settings:
             telegram_bot_token=opt("TELEGRAM_BOT_TOKEN"),
             telegram_webhook_secret=opt("TELEGRAM_WEBHOOK_SECRET"),
             telegram_api_url=(opt("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/"),
+            trusted_proxies=_proxies(env.get("FIRMA_TRUSTED_PROXIES", "")),
         )
 
     def with_(self, **changes) -> "Settings":

@@ -44,6 +44,14 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
     )
     if config:
         app.config.update(config)
+    if rt.settings.trusted_proxies:
+        # Behind nginx or a load balancer: the client's address (the staff sign-in limit per address,
+        # the audit log) and scheme come from the headers the proxies set, trusting only as many
+        # X-Forwarded-For entries as there are proxies (a client cannot forge its way past them).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = rt.settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     if rt.settings.secret_key_generated and not app.config.get("TESTING"):
         log.warning("FIRMA_SECRET_KEY is not set: using a random key, so staff sessions end at restart "
                     "(fine for development, not for production)")

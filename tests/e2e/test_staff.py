@@ -504,3 +504,23 @@ def test_old_password_hashes_are_upgraded_at_sign_in(client, rt, monkeypatch):
     with rt.db.uow() as uow:
         stored = uow.session.scalars(select(StaffUser.password_hash)).one()
     assert not stronger.check_needs_rehash(stored) and stronger.verify(stored, PASSWORD)
+
+
+def test_behind_a_trusted_proxy_the_limit_is_per_client_address(rt, staff_user):
+    """FIRMA_TRUSTED_PROXIES=1 (nginx in front): every request comes from the proxy's address, so the
+    per-address limit keys on the client address the proxy appends to X-Forwarded-For, and a client
+    cannot pick its own address by sending that header itself."""
+    from webhooks import create_app
+
+    rt.settings = rt.settings.with_(trusted_proxies=1)
+    app = create_app({"TESTING": True}, rt)
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    attacker = app.test_client()
+    for i in range(svc.IP_FAILURE_LIMIT):
+        # the attacker's own X-Forwarded-For value comes first; the proxy appends the real address
+        r = sign_in(attacker, f"guess{i}@example.org", "whatever-password", environ_base=proxy,
+                    headers={"X-Forwarded-For": f"198.51.100.{i}, 203.0.113.9"})
+        assert r.status_code == 401
+    assert sign_in(attacker, environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 429
+    colleague = app.test_client()  # through the same proxy, from elsewhere
+    assert sign_in(colleague, environ_base=proxy, headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 303

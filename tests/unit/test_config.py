@@ -96,17 +96,19 @@ def test_settings_defaults_and_env():
     assert s.database_url == "sqlite:///firma.db" and s.campaigns_path == SHIPPED_CAMPAIGNS
     assert s.secret_key_generated and len(s.secret_key) >= 32
     assert s.quiet_hours.start == time(20) and s.sms_rate == 1 and s.telegram_rate == 30
-    assert s.twilio_api_url == "https://api.twilio.com"
+    assert s.twilio_api_url == "https://api.twilio.com" and s.trusted_proxies == 0
     s = Settings.from_env({"FIRMA_QUIET_HOURS": "off", "FIRMA_SMS_RATE": "100", "FIRMA_PUBLIC_URL": "https://x.org/",
-                           "FIRMA_SECRET_KEY": "k"})
-    assert s.quiet_hours is None and s.sms_rate == 100 and s.public_url == "https://x.org"
+                           "FIRMA_SECRET_KEY": "k", "FIRMA_TRUSTED_PROXIES": "1"})
+    assert s.quiet_hours is None and s.sms_rate == 100 and s.public_url == "https://x.org" and s.trusted_proxies == 1
     assert not s.secret_key_generated
 
 
 @pytest.mark.parametrize("env,name", [({"FIRMA_QUIET_HOURS": "8pm-9am"}, "FIRMA_QUIET_HOURS"),
                                       ({"FIRMA_QUIET_HOURS": "25:00-09:00"}, "FIRMA_QUIET_HOURS"),
                                       ({"FIRMA_SMS_RATE": "fast"}, "FIRMA_SMS_RATE"),
-                                      ({"FIRMA_TELEGRAM_RATE": "0"}, "FIRMA_TELEGRAM_RATE")])
+                                      ({"FIRMA_TELEGRAM_RATE": "0"}, "FIRMA_TELEGRAM_RATE"),
+                                      ({"FIRMA_TRUSTED_PROXIES": "yes"}, "FIRMA_TRUSTED_PROXIES"),
+                                      ({"FIRMA_TRUSTED_PROXIES": "-1"}, "FIRMA_TRUSTED_PROXIES")])
 def test_bad_settings_name_the_variable(env, name):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env(env)
