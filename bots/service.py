@@ -110,7 +110,8 @@ def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) 
     conn = uow.session.connection()
     window = now.replace(second=0, microsecond=0) if limit is not None else None
     count, claimed = hot.admit(conn, inbound.channel, inbound.address, inbound.provider_id, now, window)
-    if limit is not None and count > limit and (not always_handled(inbound) or _already_opted_out(uow.session, inbound)):
+    if limit is not None and count > limit and (
+            not always_handled(inbound) or _already_opted_out(uow.session, inbound)):
         if count == limit + 1:
             log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
                         limit, inbound.address, inbound.channel)

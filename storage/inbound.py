@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Boolean, Connection, bindparam, case, delete, distinct, exists, func, literal, literal_column, or_, select, update
+from sqlalchemy import (Boolean, Connection, bindparam, case, delete, distinct, exists, func, literal, literal_column,
+                        or_, select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -56,10 +57,6 @@ class MemberState:
     invalid_count: int = 0
     signed: frozenset[str] = frozenset()
 
-    @property
-    def person(self) -> int:
-        return self.person_id if self.person_id is not None else self.id
-
 
 def _now(name: str = "now"):
     return bindparam("p_" + name, type_=UTCDateTime)
@@ -81,7 +78,8 @@ class _Statements:
                   "window_start": bump.excluded.window_start},
         ).returning(InboundCounter.count)
         self.claim = (insert(ProcessedMessage)
-                      .values(channel=bindparam("p_channel"), provider_id=bindparam("p_provider_id"), received_at=_now())
+                      .values(channel=bindparam("p_channel"), provider_id=bindparam("p_provider_id"),
+                              received_at=_now())
                       .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
                       .returning(ProcessedMessage.provider_id))
         self.lock = (select(Member.id)
@@ -89,8 +87,8 @@ class _Statements:
                      .with_for_update())
         self.unclaim = delete(ProcessedMessage).where(ProcessedMessage.channel == bindparam("p_channel"),
                                                       ProcessedMessage.provider_id == bindparam("p_provider_id"))
-        self.response = select(ProcessedMessage.response).where(ProcessedMessage.channel == bindparam("p_channel"),
-                                                                ProcessedMessage.provider_id == bindparam("p_provider_id"))
+        self.response = select(ProcessedMessage.response).where(
+            ProcessedMessage.channel == bindparam("p_channel"), ProcessedMessage.provider_id == bindparam("p_provider_id"))
         self._admit: dict[tuple[bool, bool], object] = {}
 
         # The person's signed campaigns: a slug has letters, digits and dashes only, so a comma joins them.
@@ -156,7 +154,8 @@ class _Statements:
         opted_out, disclosed = bindparam("p_opted_out", type_=Boolean), bindparam("p_disclosed", type_=Boolean)
         self.save_member = (update(Member).where(Member.id == bindparam("p_member_id"))
                             .values(language=bindparam("p_language"),
-                                    opted_out_at=case((opted_out, func.coalesce(Member.opted_out_at, _now())), else_=None),
+                                    opted_out_at=case((opted_out, func.coalesce(Member.opted_out_at, _now())),
+                                                      else_=None),
                                     disclosed_at=case((disclosed, func.coalesce(Member.disclosed_at, _now())),
                                                       else_=Member.disclosed_at),
                                     last_seen_at=_now(), unreachable_at=None))
@@ -247,7 +246,8 @@ def lock_state(conn: Connection, channel: str, address: str) -> MemberState | No
     row = conn.execute(_for(conn).lock_state, _p(channel=channel, address=address)).first()
     if row is None:
         return None
-    member_id, simulated, person_id, language, opted_out, disclosed, conv_id, campaign, step, pending, invalid, signed = row
+    (member_id, simulated, person_id, language, opted_out, disclosed,
+     conv_id, campaign, step, pending, invalid, signed) = row
     state = MemberState(member_id, bool(simulated), person_id, language, bool(opted_out), bool(disclosed),
                         signed=_campaigns(signed))
     if conv_id is not None:

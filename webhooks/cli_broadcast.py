@@ -1,5 +1,6 @@
-"""`firma broadcast`, `firma broadcast status [ID]`, `firma broadcast cancel ID` and `firma worker`: parse, call the broadcast
-service functions (bots/broadcasts.py, bots/broadcast_worker.py), print. Added to `main` in cli.py."""
+"""`firma broadcast`, `firma broadcast status [ID]`, `firma broadcast cancel ID` and `firma worker`:
+parse, call the broadcast service functions (bots/broadcasts.py, bots/broadcast_worker.py), print.
+Added to `main` in cli.py."""
 
 from __future__ import annotations
 
