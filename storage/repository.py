@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, Iterator
 
-from sqlalchemy import Select, case, delete, exists, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -72,27 +72,6 @@ def lock_member(session: Session, channel: str, address: str, now: datetime, sim
     return member, False
 
 
-def lock_member_and_conversation(session: Session, channel: str, address: str, now: datetime,
-                                 simulated: bool = False) -> tuple[Member, Conversation, bool]:
-    """lock_member for a conversation message: the member's row lock and its conversation in one
-    statement (the conversation is only written under the member's lock). Returns (member, conv, created);
-    a conversation that does not exist yet comes new (transient): the caller adds it to the session
-    once its fields are set, so it is inserted once, with them."""
-    row = session.execute(
-        select(Member, Conversation).outerjoin(Conversation, Conversation.member_id == Member.id)
-        .where(Member.channel == channel, Member.address == address)
-        .with_for_update(of=Member).execution_options(populate_existing=True)).first()
-    if row is None:
-        member, created = _insert_member(session, channel, address, now, simulated, "en")
-        conv = None if created else session.get(Conversation, member.id)
-    else:
-        member, conv, created = row[0], row[1], False
-        _lock_person_too(session, member)
-    if conv is None:
-        conv = Conversation(member_id=member.id, step="idle", invalid_count=0)
-    return member, conv, created
-
-
 def _locked_member(channel: str, address: str):
     return (select(Member).where(Member.channel == channel, Member.address == address)
             .with_for_update().execution_options(populate_existing=True))
@@ -154,48 +133,6 @@ def conversation_for(session: Session, member_id: int, new_member: bool = False)
         conv = Conversation(member_id=member_id, step="idle", invalid_count=0)
         session.add(conv)
     return conv
-
-
-def signed_campaigns(session: Session, member: Member | int) -> frozenset[str]:
-    """Campaigns this member's person has signed, from any of their chats (one signature per person).
-    Given the loaded (locked) member, one statement; given an id, two."""
-    if isinstance(member, Member):
-        person = person_of(member)
-    else:
-        person = session.scalar(select(func.coalesce(Member.person_id, Member.id)).where(Member.id == member))
-        if person is None:
-            return frozenset()
-    return frozenset(session.scalars(select(Signature.campaign).distinct()
-                                     .where(Signature.member_id.in_(_person_members(person)))))
-
-
-def add_signature(session: Session, member: Member, *, campaign: str, name: str, zip_code: str, city: str,
-                  state: str, timezone: str | None, language: str, now: datetime) -> bool:
-    """Record one signature; False when this member, or another chat of the same person, had already
-    signed (the unique constraint holds; the person's row is locked by lock_member)."""
-    if _person_signed_elsewhere(session, member, campaign):
-        return False
-    stmt = (_insert(session, Signature)
-            .values(member_id=member.id, campaign=campaign, channel=member.channel, name=name, zip_code=zip_code,
-                    city=city, state=state, timezone=timezone, language=language, simulated=member.simulated,
-                    signed_at=now)
-            .on_conflict_do_nothing(index_elements=["member_id", "campaign"])
-            .returning(Signature.id))
-    if _core(session, stmt).first() is None:
-        return False
-    if not member.simulated:
-        bump = (_insert(session, CampaignCount).values(campaign=campaign, signatures=1)
-                .on_conflict_do_update(index_elements=["campaign"],
-                                       set_={"signatures": CampaignCount.signatures + 1}))
-        _core(session, bump)
-    return True
-
-
-def _person_signed_elsewhere(session: Session, member: Member, campaign: str) -> bool:
-    """True when another chat of the same person already signed ``campaign`` (then it counts once)."""
-    return bool(session.scalar(select(exists().where(
-        Signature.campaign == campaign, Signature.simulated.is_(False), Signature.member_id != member.id,
-        Signature.member_id.in_(_person_members(person_of(member)))))))
 
 
 def add_consent(session: Session, member: Member, *, kind: str, cause: str, campaign: str | None,
@@ -264,20 +201,6 @@ def consent_history(session: Session, member_id: int) -> list[ConsentEvent]:
 
 
 # --- Reliability and security (issue 7) -------------------------------------------------------------
-
-
-def bump_inbound(session: Session, channel: str, address: str, window_start: datetime) -> int:
-    """Count one more message from this sender in the window starting at ``window_start``; returns
-    the count so far. One upsert on one row per sender: concurrent processes serialise on it."""
-    stmt = _insert(session, InboundCounter).values(channel=channel, address=address,
-                                                   window_start=window_start, count=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["channel", "address"],
-        set_={"count": case((InboundCounter.window_start == stmt.excluded.window_start, InboundCounter.count + 1),
-                            else_=1),
-              "window_start": stmt.excluded.window_start},
-    ).returning(InboundCounter.count)
-    return session.execute(stmt).scalar_one()
 
 
 def forget_member_data(session: Session, member: Member, token: str, now: datetime,

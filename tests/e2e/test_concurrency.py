@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from storage.models import Member, ProcessedMessage, Signature
 from tests.support.live import LiveServer
-from tests.support.twilio_client import SMS_PATH, TOKEN, messages, new_sid, sign, sms_params
+from tests.support.twilio_client import SMS_PATH, TOKEN, messages, new_sid, sms_params
 from twilio.request_validator import RequestValidator
 
 PHONE = "+17735550123"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from tests.reliability.test_sms_fuzz import ENDPOINT_EXAMPLES, check_no_partial_rows, table_counts
 

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from bots.engine import check_name
 from storage import repository as repo
-from storage.models import Base, CampaignCount, ConsentEvent, Conversation, Member, ProcessedMessage, Signature
-from tests.support.twilio_client import PUBLIC_URL, SMS_PATH, new_sid, sign, sms_params
+from storage.models import Base, CampaignCount, Conversation, Member, ProcessedMessage, Signature
+from tests.support.twilio_client import SMS_PATH, new_sid, sign, sms_params
 
 # Each example is a few HTTP requests and database checks: a third of the profile's examples.
 ENDPOINT_EXAMPLES = settings(max_examples=max(20, settings().max_examples // 3))
