@@ -88,7 +88,11 @@ class _QueuedWriterConnection(sqlite3.Connection):
         if self.lock_file is None:
             return
         if self._lock_fd is None:
-            self._lock_fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self._lock_fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:  # not ours to open (another user's file, a read-only folder): SQLite's own wait
+                self.lock_file = None
+                return
         pause = 0.0002
         while True:
             try:

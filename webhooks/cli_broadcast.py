@@ -198,6 +198,10 @@ def status(ctx: click.Context, broadcast_id: int | None, limit: int):
                   _when(b.finished_at))
     console.print(t)
     if broadcast_id:
+        b = rows[0].broadcast
+        if b.cancelled_at:
+            console.print(f"cancelled by {b.cancelled_by} at {_when(b.cancelled_at)}: "
+                          f"{rows[0].counts.get('skipped', 0):,} messages skipped")
         _print_held(console, rows[0])
 
 

@@ -133,15 +133,15 @@ def compose():
         return _render_compose(values, preview=pv, confirm=True)
     if action != "send":
         return _render_compose(values, preview=pv, error=f"Unknown action {action!r}.", status=400)
-    expected = request.form.get("expected", type=int)
-    if expected != pv.total:  # signers came or left since the confirmation: confirm the new number
-        return _render_compose(values, preview=pv, confirm=True, changed=expected, status=409)
     token = request.form.get("send_token", "")
     if not SEND_TOKEN.fullmatch(token):
         return _render_compose(values, preview=pv, confirm=True, status=400,
                                error="This confirmation is not valid any more: confirm again.")
     if (sent := bsvc.sent_with_token(rt, token)) is not None:  # this confirmation was sent already
         return redirect(url_for("staff_broadcasts.show", broadcast_id=sent), code=303)
+    expected = request.form.get("expected", type=int)
+    if expected != pv.total:  # signers came or left since the confirmation: confirm the new number
+        return _render_compose(values, preview=pv, confirm=True, changed=expected, status=409)
     duplicate = svc.recent_duplicate(rt, pv.request, _now())
     if duplicate is not None and request.form.get("again") != "1":  # a double click or a resubmitted form
         return _render_compose(values, preview=pv, confirm=True, duplicate=duplicate, status=409)

@@ -212,6 +212,9 @@ def test_download_the_export_and_look_up_a_member(page, live):
 
 
 def _chat(page, text: str) -> None:
+    # simulator.js sets data-url on the form when it has taken it over; typing before that would submit
+    # the form natively (a page reload), as on a slow machine
+    page.locator("form#compose[data-url]").wait_for(state="attached")
     before = page.locator(".bubble.bot").count()
     page.get_by_label("Message").fill(text)
     page.get_by_label("Message").press("Enter")

@@ -174,6 +174,7 @@ def test_cancel_stops_what_has_not_gone_out(rt, twilio):
     assert res.exit_code == 0 and "broadcast #1 cancelled: 2 messages will not be sent" in res.output
     assert h.status_of(rt) == {"skipped": 2}
     assert "cancelled already" in cli(env, "broadcast", "cancel", "1", "--yes").output
+    assert "cancelled by cli at" in cli(env, "broadcast", "status", "1").output
     assert cli(env, "worker", "--drain").exit_code == 0
     assert twilio.messages == []
     res = CliRunner().invoke(main, ["broadcast", "cancel", "7", "--yes"], env=env)

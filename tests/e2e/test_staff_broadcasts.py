@@ -273,6 +273,10 @@ def test_the_same_confirmation_submitted_twice_sends_one_broadcast(staff_client,
     again = staff_client.post("/staff/broadcasts/new", data=data)  # a double click, a reload, a second tab
     assert again.status_code == 303 and again.headers["Location"].endswith("/staff/broadcasts/1")
     assert broadcasts_count(rt) == (1, 4)
+    h.add_signer(rt, "+13125550009")  # someone signed since: a reload still shows what was sent
+    again = staff_client.post("/staff/broadcasts/new", data=data)
+    assert again.status_code == 303 and again.headers["Location"].endswith("/staff/broadcasts/1")
+    assert broadcasts_count(rt) == (1, 4)
     assert [row[1] for row in audit_rows(rt)].count(BROADCAST) == 1
 
 
