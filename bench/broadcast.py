@@ -16,6 +16,7 @@ postgresql+psycopg://postgres@127.0.0.1:5432/postgres); a fresh database is made
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -270,6 +271,7 @@ def report(rows) -> None:
     print(f"{'figure'.ljust(width)}  {'measured':>12}  {'baseline':<36}  ratio")
     for r in rows:
         print(f"{r[0].ljust(width)}  {r[1]:>12}  {r[2]:<36}  {r[3]}")
+    print("BROADCAST_RESULTS " + json.dumps([list(r) for r in rows]))
 
 
 if __name__ == "__main__":

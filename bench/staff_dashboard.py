@@ -104,8 +104,11 @@ def run(url: str, rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--smoke", action="store_true", help="2,000 rows: seconds (CI)")
     parser.add_argument("--database-url", help="a PostgreSQL server URL (a scratch database is made there)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows = 2_000
     if args.database_url:
         server = make_url(args.database_url)
         name = f"firma_bench_{uuid.uuid4().hex[:8]}"
