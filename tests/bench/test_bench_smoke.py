@@ -35,6 +35,7 @@ def results(out: str, tag: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.postgresql  # each CI leg runs it on its own database (FIRMA_TEST_DATABASES)
 def test_inbound_smoke(request):
     if "postgresql" in DATABASES:
         request.getfixturevalue("postgres_database")  # the server is there (or the usual skip / CI failure)
@@ -78,6 +79,7 @@ def test_broadcast_smoke(postgres_database):
 
 
 @pytest.mark.slow
+@pytest.mark.postgresql
 def test_staff_dashboard_smoke(request):
     out = run_bench("staff_dashboard.py")
     assert "SQLite, 2,000 rows" in out and "GET /staff/campaigns/end-scomm:" in out, out
