@@ -191,7 +191,7 @@ def _progress_data(p: bsvc.Progress, now: datetime) -> dict:
 
 
 @bp.get("/<int:broadcast_id>")
-def show(broadcast_id: int):
+def show(broadcast_id: int, confirm_cancel: bool = False):
     rt = runtime()
     p = bsvc.progress(rt, broadcast_id)
     if p is None:
@@ -204,7 +204,8 @@ def show(broadcast_id: int):
         template, text_lang = bsvc.template_for(b, lang)
         texts.append((lang, text_lang, template))
     return render_template("staff/broadcast.html", page="broadcasts", p=p, b=b, d=data, statuses=STATUSES,
-                           refresh=None if data["state"] in ("finished", "cancelled") else REFRESH_SECONDS,
+                           refresh=None if confirm_cancel or data["state"] in ("finished", "cancelled")
+                           else REFRESH_SECONDS, confirm_cancel=confirm_cancel,
                            worker=_worker_seen(now),
                            created=request.args.get("created") == "1", texts=texts,
                            languages={"en": "English", "es": "Spanish"},
@@ -217,6 +218,12 @@ def show_json(broadcast_id: int):
     if p is None:
         abort(404, f"no broadcast #{broadcast_id}")
     return jsonify(_progress_data(p, _now()))
+
+
+@bp.get("/<int:broadcast_id>/cancel")
+def cancel_form(broadcast_id: int):
+    """The progress page with the cancel confirmation, and without the reload that would clear it."""
+    return show(broadcast_id, confirm_cancel=True)
 
 
 @bp.post("/<int:broadcast_id>/cancel")

@@ -99,3 +99,26 @@ def test_preview_send_and_watch_a_broadcast_finish(standins, rt, page, live):
 
     page.get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("cell", name="end-scomm to 4 recipients (3 sms, 1 telegram)")).to_be_visible()
+
+
+def test_cancel_a_queued_broadcast_from_its_page(standins, rt, page, live):
+    twilio, telegram = standins
+    h.add_signer(rt, "+13125550001")
+    h.add_signer(rt, "+13125550002")
+    sign_in(page)
+    page.goto("/staff/broadcasts/new")
+    page.get_by_label("Text in English").fill("Meeting moved to Thursday.")
+    page.get_by_role("button", name="Continue to send to 2").click()
+    page.get_by_role("button", name="Send to 2 recipients").click()
+    expect(page.get_by_test_id("state")).to_have_text("waiting")
+
+    page.get_by_role("link", name="Cancel the broadcast…").click()
+    # this page does not reload itself: the tick stays while the staff member reads
+    button = page.get_by_role("button", name="Cancel the broadcast")
+    page.get_by_label("Yes, stop this broadcast").check()
+    shoot(page, "17-broadcast-cancel")
+    button.click()
+    expect(page.get_by_test_id("state")).to_have_text("cancelled")
+    expect(page.get_by_test_id("cancelled")).to_contain_text("2 messages skipped")
+    assert h.status_of(rt) == {"skipped": 2}
+    assert twilio.requests == [] and telegram.requests == []

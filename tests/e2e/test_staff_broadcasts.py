@@ -80,7 +80,7 @@ def broadcasts_count(rt) -> tuple[int, int]:
 
 def test_every_broadcast_route_refuses_anonymous_requests(client, rt, signers):
     for path in ("/staff/broadcasts", "/staff/broadcasts/", "/staff/broadcasts/new", "/staff/broadcasts/1",
-                 "/staff/broadcasts/1.json"):
+                 "/staff/broadcasts/1.json", "/staff/broadcasts/1/cancel"):
         r = client.get(path)
         assert r.status_code == 302 and "/staff/login" in r.headers["Location"], path
     r = client.post("/staff/broadcasts/new", data={"campaign": "end-scomm", "message_en": EN, "action": "send"})
@@ -317,7 +317,10 @@ def test_one_confirmation_sent_twice_at_the_same_moment_makes_one_broadcast(rt, 
 def test_staff_cancel_a_broadcast_and_nothing_more_goes_out(staff_client, rt, signers, twilio):
     assert staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4")).status_code == 303
     page = staff_client.get("/staff/broadcasts/1").get_data(as_text=True)
+    assert 'data-testid="cancel-link"' in page and 'http-equiv="refresh"' in page
+    page = staff_client.get("/staff/broadcasts/1/cancel").get_data(as_text=True)  # no reload clears the tick
     assert 'data-testid="cancel-form"' in page and "the 4 messages not sent yet will not be sent" in page
+    assert 'http-equiv="refresh"' not in page
     token = csrf_token(staff_client, "/staff/broadcasts/1")
     # without the tick, nothing happens
     r = staff_client.post("/staff/broadcasts/1/cancel", data={"csrf_token": token})
@@ -326,7 +329,7 @@ def test_staff_cancel_a_broadcast_and_nothing_more_goes_out(staff_client, rt, si
     assert r.status_code == 303 and r.headers["Location"].endswith("/staff/broadcasts/1")
     page = staff_client.get("/staff/broadcasts/1").get_data(as_text=True)
     assert 'data-testid="state">cancelled<' in page and f"Cancelled by {EMAIL}" in page
-    assert "4 messages skipped" in page and 'data-testid="cancel-form"' not in page
+    assert "4 messages skipped" in page and 'data-testid="cancel-link"' not in page
     assert h.status_of(rt, 1) == {"skipped": 4}
     run_worker(rt, Options(drain=True, poll=0.2))
     assert twilio.messages == []
