@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
@@ -290,3 +291,23 @@ def test_cancelling_a_finished_or_unknown_broadcast_changes_nothing(brt, twilio)
         assert uow.session.get(Broadcast, b.id).cancelled_at is None
     assert h.status_of(brt, b.id) == {"sent": 1}
     assert broadcasts.cancel_broadcast(brt, 999, by="staff@example.org") is None
+
+
+def test_cancel_while_a_worker_sends_stops_it_without_a_deadlock(brt, twilio):
+    """A worker claims deliveries and then marks their broadcast; a cancel takes the same two in the
+    same order, so both go through. What was handed over is sent; the rest never is."""
+    brt.settings = brt.settings.with_(sms_rate=40.0)  # slow enough to cancel mid-way
+    h.add_signers_bulk(brt, 200)
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    worker = h.WorkerThread(brt, Options(drain=True, poll=0.1, batch=20, concurrency=20))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while h.status_of(brt, b.id).get("sent", 0) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = broadcasts.cancel_broadcast(brt, b.id, by="staff@example.org")
+    worker.join(timeout=60)
+    assert not worker.is_alive() and worker.error is None, worker.error
+    counts = h.status_of(brt, b.id)
+    assert result.cancelled > 100 and counts.get("skipped", 0) == result.cancelled
+    assert counts.get("sent", 0) == len(twilio.messages) == 200 - result.cancelled  # each once, none after
+    assert set(counts) <= {"sent", "skipped"}
