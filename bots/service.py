@@ -97,7 +97,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                                 campaign=effect.campaign or new.campaign, text_sent=text_sent, now=now)
         hot.save(conn, member.id, channel, inbound.provider_id, language=new.language, opted_out=new.opted_out,
                  disclosed=new.disclosed, campaign=new.campaign, step=new.step, pending_name=new.pending_name,
-                 invalid_count=new.invalid_count, response=json.dumps(messages), now=now)
+                 invalid_count=new.invalid_count, response=_stored(messages, new.language, signed), now=now)
         uow.commit()
     return Outcome(messages, new.language, signed=signed)
 
@@ -122,8 +122,23 @@ def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) 
     if not claimed:
         response = hot.stored_response(conn, inbound.channel, inbound.provider_id)
         uow.rollback()
-        return Outcome(json.loads(response) if response else [], duplicate=True)
+        return _replayed(response)
     return None
+
+
+def _stored(messages: list[str], language: str, signed: str | None) -> str:
+    """What is kept for a provider's retry: the replies, and what a channel needs to give them the same
+    way again (Telegram's buttons depend on the language and on whether the message signed)."""
+    return json.dumps({"messages": messages, "language": language, "signed": signed})
+
+
+def _replayed(response: str | None) -> Outcome:
+    """The first handling's outcome, from what it stored (a list of replies before the language and the
+    signature were kept too; nothing while the first handling is still going, or when it was dropped)."""
+    data = json.loads(response) if response else []
+    if isinstance(data, list):
+        return Outcome(data, duplicate=True)
+    return Outcome(data["messages"], data.get("language", "en"), duplicate=True, signed=data.get("signed"))
 
 
 # --- Telegram (issue 3): updates that are not conversation messages -------------------------------

@@ -341,8 +341,10 @@ def conversation_actions(chat_id, inbound: Inbound, outcome: service.Outcome, ca
         if not answer_lost:  # polling: every reply went through the Bot API the first time
             return []
         # A redelivery: Telegram lost our answer. One stored reply went in that lost response body, so
-        # it is given again; several went through the Bot API before we answered, so none is resent.
-        return [send_message(chat_id, messages[0])] if len(messages) == 1 else []
+        # it is given again, as it was (its buttons too); several went through the Bot API before we
+        # answered, so none is resent.
+        if len(messages) != 1:
+            return []
     if not messages:
         return []
     markup = reply_markup(inbound, outcome, catalog, from_button)

@@ -70,6 +70,16 @@ def test_replayed_message_sid_has_no_second_effect(client, rt):
     assert count(rt, ProcessedMessage) == 3
 
 
+def test_a_retry_of_a_message_answered_before_an_upgrade_gets_its_answer(client, rt):
+    """Replies stored by an earlier version (a bare list, before the language was kept) still replay."""
+    sid = new_sid()
+    post_sms(client, PHONE, "SCOMM", sid=sid)
+    with rt.db.uow() as uow:
+        uow.session.query(ProcessedMessage).filter_by(provider_id=sid).update({"response": '["Kept from before"]'})
+        uow.commit()
+    assert messages(post_sms(client, PHONE, "SCOMM", sid=sid)) == ["Kept from before"]
+
+
 @pytest.mark.parametrize("header", [None, "", "bogus", "AAAA"])
 def test_forged_or_missing_signature_is_403_and_stores_nothing(client, rt, header):
     params = sms_params(PHONE, "SCOMM")
