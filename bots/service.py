@@ -43,25 +43,21 @@ def always_handled(inbound: Inbound) -> bool:
     return bool(inbound.provider_opt) or inbound.command == "stop" or normalize_keyword(inbound.text or "") in OPT_OUT
 
 
-def _already_opted_out(session, inbound: Inbound) -> bool:
-    """A STOP flood from a member already opted out: confirmed once already, nothing more to record."""
-    member = repo.find_member(session, inbound.channel, inbound.address)
-    return member is not None and member.opted_out_at is not None
-
-
 def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datetime, *,
                    limit: int | None = INBOUND_LIMIT_PER_MINUTE, forget_key: str | None = None) -> Outcome:
     """``limit``: messages per minute per sender (None: no limit). ``forget_key``: FIRMA_SECRET_KEY, to
     recognise a forgotten member who writes again (they start opted out).
 
-    The hot path of every conversation (issue 6): its statements are storage.inbound's, built once."""
+    The hot path of every conversation (issue 6): its statements are storage.inbound's, compiled once
+    and run on the driver's connection; on PostgreSQL a message costs three round trips (BEGIN, the
+    admission with the read, the writes with COMMIT), four when it signs."""
     with uow:
-        early = _admit(uow, inbound, now, limit)
-        if early is not None:
-            return early
+        admission = _admit(uow, inbound, now, limit)
+        if isinstance(admission, Outcome):
+            return admission
         conn = uow.session.connection()
         channel, address = inbound.channel, inbound.address
-        member, created = hot.lock_state(conn, channel, address), False
+        member, created = admission.member, False
         if member is None:
             # someone who asked to be forgotten and writes again starts opted out: that opt-out still holds
             token = privacy.forget_token(forget_key, channel, address) if forget_key else None
@@ -91,39 +87,40 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                     replies = (Reply("already_signed", campaign=effect.campaign),)
         messages = render(replies, new.language, channel, engine.catalog)
         text_sent = "\n".join(messages) or None
-        for effect in result.effects:
-            if isinstance(effect, Consent):
-                hot.add_consent(conn, member.id, channel, kind=effect.kind, cause=effect.cause,
-                                campaign=effect.campaign or new.campaign, text_sent=text_sent, now=now)
-        hot.save(conn, member.id, channel, inbound.provider_id, language=new.language, opted_out=new.opted_out,
-                 disclosed=new.disclosed, campaign=new.campaign, step=new.step, pending_name=new.pending_name,
-                 invalid_count=new.invalid_count, response=_stored(messages, new.language, signed), now=now)
-        uow.commit()
+        consents = [hot.ConsentRecord(effect.kind, effect.cause, effect.campaign or new.campaign, text_sent)
+                    for effect in result.effects if isinstance(effect, Consent)]
+        hot.save_and_commit(conn, member.id, channel, inbound.provider_id, consents=consents, language=new.language,
+                            opted_out=new.opted_out, disclosed=new.disclosed, campaign=new.campaign, step=new.step,
+                            pending_name=new.pending_name, invalid_count=new.invalid_count,
+                            response=_stored(messages, new.language, signed), now=now)
+        uow.commit()  # the session's end of the transaction save_and_commit committed
     return Outcome(messages, new.language, signed=signed)
 
 
-def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> Outcome | None:
-    """The checks before a message is handled: count it against its sender's per-minute limit and claim
-    the provider's message id (storage.inbound.admit). None to go on; else the answer to give now:
-    throttled (only the counter committed: a flood stores nothing else), or a retry's first answer
-    (nothing committed)."""
+def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> hot.Admission | Outcome:
+    """The checks before a message is handled: count it against its sender's per-minute limit, claim
+    the provider's message id and lock and read the member (storage.inbound.admit). The admission to
+    go on with; else the answer to give now: throttled (only the counter committed: a flood stores
+    nothing else), or a retry's first answer (nothing committed)."""
     conn = uow.session.connection()
     window = now.replace(second=0, microsecond=0) if limit is not None else None
-    count, claimed = hot.admit(conn, inbound.channel, inbound.address, inbound.provider_id, now, window)
-    if limit is not None and count > limit and (
-            not always_handled(inbound) or _already_opted_out(uow.session, inbound)):
-        if count == limit + 1:
+    admission = hot.admit(conn, inbound.channel, inbound.address, inbound.provider_id, now, window)
+    member = admission.member
+    if limit is not None and admission.count > limit and (
+            not always_handled(inbound) or (member is not None and member.opted_out)):
+        # a STOP flood from a member already opted out: confirmed once already, nothing more to record
+        if admission.count == limit + 1:
             log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
                         limit, inbound.address, inbound.channel)
-        if claimed and inbound.provider_id:
+        if admission.claimed and inbound.provider_id:
             hot.unclaim(conn, inbound.channel, inbound.provider_id)  # a flood leaves nothing but its count
         uow.commit()
         return Outcome([], throttled=True)
-    if not claimed:
+    if not admission.claimed:
         response = hot.stored_response(conn, inbound.channel, inbound.provider_id)
         uow.rollback()
         return _replayed(response)
-    return None
+    return admission
 
 
 def _stored(messages: list[str], language: str, signed: str | None) -> str:
@@ -163,9 +160,9 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
     counts contacts too; a forgotten chat or number that comes back starts opted out."""
     with uow:
         session = uow.session
-        early = _admit(uow, inbound, now, limit)
-        if early is not None:
-            return early
+        admission = _admit(uow, inbound, now, limit)
+        if isinstance(admission, Outcome):
+            return admission
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
                                            simulated=inbound.simulated)
         if created:

@@ -1,32 +1,37 @@
 """The inbound hot path (issue 6): the statements one conversation message sends.
 
-Every message of every conversation runs these, so they are built once per dialect (with bind
-parameters, from the models' tables) and run on the session's connection: no statement building, no
-ORM objects and no flush per message. Nothing is cached between messages: the member, their opt-out
-and their conversation are read fresh, under the member's row lock, each time.
+Every message of every conversation runs these, so they are built once from the models' tables and
+compiled once per dialect, and run on the driver's connection beneath the session's (in its
+transaction): no statement building, no ORM objects, no flush and no SQLAlchemy execution layer per
+message. Driver errors still come out as SQLAlchemy's, and a lost connection is invalidated as
+SQLAlchemy does (``_driver``), so the webhook's 503s and its retry after a database restart hold.
+Nothing is cached between messages: the member, their opt-out and their conversation are read fresh,
+under the member's row lock, each time.
 
 A message, on PostgreSQL (round trips; SQLite runs the same steps as separate statements, which cost
 it no round trip):
 
-1. ``admit``: count the message against its sender's per-minute limit, claim the provider's message
-   id, and lock the member's row, in one statement;
-2. ``lock_state``: the member, their conversation and the campaigns their person signed, read after
-   the lock is held (so nothing is read from before a concurrent message of the same member
-   committed);
-3. ``add_signature`` (the signature and the campaign counter, one statement), ``add_consent``, when
-   the engine asks for them;
-4. ``save``: the member, the conversation and the reply kept for retries, one statement.
+1. psycopg's BEGIN (in pipeline mode psycopg waits for it);
+2. ``admit``: count the message against its sender's per-minute limit, claim the provider's message
+   id and lock the member's row, in one statement; then ``lock_state``, a statement of its own (so it
+   reads what a concurrent message of the same member committed before the lock was ours): the
+   member, their conversation and the campaigns their person signed. Both go in one pipeline;
+3. ``add_signature`` (the signature and the campaign counter, one statement), when the engine asks;
+4. ``save_and_commit``: the consent events, the member, the conversation and the reply kept for
+   retries (one statement), and COMMIT, in one pipeline.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from sqlalchemy import (Boolean, Connection, bindparam, case, delete, distinct, exists, func, literal, literal_column,
                         or_, select, update)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 
 from storage.models import (
@@ -195,13 +200,96 @@ class _Statements:
         return self._save[response]
 
 
-@lru_cache(maxsize=None)
-def _statements(dialect: str) -> _Statements:
-    return _Statements(dialect)
+log = logging.getLogger(__name__)
 
 
-def _for(conn: Connection) -> _Statements:
-    return _statements(conn.dialect.name)
+class _Sql:
+    """One statement compiled once for a dialect: its SQL text, and how a call's parameters become the
+    driver's (the statement's own constants, each column type's bind conversion, as SQLAlchemy applies
+    them; in SQLite's positional order)."""
+
+    __slots__ = ("text", "defaults", "processors", "order")
+
+    def __init__(self, stmt, dialect):
+        compiled = stmt.compile(dialect=dialect)
+        self.text = str(compiled)
+        names = set(compiled.bind_names.values())
+        self.defaults = compiled.construct_params({n: None for n in names if n.startswith("p_")})
+        processors = {}
+        for bind, name in compiled.bind_names.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors[name] = process
+        self.processors = tuple(processors.items())
+        self.order = tuple(compiled.positiontup) if compiled.positional else None
+
+    def params(self, given: dict):
+        values = {**self.defaults, **given}
+        for name, process in self.processors:
+            values[name] = process(values[name])
+        return values if self.order is None else tuple(values[n] for n in self.order)
+
+
+class _Compiled:
+    """Every hot-path statement of one dialect as _Sql, compiled on first use."""
+
+    def __init__(self, dialect):
+        st = _Statements(dialect.name)
+        self.pg = st.pg
+        sql = lambda stmt: _Sql(stmt, dialect)  # noqa: E731
+        self.lock_state, self.lock_person, self.signed = sql(st.lock_state), sql(st.lock_person), sql(st.signed)
+        self.insert_member, self.sign, self.consent = sql(st.insert_member), sql(st.sign), sql(st.consent)
+        self.unclaim, self.response = sql(st.unclaim), sql(st.response)
+        if self.pg:
+            self.admit = {key: sql(st.admit(*key)) for key in ((b, c) for b in (True, False) for c in (True, False))}
+            self.save = {response: sql(st.save(response)) for response in (True, False)}
+        else:
+            self.bump, self.claim, self.count = sql(st.bump), sql(st.claim), sql(st.count)
+            self.save_member, self.save_conversation = sql(st.save_member), sql(st.save_conversation)
+            self.save_response = sql(st.save_response)
+
+
+_compiled: dict[str, _Compiled] = {}
+
+
+def _for(conn: Connection) -> _Compiled:
+    name = conn.dialect.name
+    if name not in _compiled:
+        _compiled[name] = _Compiled(conn.dialect)
+    return _compiled[name]
+
+
+@contextmanager
+def _driver(conn: Connection):
+    """The driver's connection under ``conn`` (in its transaction), raising what SQLAlchemy would raise:
+    a driver error becomes SQLAlchemy's (OperationalError, IntegrityError, ...), and a lost connection
+    is invalidated, with the pool behind it, as SQLAlchemy does (so a retry connects anew, and the web
+    app answers 503 rather than 500)."""
+    raw = conn.connection.dbapi_connection
+    try:
+        yield raw
+    except conn.dialect.loaded_dbapi.Error as exc:
+        dialect = conn.dialect
+        lost = dialect.is_disconnect(exc, raw, None)
+        if lost:
+            conn.invalidate(exc)
+            conn.engine.dispose(close=False)  # the other pooled connections may be dead too: new ones
+        raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
+                                  dialect=dialect) from exc
+
+
+def _execute(raw, sql: _Sql, given: dict):
+    """One statement on the driver's connection (queued, in a pipeline); logged at DEBUG, as SQLAlchemy's
+    echo would (config.redaction masks the phone numbers in the parameters)."""
+    params = sql.params(given)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s\n%r", sql.text, params)
+    return raw.execute(sql.text, params)
+
+
+def _run(conn: Connection, sql: _Sql, params: dict):
+    with _driver(conn) as raw:
+        return _execute(raw, sql, params)
 
 
 def _p(**params) -> dict:
@@ -213,37 +301,59 @@ def _campaigns(joined: str | None) -> frozenset[str]:
     return frozenset(joined.split(",")) if joined else frozenset()
 
 
+@dataclass
+class Admission:
+    """What ``admit`` found: the sender's messages this minute (0: not counted), whether the provider's
+    message id was claimed now (False: a retry of a message already handled), and the member, locked
+    and read (None: a contact never seen)."""
+
+    count: int
+    claimed: bool
+    member: MemberState | None
+
+
 def admit(conn: Connection, channel: str, address: str, provider_id: str | None, now: datetime,
-          window: datetime | None) -> tuple[int, bool]:
-    """Count the message in its sender's minute starting at ``window`` (None: not counted), and claim
-    ``provider_id``. Returns (messages this minute, claimed); claimed is False for a provider's retry of
-    a message already handled (or being handled: the claim waits for that transaction to end). On
-    PostgreSQL the member's row is locked too, when the member exists."""
+          window: datetime | None) -> Admission:
+    """Count the message in its sender's minute starting at ``window`` (None: not counted), claim
+    ``provider_id`` (the claim waits for a transaction still handling the same id to end), then lock and
+    read the member (``lock_state``). On PostgreSQL the counter, the claim and the lock are one
+    statement, sent with the read (and psycopg's BEGIN) in one round trip; the read is a statement of
+    its own, so it sees what a concurrent message of this member committed before the lock was ours."""
     st = _for(conn)
     params = _p(channel=channel, address=address, provider_id=provider_id, now=now, window=window)
     if st.pg:
-        count, claimed, _locked = conn.execute(st.admit(window is not None, provider_id is not None), params).one()
-        return count, bool(claimed)
-    count = conn.execute(st.bump, params).scalar_one() if window is not None else 0
-    claimed = provider_id is None or conn.execute(st.claim, params).first() is not None
-    return count, claimed
+        with _driver(conn) as raw:
+            with raw.pipeline():
+                admitted = _execute(raw, st.admit[window is not None, provider_id is not None], params)
+                state = _execute(raw, st.lock_state, params)
+            (count, claimed, _locked), row = admitted.fetchone(), state.fetchone()
+        return Admission(count, bool(claimed), _member(conn, row))
+    count = _run(conn, st.bump, params).fetchone()[0] if window is not None else 0
+    claimed = provider_id is None or _run(conn, st.claim, params).fetchone() is not None
+    return Admission(count, claimed, lock_state(conn, channel, address))
 
 
 def unclaim(conn: Connection, channel: str, provider_id: str) -> None:
     """Give up a claim made in this transaction (a dropped message leaves no row behind)."""
-    conn.execute(_for(conn).unclaim, _p(channel=channel, provider_id=provider_id))
+    _run(conn, _for(conn).unclaim, _p(channel=channel, provider_id=provider_id))
 
 
 def stored_response(conn: Connection, channel: str, provider_id: str) -> str | None:
     """The reply kept by the first handling of a message (None: it is still being handled, or was dropped)."""
-    return conn.execute(_for(conn).response, _p(channel=channel, provider_id=provider_id)).scalar()
+    row = _run(conn, _for(conn).response, _p(channel=channel, provider_id=provider_id)).fetchone()
+    return row[0] if row else None
 
 
 def lock_state(conn: Connection, channel: str, address: str) -> MemberState | None:
     """The member (row-locked), their conversation and their person's signed campaigns; None for a
-    contact never seen. A member linked to another chat also locks that person's row, so two chats of
-    one person cannot sign the same campaign at once; their signed campaigns are then read again."""
-    row = conn.execute(_for(conn).lock_state, _p(channel=channel, address=address)).first()
+    contact never seen."""
+    return _member(conn, _run(conn, _for(conn).lock_state, _p(channel=channel, address=address)).fetchone())
+
+
+def _member(conn: Connection, row) -> MemberState | None:
+    """A lock_state row as MemberState. A member linked to another chat also locks that person's row, so
+    two chats of one person cannot sign the same campaign at once; their signed campaigns are then read
+    again."""
     if row is None:
         return None
     (member_id, simulated, person_id, language, opted_out, disclosed,
@@ -254,8 +364,8 @@ def lock_state(conn: Connection, channel: str, address: str) -> MemberState | No
         state.campaign, state.step, state.pending_name, state.invalid_count = campaign, step, pending, invalid
     if person_id is not None:
         st = _for(conn)
-        conn.execute(st.lock_person, _p(person=person_id)).first()
-        state.signed = _campaigns(conn.execute(st.signed, _p(person=person_id)).scalar())
+        _run(conn, st.lock_person, _p(person=person_id)).fetchone()
+        state.signed = _campaigns(_run(conn, st.signed, _p(person=person_id)).fetchone()[0])
     return state
 
 
@@ -264,8 +374,8 @@ def create_member(conn: Connection, channel: str, address: str, now: datetime, s
     """Insert a member for a first message; None when another transaction inserted it first (then lock
     and read it with lock_state). A row this transaction inserted is invisible to others until commit.
     A contact forgotten before (a member at ``forgotten_token`` exists) starts opted out."""
-    row = conn.execute(_for(conn).insert_member, _p(channel=channel, address=address, now=now, simulated=simulated,
-                                                    token=forgotten_token)).first()
+    row = _run(conn, _for(conn).insert_member, _p(channel=channel, address=address, now=now, simulated=simulated,
+                                                  token=forgotten_token)).fetchone()
     if row is None:
         return None
     return MemberState(row[0], simulated, None, "en", opted_out=row[1] is not None, disclosed=False)
@@ -280,33 +390,52 @@ def add_signature(conn: Connection, member: MemberState, channel: str, *, campai
     params = _p(member_id=member.id, campaign=campaign, channel=channel, name=name, zip_code=zip_code, city=city,
                 state=state, timezone=timezone, language=language, simulated=member.simulated, now=now)
     if st.pg:
-        return bool(conn.execute(st.sign, params).scalar_one())
-    if conn.execute(st.sign, params).first() is None:
+        return bool(_run(conn, st.sign, params).fetchone()[0])
+    if _run(conn, st.sign, params).fetchone() is None:
         return False
     if not member.simulated:
-        conn.execute(st.count, params)
+        _run(conn, st.count, params)
     return True
 
 
-def add_consent(conn: Connection, member_id: int, channel: str, *, kind: str, cause: str, campaign: str | None,
-                text_sent: str | None, now: datetime) -> None:
-    conn.execute(_for(conn).consent, _p(member_id=member_id, kind=kind, channel=channel, cause=cause[:64],
-                                        campaign=campaign, text_sent=text_sent, now=now))
+@dataclass
+class ConsentRecord:
+    """One consent_events row: an opt-in, opt-out or HELP, its cause and the exact text sent back."""
+
+    kind: str
+    cause: str
+    campaign: str | None
+    text_sent: str | None
 
 
-def save(conn: Connection, member_id: int, channel: str, provider_id: str | None, *, language: str, opted_out: bool,
-         disclosed: bool, campaign: str | None, step: str, pending_name: str | None, invalid_count: int,
-         response: str, now: datetime) -> None:
-    """Write the member (language, opt-out kept from its first time, disclosure, seen now and reachable
-    again), their conversation, and the reply kept for a retry of ``provider_id``."""
+def save_and_commit(conn: Connection, member_id: int, channel: str, provider_id: str | None, *,
+                    consents: list[ConsentRecord], language: str, opted_out: bool, disclosed: bool,
+                    campaign: str | None, step: str, pending_name: str | None, invalid_count: int, response: str,
+                    now: datetime) -> None:
+    """The consent events, then the member (language, opt-out kept from its first time, disclosure, seen
+    now and reachable again), their conversation and the reply kept for a retry of ``provider_id``;
+    then COMMIT. On PostgreSQL all of it is one round trip (a pipeline), so the transaction commits
+    here, not when the caller's unit of work commits after it (which then has nothing left to do)."""
     st = _for(conn)
     params = _p(member_id=member_id, language=language, opted_out=opted_out, disclosed=disclosed, campaign=campaign,
                 step=step, pending_name=pending_name, invalid_count=invalid_count, channel=channel,
                 provider_id=provider_id, response=response, now=now)
-    if st.pg:
-        conn.execute(st.save(provider_id is not None), params)
-        return
-    conn.execute(st.save_member, params)
-    conn.execute(st.save_conversation, params)
-    if provider_id is not None:
-        conn.execute(st.save_response, params)
+    events = [_p(member_id=member_id, channel=channel, kind=c.kind, cause=c.cause[:64], campaign=c.campaign,
+                 text_sent=c.text_sent, now=now) for c in consents]
+    with _driver(conn) as raw:
+        if st.pg:
+            with raw.pipeline():
+                for event in events:
+                    _execute(raw, st.consent, event)
+                _execute(raw, st.save[provider_id is not None], params)
+                # a statement of the pipeline, answered with the rest (psycopg's commit() would wait on a
+                # Sync of its own); the connection's state then reads idle, as after commit()
+                raw.execute("COMMIT")
+            return
+        for event in events:
+            _execute(raw, st.consent, event)
+        _execute(raw, st.save_member, params)
+        _execute(raw, st.save_conversation, params)
+        if provider_id is not None:
+            _execute(raw, st.save_response, params)
+        raw.commit()

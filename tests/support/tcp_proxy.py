@@ -3,7 +3,9 @@
 ``stop()`` closes the listening socket and every open connection (the database "goes away": new
 connections are refused, pooled ones are dead); ``start()`` listens again on the same port (it is
 back). ``blackhole()`` accepts connections and never answers (a server that hangs), so only the
-client's own timeouts end the wait.
+client's own timeouts end the wait. ``round_trips`` counts the times a client spoke after the server
+had answered it (or first): the waits on the database that a request's statements cost, however many
+statements each carries (PostgreSQL's pipeline mode sends several in one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._mode = "forward"
+        self.round_trips = 0
 
     def start(self) -> "TcpProxy":
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -74,16 +77,20 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns.add(server)
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            turn = {"client": False}  # who spoke last on this connection: the client (True) or the server
+            for a, b, from_client in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, from_client, turn), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool, turn: dict) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                with self._lock:
+                    if from_client and not turn["client"]:
+                        self.round_trips += 1
+                    turn["client"] = from_client
                 dst.sendall(data)
         except OSError:
             pass
