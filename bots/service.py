@@ -49,8 +49,8 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     recognise a forgotten member who writes again (they start opted out).
 
     The hot path of every conversation (issue 6): its statements are storage.inbound's, compiled once
-    and run on the driver's connection; on PostgreSQL a message costs three round trips (BEGIN, the
-    admission with the read, the writes with COMMIT), four when it signs."""
+    and run on the driver's connection; on PostgreSQL a message costs two round trips (BEGIN with the
+    admission and the read; the writes with COMMIT), three when it signs."""
     with uow:
         admission = _admit(uow, inbound, now, limit)
         if isinstance(admission, Outcome):
@@ -102,9 +102,9 @@ def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) 
     the provider's message id and lock and read the member (storage.inbound.admit). The admission to
     go on with; else the answer to give now: throttled (only the counter committed: a flood stores
     nothing else), or a retry's first answer (nothing committed)."""
-    conn = uow.session.connection()
     window = now.replace(second=0, microsecond=0) if limit is not None else None
-    admission = hot.admit(conn, inbound.channel, inbound.address, inbound.provider_id, now, window)
+    admission = hot.admit(uow.session, inbound.channel, inbound.address, inbound.provider_id, now, window)
+    conn = uow.session.connection()
     member = admission.member
     if limit is not None and admission.count > limit and (
             not always_handled(inbound) or (member is not None and member.opted_out)):

@@ -11,13 +11,13 @@ under the member's row lock, each time.
 A message, on PostgreSQL (round trips; SQLite runs the same steps as separate statements, which cost
 it no round trip):
 
-1. psycopg's BEGIN (in pipeline mode psycopg waits for it);
-2. ``admit``: count the message against its sender's per-minute limit, claim the provider's message
-   id and lock the member's row, in one statement; then ``lock_state``, a statement of its own (so it
-   reads what a concurrent message of the same member committed before the lock was ours): the
-   member, their conversation and the campaigns their person signed. Both go in one pipeline;
-3. ``add_signature`` (the signature and the campaign counter, one statement), when the engine asks;
-4. ``save_and_commit``: the consent events, the member, the conversation and the reply kept for
+1. ``admit``: BEGIN; one statement that counts the message against its sender's per-minute limit,
+   claims the provider's message id and locks the member's row; then ``lock_state``, a statement of
+   its own (so it reads what a concurrent message of the same member committed before the lock was
+   ours): the member, their conversation and the campaigns their person signed. All three go in one
+   pipeline;
+2. ``add_signature`` (the signature and the campaign counter, one statement), when the engine asks;
+3. ``save_and_commit``: the consent events, the member, the conversation and the reply kept for
    retries (one statement), and COMMIT, in one pipeline.
 """
 
@@ -32,7 +32,7 @@ from sqlalchemy import (Boolean, Connection, bindparam, case, delete, distinct, 
                         or_, select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
     CampaignCount,
@@ -312,18 +312,28 @@ class Admission:
     member: MemberState | None
 
 
-def admit(conn: Connection, channel: str, address: str, provider_id: str | None, now: datetime,
+def admit(session: Session, channel: str, address: str, provider_id: str | None, now: datetime,
           window: datetime | None) -> Admission:
-    """Count the message in its sender's minute starting at ``window`` (None: not counted), claim
-    ``provider_id`` (the claim waits for a transaction still handling the same id to end), then lock and
-    read the member (``lock_state``). On PostgreSQL the counter, the claim and the lock are one
-    statement, sent with the read (and psycopg's BEGIN) in one round trip; the read is a statement of
-    its own, so it sees what a concurrent message of this member committed before the lock was ours."""
+    """Begin the session's transaction: count the message in its sender's minute starting at ``window``
+    (None: not counted), claim ``provider_id`` (the claim waits for a transaction still handling the
+    same id to end), then lock and read the member (``lock_state``). Go on with
+    ``session.connection()``.
+
+    On PostgreSQL the counter, the claim and the lock are one statement, sent with BEGIN and the read
+    in one round trip; the read is a statement of its own, so it sees what a concurrent message of this
+    member committed before the lock was ours. BEGIN is this module's own (psycopg would send one and
+    wait for it first): the session's connection is in the driver's autocommit mode, in which the
+    server's transaction is what BEGIN opens; ``save_and_commit`` sends COMMIT. SQLAlchemy's own commit
+    and rollback still reach the driver, which ends whatever transaction the server has open, and the
+    connection goes back to the pool in its ordinary mode."""
+    pg = session.get_bind().dialect.name == "postgresql"
+    conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"} if pg else None)
     st = _for(conn)
     params = _p(channel=channel, address=address, provider_id=provider_id, now=now, window=window)
     if st.pg:
         with _driver(conn) as raw:
             with raw.pipeline():
+                raw.execute("BEGIN")
                 admitted = _execute(raw, st.admit[window is not None, provider_id is not None], params)
                 state = _execute(raw, st.lock_state, params)
             (count, claimed, _locked), row = admitted.fetchone(), state.fetchone()
