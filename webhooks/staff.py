@@ -34,7 +34,8 @@ bp = Blueprint("staff", __name__, url_prefix="/staff")
 csrf = CSRFProtect()
 
 SESSION_HOURS = 12
-CSRF_EXEMPT_PREFIXES = ("/webhooks/", "/api/")
+# The providers' webhooks and the public API: no staff session (no cookie looked for), no CSRF token.
+CSRF_EXEMPT_PREFIXES = SESSIONLESS_PREFIXES = ("/webhooks/", "/api/")
 PUBLIC_STAFF_ENDPOINTS = {"staff.login"}
 BROADCASTS_ENDPOINT = "staff_broadcasts.index"  # webhooks/staff_broadcasts.py
 
@@ -46,7 +47,14 @@ def development(app: Flask) -> bool:
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session; the cookie is Secure unless in development over plain http."""
+    """Flask's signed-cookie session; the cookie is Secure unless in development over plain http.
+    Requests from the providers and to the public API never carry a staff session: they get Flask's
+    empty, read-only one without a cookie being looked for (the webhooks' hot path, issue 6)."""
+
+    def open_session(self, app: Flask, request):
+        if request.path.startswith(SESSIONLESS_PREFIXES):
+            return None  # Flask's NullSession: reads find nothing, a write is an error
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure or not development(app)

@@ -27,8 +27,29 @@ def signature_ok(auth_token: str, url: str, params, signature: str | None, setti
     """Twilio's own check (twilio.RequestValidator) of X-Twilio-Signature for ``url`` and form ``params``."""
     if not signature:
         return False
-    return RequestValidator(auth_token).validate(url, params, signature,
+    return RequestValidator(auth_token).validate(url, _Params(params), signature,
                                                  algorithm=get_signature_algorithm(settings_header))
+
+
+class _Params:
+    """A form as twilio's validator reads it best: it asks each parameter's values of ``getall`` first,
+    then ``getlist``, then ``[]``, catching AttributeError in between; a Flask form has ``getlist``,
+    so it paid two exceptions per parameter, twice per request (half the check's time)."""
+
+    __slots__ = ("_form",)
+
+    def __init__(self, form):
+        self._form = form
+
+    def __iter__(self):
+        return iter(self._form)
+
+    def __len__(self) -> int:
+        return len(self._form)
+
+    def getall(self, name: str) -> list[str]:
+        getlist = getattr(self._form, "getlist", None)
+        return getlist(name) if getlist else [self._form[name]]
 
 
 def _one(form: Mapping, name: str) -> str | None:

@@ -49,6 +49,15 @@ def test_signing_in_spanish(client, rt):
         assert uow.session.scalars(select(Signature.language)).one() == "es"
 
 
+def test_a_webhook_ignores_any_session_cookie_and_sets_none(client, rt):
+    """A provider never holds a staff session: a cookie sent along (a forged one) is not read, and the
+    answer sets none; the message is handled all the same."""
+    client.set_cookie("firma_session", "forged.cookie.value", domain="localhost")
+    r = post_sms(client, "+13125550111", "SCOMM")
+    assert r.status_code == 200 and "End S-Comm Now" in messages(r)[0]
+    assert "Set-Cookie" not in r.headers
+
+
 def test_twiml_content_type_and_escaping(client):
     post_sms(client, PHONE, "SCOMM")
     response = post_sms(client, PHONE, "Tom <b> & Jerry")
