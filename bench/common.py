@@ -329,6 +329,54 @@ def wrk_constant(port: int, body: bytes, connections: int, seconds: int, workdir
     return LoadResult("wrk", d["requests"], d["us"] / 1e6, p50_ms=d["p50"], p99_ms=d["p99"])
 
 
+@dataclass
+class CpuSnapshot:
+    """CPU seconds so far of some groups of processes (gunicorn's, the PostgreSQL server's), each
+    process apart, and of the whole machine."""
+
+    processes: dict[str, dict[int, float]]
+    busy: float
+    total: float
+
+    def per_request(self, later: "CpuSnapshot", requests: int) -> dict[str, float]:
+        """Milliseconds of CPU per request of each group between the two snapshots (the processes alive
+        at both), and the share of the machine's CPU time that was busy."""
+        out = {}
+        for name, before in self.processes.items():
+            after = later.processes[name]
+            spent = sum(max(0.0, after[pid] - t) for pid, t in before.items() if pid in after)
+            out[name] = 1000 * spent / max(requests, 1)
+        out["machine_busy"] = (later.busy - self.busy) / max(later.total - self.total, 1e-9)
+        return out
+
+
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / _HZ  # utime + stime
+    return seconds
+
+
+def postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (the postmaster, its backends and helpers)."""
+    out = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def cpu_snapshot(groups: dict[str, list[int]]) -> CpuSnapshot:
+    busy = total = 0.0
+    with contextlib.suppress(OSError):
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        total = sum(values) / _HZ
+        busy = total - (values[3] + values[4]) / _HZ  # less idle and iowait
+    return CpuSnapshot({name: _cpu_seconds(pids) for name, pids in groups.items()}, busy, total)
+
+
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 

@@ -44,11 +44,23 @@ def next_phones(n: int) -> int:
     return base
 
 
-def drive(server: common.Server, conversations: int, connections: int):
-    """Replay ``conversations`` fresh signed conversations against ``server``."""
+def drive(server: common.Server, conversations: int, connections: int, cpu: dict | None = None,
+          postgres: bool = False):
+    """Replay ``conversations`` fresh signed conversations against ``server``. With ``cpu`` (a dict),
+    also record the CPU each request cost: gunicorn's processes, the PostgreSQL server's (``postgres``:
+    the app uses the server on this machine) and the load generator, in ms, and the share of the machine
+    that was busy."""
     lanes = common.per_connection(common.conversation_requests(conversations, next_phones(conversations)),
                                   connections)
-    return common.python_load(server.port, [[common.raw_request(p) for p in lane] for lane in lanes]), conversations
+    requests = [[common.raw_request(p) for p in lane] for lane in lanes]
+    groups = {"gunicorn": [server.proc.pid, *server.worker_pids()],
+              "postgres": common.postgres_pids() if postgres else []}
+    before = common.cpu_snapshot(groups)
+    result = common.python_load(server.port, requests)
+    if cpu is not None:
+        cpu.update(before.per_request(common.cpu_snapshot(groups), result.requests),
+                   loadgen=1000 * result.client_cpu * result.seconds / max(result.requests, 1))
+    return result, conversations
 
 
 def count(server: common.Server) -> int:
@@ -85,13 +97,15 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
         drive(server, args.warmup, args.connections)  # warm both workers
         before = count(server)
         profilers = start_profile(server, Path(args.profile), f"{kind}-{worker_class}") if args.profile else []
-        result, conversations = drive(server, args.conversations, args.connections)
+        cpu: dict = {}
+        result, conversations = drive(server, args.conversations, args.connections, cpu, kind == "postgresql")
         stop_profile(profilers)
         signed = count(server) - before
     with common.gunicorn(BASELINE_APP, env, workers=args.workers, worker_class=worker_class, threads=threads,
                          log_dir=workdir) as base_server:
         drive(base_server, args.warmup, args.connections)
-        base, _ = drive(base_server, args.conversations, args.connections)
+        base_cpu: dict = {}
+        base, _ = drive(base_server, args.conversations, args.connections, base_cpu)
         if args.wrk_check and common.have_wrk():
             # the same baseline, loaded by wrk (C) instead: if wrk gets much more, the Python generator
             # was the bottleneck
@@ -106,6 +120,9 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
         conversations=conversations, signatures_added=signed, exact=signed == conversations,
     )
     row["loadgen_cpu"] = round(max(result.client_cpu, base.client_cpu), 2)
+    # Where the ratio comes from: CPU per request, in ms (PostgreSQL's own only counts when it is local)
+    row["cpu_ms_per_request"] = {k: round(v, 3) for k, v in cpu.items()}
+    row["baseline_cpu_ms_per_request"] = {k: round(v, 3) for k, v in base_cpu.items() if k != "postgres"}
     row["meets_target"] = bool(row["ratio"] >= TARGET_RATIO and row["p99_ms"] < TARGET_P99_MS and row["exact"]
                                and row["non_2xx"] == 0)
     return row
@@ -156,6 +173,11 @@ def main(argv=None) -> int:
 
 def format_row(r: dict) -> str:
     extra = f", load generator CPU {r['loadgen_cpu']:.0%} of a core"
+    c, b = r["cpu_ms_per_request"], r["baseline_cpu_ms_per_request"]
+    server = f" + PostgreSQL server {c['postgres']:.2f} ms" if r["database"] == "postgresql" else ""
+    extra += (f"\n    CPU per request: firma gunicorn {c['gunicorn']:.2f} ms{server}"
+              f" + load generator {c['loadgen']:.2f} ms, machine {c['machine_busy']:.0%} busy | baseline gunicorn"
+              f" {b['gunicorn']:.2f} ms + load generator {b['loadgen']:.2f} ms, machine {b['machine_busy']:.0%} busy")
     if "wrk_baseline_rps" in r:
         extra += f", baseline under wrk {r['wrk_baseline_rps']} req/s"
     return (f"{r['database']:<10} {r['workers']:<22} firma {r['rps']:>6} req/s  p50 {r['p50_ms']:.2f} ms  "

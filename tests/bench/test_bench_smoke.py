@@ -48,7 +48,11 @@ def test_inbound_smoke(request):
         assert r["non_2xx"] == 0, r
         assert r["requests"] == 3 * r["conversations"], r
         assert r["rps"] > 0 and r["baseline_rps"] > 0 and r["p99_ms"] > 0 and r["ratio"] > 0, r
-    assert "| database | gunicorn workers | firma req/s |" in out
+        cpu, base_cpu = r["cpu_ms_per_request"], r["baseline_cpu_ms_per_request"]  # where the ratio comes from
+        assert cpu["gunicorn"] > 0 and base_cpu["gunicorn"] > 0 and cpu["loadgen"] > 0, r
+        if r["database"] == "postgresql":
+            assert cpu["postgres"] > 0, r  # the server on this machine
+    assert "| database | gunicorn workers | firma req/s |" in out and "CPU per request: firma gunicorn" in out
 
 
 @pytest.mark.slow
