@@ -68,7 +68,7 @@ def _now(name: str = "now"):
 
 
 class _Statements:
-    """The hot path's statements for one dialect, built once."""
+    """The hot path's statements for one dialect, built once (and compiled once, by _Compiled)."""
 
     def __init__(self, dialect: str):
         self.pg = dialect == "postgresql"
@@ -94,7 +94,6 @@ class _Statements:
                                                       ProcessedMessage.provider_id == bindparam("p_provider_id"))
         self.response = select(ProcessedMessage.response).where(
             ProcessedMessage.channel == bindparam("p_channel"), ProcessedMessage.provider_id == bindparam("p_provider_id"))
-        self._admit: dict[tuple[bool, bool], object] = {}
 
         # The person's signed campaigns: a slug has letters, digits and dashes only, so a comma joins them.
         person = func.coalesce(Member.person_id, Member.id)
@@ -174,30 +173,24 @@ class _Statements:
                               .where(ProcessedMessage.channel == bindparam("p_channel"),
                                      ProcessedMessage.provider_id == bindparam("p_provider_id"))
                               .values(response=bindparam("p_response")))
-        self._save: dict[bool, object] = {}
 
     def admit(self, bump: bool, claim: bool):
         """PostgreSQL: the counter, the claim and the member's lock in one statement, in that order."""
-        key = (bump, claim)
-        if key not in self._admit:
-            columns = [self.bump.cte("bump").select().scalar_subquery() if bump else literal(0)]
-            if claim:
-                columns.append(select(func.count()).select_from(self.claim.cte("claim")).scalar_subquery())
-            else:
-                columns.append(literal(1))
-            columns.append(select(func.count()).select_from(self.lock.cte("lock")).scalar_subquery())
-            self._admit[key] = select(*columns)
-        return self._admit[key]
+        columns = [self.bump.cte("bump").select().scalar_subquery() if bump else literal(0)]
+        if claim:
+            columns.append(select(func.count()).select_from(self.claim.cte("claim")).scalar_subquery())
+        else:
+            columns.append(literal(1))
+        columns.append(select(func.count()).select_from(self.lock.cte("lock")).scalar_subquery())
+        return select(*columns)
 
     def save(self, response: bool):
         """PostgreSQL: the member, the conversation and (with a provider id) the stored reply, one statement."""
-        if response not in self._save:
-            stmt = select(func.count()).select_from(self.save_member.returning(Member.id).cte("m"))
-            stmt = stmt.add_cte(self.save_conversation.cte("c"))
-            if response:
-                stmt = stmt.add_cte(self.save_response.cte("r"))
-            self._save[response] = stmt
-        return self._save[response]
+        stmt = select(func.count()).select_from(self.save_member.returning(Member.id).cte("m"))
+        stmt = stmt.add_cte(self.save_conversation.cte("c"))
+        if response:
+            stmt = stmt.add_cte(self.save_response.cte("r"))
+        return stmt
 
 
 log = logging.getLogger(__name__)
