@@ -91,19 +91,32 @@ def test_bad_input_gets_a_clear_message(rt, twilio):
     assert res.exit_code == 1 and "no broadcast #99" in res.output
 
 
-def _worker_process(env, log: Path, *args) -> subprocess.Popen:
-    full = dict(os.environ, **env, PYTHONPATH=str(ROOT))
-    with open(log, "w") as out:  # a file, not a pipe: a full pipe would stall the worker
-        return subprocess.Popen([sys.executable, "-W", "ignore", "-m", "webhooks.cli", "worker", *args], env=full,
-                                stdout=out, stderr=subprocess.STDOUT, text=True, cwd=log.parent)
+@pytest.fixture
+def worker_process():
+    """Starts `firma worker` processes; any still running when the test ends (it failed half way) is
+    killed, so no worker outlives its test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(env, log: Path, *args) -> subprocess.Popen:
+        full = dict(os.environ, **env, PYTHONPATH=str(ROOT))
+        with open(log, "w") as out:  # a file, not a pipe: a full pipe would stall the worker
+            procs.append(subprocess.Popen([sys.executable, "-W", "ignore", "-m", "webhooks.cli", "worker", *args],
+                                          env=full, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=log.parent))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_broadcast_then_drained_sends_nobody_twice(rt, tmp_path):
+def test_worker_killed_mid_broadcast_then_drained_sends_nobody_twice(rt, tmp_path, worker_process):
     with TwilioStandIn(latency=0.05) as twilio:
         h.add_signers_bulk(rt, 400)
         b = broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
-        proc = _worker_process(env_for(rt, twilio, FIRMA_SMS_RATE="200"), tmp_path / "worker.log",
+        proc = worker_process(env_for(rt, twilio, FIRMA_SMS_RATE="200"), tmp_path / "worker.log",
                                "--lease", "2", "--concurrency", "40")
         deadline = time.monotonic() + 60
         while len(twilio.messages) < 80 and time.monotonic() < deadline and proc.poll() is None:
@@ -127,13 +140,13 @@ def test_worker_killed_mid_broadcast_then_drained_sends_nobody_twice(rt, tmp_pat
 
 
 @pytest.mark.slow
-def test_two_worker_processes_share_one_broadcast_without_overlap(rt, tmp_path):
+def test_two_worker_processes_share_one_broadcast_without_overlap(rt, tmp_path, worker_process):
     with TwilioStandIn(latency=0.05) as twilio:
         h.add_signers_bulk(rt, 1000)
         b = broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
         env = env_for(rt, twilio)
         logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-        procs = [_worker_process(env, log, "--drain", "--concurrency", "10", "--batch", "10") for log in logs]
+        procs = [worker_process(env, log, "--drain", "--concurrency", "10", "--batch", "10") for log in logs]
         for p in procs:
             p.wait(timeout=120)
         outputs = [log.read_text() for log in logs]
@@ -145,7 +158,7 @@ def test_two_worker_processes_share_one_broadcast_without_overlap(rt, tmp_path):
 
 
 @pytest.mark.slow
-def test_rate_caps_hold_in_every_sliding_second_across_two_worker_processes(rt, tmp_path):
+def test_rate_caps_hold_in_every_sliding_second_across_two_worker_processes(rt, tmp_path, worker_process):
     """FIRMA_SMS_RATE / FIRMA_TELEGRAM_RATE, counted where the provider sees them: at the stand-ins."""
     with TwilioStandIn() as twilio, TelegramStandIn(token=h.TG_TOKEN) as telegram:
         h.add_signers_bulk(rt, 70)
@@ -153,7 +166,7 @@ def test_rate_caps_hold_in_every_sliding_second_across_two_worker_processes(rt, 
         broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
         env = env_for(rt, twilio, FIRMA_SMS_RATE="20", FIRMA_TELEGRAM_RATE="25", TELEGRAM_BOT_TOKEN=h.TG_TOKEN,
                       TELEGRAM_API_URL=telegram.url)
-        procs = [_worker_process(env, tmp_path / f"w{i}.log", "--drain", "--batch", "7") for i in range(2)]
+        procs = [worker_process(env, tmp_path / f"w{i}.log", "--drain", "--batch", "7") for i in range(2)]
         for p in procs:
             p.wait(timeout=120)
         assert all(p.returncode == 0 for p in procs), [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
