@@ -8,8 +8,10 @@ Each run starts a fresh database (``firma db upgrade``), then gunicorn with the 
 (``webhooks:create_app()``) and, in the same run and the same way, gunicorn with
 ``bench/baseline_app.py`` (parses the same form, answers constant TwiML). Both get the same replay
 of Twilio-signed requests: whole conversations (keyword, name, ZIP), each from its own phone number,
-each message with its own MessageSid. The bench checks afterwards that the campaign counter grew by
-exactly the number of conversations, so a fast run that lost signatures cannot pass.
+each message with its own MessageSid, in ``--rounds`` rounds of firma then the baseline (both servers
+stay up), so each ratio compares runs made seconds apart; the medians are reported, with the worst
+round's p99. The bench checks afterwards that the campaign counter grew by exactly the number of
+conversations, so a fast run that lost signatures cannot pass.
 
 Targets: firma >= 40% of the baseline's requests/s, p99 < 30 ms at that load.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,40 +92,50 @@ def stop_profile(procs: list[subprocess.Popen]) -> None:
 
 
 def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir: Path) -> dict:
+    """firma and the baseline, both served the same way and both up at once, driven in turn for
+    ``args.rounds`` rounds: on a machine whose speed drifts (a shared host), each ratio compares two runs
+    made seconds apart, and the median of the rounds is the figure."""
     env = common.app_env(url)
     row = {"database": kind,
            "workers": f"{args.workers} {worker_class}" + (f" x{threads} threads" if threads > 1 else "")}
-    with common.gunicorn(FIRMA_APP, env, workers=args.workers, worker_class=worker_class, threads=threads,
-                         log_dir=workdir) as server:
-        drive(server, args.warmup, args.connections)  # warm both workers
+    serve = dict(workers=args.workers, worker_class=worker_class, threads=threads, log_dir=workdir)
+    rounds = []
+    with common.gunicorn(FIRMA_APP, env, **serve) as server, common.gunicorn(BASELINE_APP, env, **serve) as base_server:
+        drive(server, args.warmup, args.connections)  # warm every worker of both
+        drive(base_server, args.warmup, args.connections)
         before = count(server)
         profilers = start_profile(server, Path(args.profile), f"{kind}-{worker_class}") if args.profile else []
-        cpu: dict = {}
-        result, conversations = drive(server, args.conversations, args.connections, cpu, kind == "postgresql")
+        for _ in range(args.rounds):
+            cpu: dict = {}
+            base_cpu: dict = {}
+            result, conversations = drive(server, args.conversations, args.connections, cpu, kind == "postgresql")
+            base, _ = drive(base_server, args.conversations, args.connections, base_cpu)
+            rounds.append((result, base, cpu, base_cpu))
         stop_profile(profilers)
         signed = count(server) - before
-    with common.gunicorn(BASELINE_APP, env, workers=args.workers, worker_class=worker_class, threads=threads,
-                         log_dir=workdir) as base_server:
-        drive(base_server, args.warmup, args.connections)
-        base_cpu: dict = {}
-        base, _ = drive(base_server, args.conversations, args.connections, base_cpu)
         if args.wrk_check and common.have_wrk():
             # the same baseline, loaded by wrk (C) instead: if wrk gets much more, the Python generator
             # was the bottleneck
             body = common.conversation_requests(1, 19990000000)[0][1].body
             row["wrk_baseline_rps"] = round(common.wrk_constant(base_server.port, body, args.connections,
-                                                                max(2, round(base.seconds)), workdir).rps)
+                                                                max(2, round(rounds[-1][1].seconds)), workdir).rps)
+    med = statistics.median
+    ratios = [r.rps / b.rps if b.rps else 0.0 for r, b, _, _ in rounds]
     row.update(
-        loadgen=f"{result.tool}, {args.connections} connections", requests=result.requests, rps=round(result.rps), p50_ms=round(result.p50_ms, 2),
-        p99_ms=round(result.p99_ms, 2), non_2xx=result.non_2xx + result.errors,
-        baseline_rps=round(base.rps), baseline_p99_ms=round(base.p99_ms, 2),
-        ratio=round(result.rps / base.rps, 3) if base.rps else 0.0,
-        conversations=conversations, signatures_added=signed, exact=signed == conversations,
+        loadgen=f"{rounds[0][0].tool}, {args.connections} connections", rounds=len(rounds),
+        requests=sum(r.requests for r, *_ in rounds) // len(rounds),
+        rps=round(med(r.rps for r, *_ in rounds)), p50_ms=round(med(r.p50_ms for r, *_ in rounds), 2),
+        p99_ms=round(max(r.p99_ms for r, *_ in rounds), 2),  # the worst round's
+        non_2xx=sum(r.non_2xx + r.errors for r, *_ in rounds),
+        baseline_rps=round(med(b.rps for _, b, *_ in rounds)), baseline_p99_ms=round(max(b.p99_ms for _, b, *_ in rounds), 2),
+        ratio=round(med(ratios), 3), ratios=[round(x, 3) for x in ratios],
+        conversations=conversations * len(rounds), signatures_added=signed, exact=signed == conversations * len(rounds),
     )
-    row["loadgen_cpu"] = round(max(result.client_cpu, base.client_cpu), 2)
+    row["loadgen_cpu"] = round(max(max(r.client_cpu, b.client_cpu) for r, b, *_ in rounds), 2)
     # Where the ratio comes from: CPU per request, in ms (PostgreSQL's own only counts when it is local)
-    row["cpu_ms_per_request"] = {k: round(v, 3) for k, v in cpu.items()}
-    row["baseline_cpu_ms_per_request"] = {k: round(v, 3) for k, v in base_cpu.items() if k != "postgres"}
+    row["cpu_ms_per_request"] = {k: round(med(c[k] for *_, c, _ in rounds), 3) for k in rounds[0][2]}
+    row["baseline_cpu_ms_per_request"] = {k: round(med(c[k] for *_, c in rounds), 3)
+                                          for k in rounds[0][3] if k != "postgres"}
     row["meets_target"] = bool(row["ratio"] >= TARGET_RATIO and row["p99_ms"] < TARGET_P99_MS and row["exact"]
                                and row["non_2xx"] == 0)
     return row
@@ -134,7 +147,9 @@ def main(argv=None) -> int:
     ap.add_argument("--databases", default="sqlite,postgresql")
     ap.add_argument("--worker-classes", default=None,
                     help="comma list; gthread runs with --threads (default sync,gthread; --smoke: sync)")
-    ap.add_argument("--conversations", type=int, default=6000, help="conversations per run (3 requests each)")
+    ap.add_argument("--conversations", type=int, default=3000, help="conversations per round (3 requests each)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="firma and the baseline driven in turn this many times; the medians are reported")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (firma and baseline alike)")
     ap.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
@@ -145,13 +160,13 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.conversations, args.warmup, args.connections, args.wrk_check = 60, 10, 4, False
+        args.conversations, args.warmup, args.connections, args.wrk_check, args.rounds = 60, 10, 4, False, 1
     if args.worker_classes is None:
         args.worker_classes = "sync" if args.smoke else "sync,gthread"
 
     print(f"machine: {common.machine()}")
     print(f"load generator: Python asyncio, {args.connections} connections, {args.conversations} conversations "
-          f"({3 * args.conversations} requests) per run")
+          f"({3 * args.conversations} requests) per round, {args.rounds} rounds of firma then the baseline")
     rows = []
     with tempfile.TemporaryDirectory(prefix="firma-bench-") as tmp:
         workdir = Path(tmp)
@@ -173,6 +188,8 @@ def main(argv=None) -> int:
 
 def format_row(r: dict) -> str:
     extra = f", load generator CPU {r['loadgen_cpu']:.0%} of a core"
+    if r["rounds"] > 1:
+        extra += f", ratio of each round {', '.join(f'{x:.0%}' for x in r['ratios'])}"
     c, b = r["cpu_ms_per_request"], r["baseline_cpu_ms_per_request"]
     server = f" + PostgreSQL server {c['postgres']:.2f} ms" if r["database"] == "postgresql" else ""
     extra += (f"\n    CPU per request: firma gunicorn {c['gunicorn']:.2f} ms{server}"
