@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import (Boolean, Connection, bindparam, case, delete, distinct, exists, func, literal, literal_column,
-                        or_, select, update)
+from sqlalchemy import (Boolean, Connection, bindparam, case, delete, exists, func, literal, literal_column, select,
+                        update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
@@ -95,27 +95,31 @@ class _Statements:
         self.response = select(ProcessedMessage.response).where(
             ProcessedMessage.channel == bindparam("p_channel"), ProcessedMessage.provider_id == bindparam("p_provider_id"))
 
-        # The person's signed campaigns: a slug has letters, digits and dashes only, so a comma joins them.
-        person = func.coalesce(Member.person_id, Member.id)
+        # The person's signed campaigns: those of the person's own member (the root, person_id or else id)
+        # and those of the members linked to it, as two lists (a slug has letters, digits and dashes only,
+        # so a comma joins them). Two lookups by equality on indexed columns, so that the plan PostgreSQL
+        # caches for the prepared statement is index scans even when it was made while the tables were
+        # empty (one subquery with "id = root OR person_id = root" was cached as a scan of members and
+        # signatures: every message of a new deployment read both tables whole).
+        agg = ((lambda c: func.string_agg(c, literal_column("','"))) if self.pg else func.group_concat)
         mate = aliased(Member)
-        signed = (select(func.string_agg(distinct(Signature.campaign), literal_column("','")) if self.pg
-                         else func.group_concat(distinct(Signature.campaign)))
-                  .where(Signature.member_id.in_(select(mate.id).where(or_(mate.id == person, mate.person_id == person))
-                                                .correlate(Member)))
-                  .scalar_subquery())
+
+        def signed(root):
+            own = select(agg(Signature.campaign)).where(Signature.member_id == root).scalar_subquery()
+            linked = (select(agg(Signature.campaign)).select_from(mate)
+                      .join(Signature, Signature.member_id == mate.id).where(mate.person_id == root)
+                      .correlate(Member).scalar_subquery())
+            return own, linked
+
         self.lock_state = (
             select(Member.id, Member.simulated, Member.person_id, Member.language,
                    Member.opted_out_at.is_not(None), Member.disclosed_at.is_not(None),
                    Conversation.member_id, Conversation.campaign, Conversation.step, Conversation.pending_name,
-                   Conversation.invalid_count, signed)
+                   Conversation.invalid_count, *signed(func.coalesce(Member.person_id, Member.id)))
             .outerjoin(Conversation, Conversation.member_id == Member.id)
             .where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_address"))
             .with_for_update(of=Member))
-        by_person = bindparam("p_person")
-        self.signed = (select(func.string_agg(distinct(Signature.campaign), literal_column("','")) if self.pg
-                              else func.group_concat(distinct(Signature.campaign)))
-                       .where(Signature.member_id.in_(select(Member.id).where(or_(Member.id == by_person,
-                                                                                  Member.person_id == by_person)))))
+        self.signed = select(*signed(bindparam("p_person", type_=Member.id.type)))
         self.lock_person = select(Member.id).where(Member.id == bindparam("p_person")).with_for_update()
         # A contact that was forgotten (its erased member's address is forgotten_token) starts opted out.
         forgotten = exists().where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_token"))
@@ -290,8 +294,8 @@ def _p(**params) -> dict:
     return {f"p_{k}": v for k, v in params.items()}
 
 
-def _campaigns(joined: str | None) -> frozenset[str]:
-    return frozenset(joined.split(",")) if joined else frozenset()
+def _campaigns(*joined: str | None) -> frozenset[str]:
+    return frozenset(slug for part in joined if part for slug in part.split(","))
 
 
 @dataclass
@@ -360,15 +364,15 @@ def _member(conn: Connection, row) -> MemberState | None:
     if row is None:
         return None
     (member_id, simulated, person_id, language, opted_out, disclosed,
-     conv_id, campaign, step, pending, invalid, signed) = row
+     conv_id, campaign, step, pending, invalid, signed_own, signed_linked) = row
     state = MemberState(member_id, bool(simulated), person_id, language, bool(opted_out), bool(disclosed),
-                        signed=_campaigns(signed))
+                        signed=_campaigns(signed_own, signed_linked))
     if conv_id is not None:
         state.campaign, state.step, state.pending_name, state.invalid_count = campaign, step, pending, invalid
     if person_id is not None:
         st = _for(conn)
         _run(conn, st.lock_person, _p(person=person_id)).fetchone()
-        state.signed = _campaigns(_run(conn, st.signed, _p(person=person_id)).fetchone()[0])
+        state.signed = _campaigns(*_run(conn, st.signed, _p(person=person_id)).fetchone())
     return state
 
 

@@ -1,8 +1,11 @@
-"""The inbound hot path runs on the driver's connection, and on PostgreSQL in the driver's autocommit
-mode with its own BEGIN and COMMIT (storage.inbound.admit). The pooled connection it used must come
-back to everyone else as an ordinary transactional one, after a message handled and after one that
-failed half way: otherwise a later request's writes would each commit on their own, and a rollback
-would undo nothing."""
+"""The inbound hot path (storage.inbound) below the service: what its connection is left as, and the
+plans its statements get.
+
+It runs on the driver's connection, and on PostgreSQL in the driver's autocommit mode with its own
+BEGIN and COMMIT (storage.inbound.admit). The pooled connection it used must come back to everyone
+else as an ordinary transactional one, after a message handled and after one that failed half way:
+otherwise a later request's writes would each commit on their own, and a rollback would undo
+nothing."""
 
 from __future__ import annotations
 
@@ -64,3 +67,35 @@ def test_after_a_message_that_failed_half_way_nothing_is_kept_and_the_connection
         assert uow.session.scalar(select(func.count()).select_from(Signature)) == 0
     assert rollback_undoes_a_write(rt)
     assert "Chicago, IL" in messages(post_sms(client, "+13125550101", "60601"))[0]  # and it works next time
+
+
+@pytest.mark.postgresql
+def test_the_member_read_uses_indexes_even_as_planned_on_empty_tables():
+    """psycopg prepares a statement after a few runs, and PostgreSQL then keeps one generic plan for it
+    on that connection: for a new deployment, a plan made while the tables were empty. The member read
+    of every message (storage.inbound's lock_state) must then still look its rows up by index: a plan
+    that reads members or signatures whole makes every message slower as the campaign grows. (SQLite
+    plans a statement when it prepares it, by its indexes.)"""
+    import re
+
+    from sqlalchemy import create_engine, text
+
+    from storage import db as dbmod
+    from storage import inbound as hot
+    from tests.support.postgres import fresh_database
+
+    with fresh_database("firma_plan") as url:
+        dbmod.upgrade(url)  # empty tables, never analyzed
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                sql = hot._for(conn).lock_state.text
+                names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+                positional = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
+                conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+                conn.exec_driver_sql(f"PREPARE member_read AS {positional}")
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+                    "EXPLAIN EXECUTE member_read('sms', '+13125550101')"))
+        finally:
+            engine.dispose()
+    assert "Seq Scan on members" not in plan and "Seq Scan on signatures" not in plan, plan
