@@ -35,7 +35,7 @@ csrf = CSRFProtect()
 
 SESSION_HOURS = 12
 # The providers' webhooks and the public API: no staff session (no cookie looked for), no CSRF token.
-CSRF_EXEMPT_PREFIXES = SESSIONLESS_PREFIXES = ("/webhooks/", "/api/")
+NOT_STAFF_PREFIXES = ("/webhooks/", "/api/")
 PUBLIC_STAFF_ENDPOINTS = {"staff.login"}
 BROADCASTS_ENDPOINT = "staff_broadcasts.index"  # webhooks/staff_broadcasts.py
 
@@ -52,7 +52,7 @@ class SessionInterface(SecureCookieSessionInterface):
     empty, read-only one without a cookie being looked for (the webhooks' hot path, issue 6)."""
 
     def open_session(self, app: Flask, request):
-        if request.path.startswith(SESSIONLESS_PREFIXES):
+        if request.path.startswith(NOT_STAFF_PREFIXES):
             return None  # Flask's NullSession: reads find nothing, a write is an error
         return super().open_session(app, request)
 
@@ -85,7 +85,7 @@ def init_app(app: Flask) -> None:
 
 
 def _protect():
-    if request.path.startswith(CSRF_EXEMPT_PREFIXES):
+    if request.path.startswith(NOT_STAFF_PREFIXES):
         return None
     csrf.protect()
     return None
