@@ -51,11 +51,10 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     The hot path of every conversation (issue 6): its statements are storage.inbound's, compiled once
     and run on the driver's connection; on PostgreSQL a message costs two round trips (BEGIN with the
     admission and the read; the writes with COMMIT), three when it signs."""
-    with uow:
-        admission = _admit(uow, inbound, now, limit)
+    with uow.inbound() as conn:
+        admission = _admit(conn, inbound, now, limit)
         if isinstance(admission, Outcome):
             return admission
-        conn = uow.session.connection()
         channel, address = inbound.channel, inbound.address
         member, created = admission.member, False
         if member is None:
@@ -93,18 +92,16 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                             opted_out=new.opted_out, disclosed=new.disclosed, campaign=new.campaign, step=new.step,
                             pending_name=new.pending_name, invalid_count=new.invalid_count,
                             response=_stored(messages, new.language, signed), now=now)
-        uow.commit()  # the session's end of the transaction save_and_commit committed
     return Outcome(messages, new.language, signed=signed)
 
 
-def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) -> hot.Admission | Outcome:
+def _admit(conn: hot.Transaction, inbound: Inbound, now: datetime, limit: int | None) -> hot.Admission | Outcome:
     """The checks before a message is handled: count it against its sender's per-minute limit, claim
     the provider's message id and lock and read the member (storage.inbound.admit). The admission to
     go on with; else the answer to give now: throttled (only the counter committed: a flood stores
     nothing else), or a retry's first answer (nothing committed)."""
     window = now.replace(second=0, microsecond=0) if limit is not None else None
-    admission = hot.admit(uow.session, inbound.channel, inbound.address, inbound.provider_id, now, window)
-    conn = uow.session.connection()
+    admission = hot.admit(conn, inbound.channel, inbound.address, inbound.provider_id, now, window)
     member = admission.member
     if limit is not None and admission.count > limit and (
             not always_handled(inbound) or (member is not None and member.opted_out)):
@@ -114,11 +111,11 @@ def _admit(uow: UnitOfWork, inbound: Inbound, now: datetime, limit: int | None) 
                         limit, inbound.address, inbound.channel)
         if admission.claimed and inbound.provider_id:
             hot.unclaim(conn, inbound.channel, inbound.provider_id)  # a flood leaves nothing but its count
-        uow.commit()
+        conn.commit()
         return Outcome([], throttled=True)
     if not admission.claimed:
         response = hot.stored_response(conn, inbound.channel, inbound.provider_id)
-        uow.rollback()
+        conn.rollback()
         return _replayed(response)
     return admission
 
@@ -160,7 +157,7 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
     counts contacts too; a forgotten chat or number that comes back starts opted out."""
     with uow:
         session = uow.session
-        admission = _admit(uow, inbound, now, limit)
+        admission = _admit(hot.Transaction.within(session), inbound, now, limit)
         if isinstance(admission, Outcome):
             return admission
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,

@@ -133,6 +133,24 @@ class _QueuedWriterConnection(sqlite3.Connection):
                 self._lock_fd = None
 
 
+def begin_write(dbapi_connection, begin=None) -> None:
+    """Begin a SQLite write transaction: queue for the database's writer (_QueuedWriterConnection),
+    then BEGIN IMMEDIATE (by ``begin``, else on the driver's connection), which then has no one left to
+    wait for. The queue is left again if BEGIN fails."""
+    queued = isinstance(dbapi_connection, _QueuedWriterConnection)
+    if queued:
+        dbapi_connection.acquire_write_lock()  # threads of this process queue here, then processes
+    try:
+        if begin is None:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+        else:
+            begin()
+    except BaseException:
+        if queued:
+            dbapi_connection.release_write_lock()
+        raise
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
@@ -161,15 +179,10 @@ def make_engine(url: str, **kwargs) -> Engine:
             if options.get("isolation_level") == "AUTOCOMMIT":
                 return  # single-statement reads (Database.snapshot): no transaction at all
             mode = options.get("sqlite_begin", "IMMEDIATE")
-            dbapi_connection = conn.connection.dbapi_connection
-            if mode == "IMMEDIATE" and isinstance(dbapi_connection, _QueuedWriterConnection):
-                dbapi_connection.acquire_write_lock()  # threads of this process queue here
-            try:
+            if mode == "IMMEDIATE":
+                begin_write(conn.connection.dbapi_connection, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            else:
                 conn.exec_driver_sql(f"BEGIN {mode}")
-            except BaseException:
-                if isinstance(dbapi_connection, _QueuedWriterConnection):
-                    dbapi_connection.release_write_lock()
-                raise
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -1,9 +1,10 @@
 """The inbound hot path (issue 6): the statements one conversation message sends.
 
 Every message of every conversation runs these, so they are built once from the models' tables and
-compiled once per dialect, and run on the driver's connection beneath the session's (in its
-transaction): no statement building, no ORM objects, no flush and no SQLAlchemy execution layer per
-message. Driver errors still come out as SQLAlchemy's, and a lost connection is invalidated as
+compiled once per dialect, and run in a ``Transaction``: one pooled connection of the engine's,
+used through the driver, with no Session and no SQLAlchemy Connection around it (their bookkeeping
+cost more CPU per message than the statements themselves): no statement building, no ORM objects,
+no flush and no SQLAlchemy execution layer per message. Driver errors still come out as SQLAlchemy's, and a lost connection is invalidated as
 SQLAlchemy does (``_driver``), so the webhook's 503s and its retry after a database restart hold.
 Nothing is cached between messages: the member, their opt-out and their conversation are read fresh,
 under the member's row lock, each time.
@@ -28,12 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import (Boolean, Connection, bindparam, case, delete, exists, func, literal, literal_column, select,
-                        update)
+from sqlalchemy import (Boolean, Connection, Engine, bindparam, case, delete, exists, func, literal, literal_column,
+                        select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
+from storage.db import begin_write
 from storage.models import (
     CampaignCount,
     ConsentEvent,
@@ -249,20 +251,121 @@ class _Compiled:
 _compiled: dict[str, _Compiled] = {}
 
 
-def _for(conn: Connection) -> _Compiled:
+def _for(conn: Transaction | Connection) -> _Compiled:
     name = conn.dialect.name
     if name not in _compiled:
         _compiled[name] = _Compiled(conn.dialect)
     return _compiled[name]
 
 
+class Transaction:
+    """One inbound message's transaction, on a connection checked out of the engine's pool and used
+    through its driver (``raw``): ``with Transaction(engine) as tx: ...; tx.commit()``; what is not
+    committed is rolled back when the block ends, and the connection goes back to the pool as it came
+    (a connection that cannot be cleaned up is discarded instead).
+
+    The transaction begins with its first statement (``begin``). On SQLite it begins as a writer
+    (storage.db.begin_write: BEGIN IMMEDIATE after the queue for the database's writer). On PostgreSQL
+    the connection is in the driver's autocommit mode, in which the server's transaction is the one
+    this BEGIN opens, sent in a pipeline with the statements after it (psycopg would send its own and
+    wait for it first); commit and rollback reach the server all the same, and the ordinary mode is
+    restored before the connection goes back."""
+
+    _session: Session | None = None
+    _connection: Connection | None = None
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.pg = self.dialect.name == "postgresql"
+        self.begun = False
+
+    @classmethod
+    def within(cls, session: Session) -> "Transaction":
+        """The transaction of ``session``, for work that goes on with the ORM after the hot path's
+        statements (a Telegram contact): its connection, on PostgreSQL in the driver's autocommit mode
+        as above (SQLAlchemy restores the mode when the connection goes back). Not a context manager:
+        the session's unit of work ends it; commit and rollback are the session's."""
+        pg = session.get_bind().dialect.name == "postgresql"
+        connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"} if pg else None)
+        tx = cls(connection.engine)
+        tx._session, tx._connection = session, connection
+        tx.raw = connection.connection.dbapi_connection
+        tx.begun = not pg  # SQLAlchemy's begin (storage.db) sent BEGIN IMMEDIATE on SQLite
+        return tx
+
+    def __enter__(self) -> "Transaction":
+        dialect = self.dialect
+        try:
+            self._pooled = self.engine.raw_connection()
+        except dialect.loaded_dbapi.Error as exc:  # no connection to be had: as SQLAlchemy's connect() raises
+            raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect,
+                                      connection_invalidated=dialect.is_disconnect(exc, None, None)) from exc
+        self.raw = self._pooled.dbapi_connection
+        if self.pg:
+            try:
+                with _driver(self):
+                    self.raw.autocommit = True
+            except BaseException:
+                self._pooled.close()
+                raise
+        return self
+
+    def begin(self) -> None:
+        """BEGIN, unless the transaction has begun (call it inside ``_driver``)."""
+        if self.begun:
+            return
+        if self.pg:
+            log.debug("BEGIN")
+            self.raw.execute("BEGIN")
+        else:
+            log.debug("BEGIN IMMEDIATE")
+            begin_write(self.raw)
+        self.begun = True
+
+    def commit(self) -> None:
+        self.begun = False
+        if self._session is not None:
+            self._session.commit()
+            return
+        with _driver(self):
+            self.raw.commit()
+
+    def rollback(self) -> None:
+        self.begun = False
+        if self._session is not None:
+            self._session.rollback()
+            return
+        with _driver(self):
+            self.raw.rollback()
+
+    def invalidate(self, exc: BaseException) -> None:
+        if self._connection is not None:
+            self._connection.invalidate(exc)
+        else:
+            self._pooled.invalidate(exc)
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if self._pooled.is_valid:
+                self.raw.rollback()  # nothing to do after a commit
+                if self.pg:
+                    self.raw.autocommit = False
+        except Exception as exc:  # a connection that died meanwhile: not back into the pool
+            log.warning("inbound transaction: the connection could not be cleaned up (%s); discarded",
+                        exc.__class__.__name__)
+            self._pooled.invalidate(exc)
+        finally:
+            self._pooled.close()
+
+
 @contextmanager
-def _driver(conn: Connection):
+def _driver(conn: Transaction):
     """The driver's connection under ``conn`` (in its transaction), raising what SQLAlchemy would raise:
     a driver error becomes SQLAlchemy's (OperationalError, IntegrityError, ...), and a lost connection
     is invalidated, with the pool behind it, as SQLAlchemy does (so a retry connects anew, and the web
     app answers 503 rather than 500)."""
-    raw = conn.connection.dbapi_connection
+    raw = conn.raw
     try:
         yield raw
     except conn.dialect.loaded_dbapi.Error as exc:
@@ -284,8 +387,9 @@ def _execute(raw, sql: _Sql, given: dict):
     return raw.execute(sql.text, params)
 
 
-def _run(conn: Connection, sql: _Sql, params: dict):
+def _run(conn: Transaction, sql: _Sql, params: dict):
     with _driver(conn) as raw:
+        conn.begin()
         return _execute(raw, sql, params)
 
 
@@ -309,28 +413,21 @@ class Admission:
     member: MemberState | None
 
 
-def admit(session: Session, channel: str, address: str, provider_id: str | None, now: datetime,
+def admit(conn: Transaction, channel: str, address: str, provider_id: str | None, now: datetime,
           window: datetime | None) -> Admission:
-    """Begin the session's transaction: count the message in its sender's minute starting at ``window``
-    (None: not counted), claim ``provider_id`` (the claim waits for a transaction still handling the
-    same id to end), then lock and read the member (``lock_state``). Go on with
-    ``session.connection()``.
+    """The transaction's first statements: count the message in its sender's minute starting at
+    ``window`` (None: not counted), claim ``provider_id`` (the claim waits for a transaction still
+    handling the same id to end), then lock and read the member (``lock_state``).
 
     On PostgreSQL the counter, the claim and the lock are one statement, sent with BEGIN and the read
     in one round trip; the read is a statement of its own, so it sees what a concurrent message of this
-    member committed before the lock was ours. BEGIN is this module's own (psycopg would send one and
-    wait for it first): the session's connection is in the driver's autocommit mode, in which the
-    server's transaction is what BEGIN opens; ``save_and_commit`` sends COMMIT. SQLAlchemy's own commit
-    and rollback still reach the driver, which ends whatever transaction the server has open, and the
-    connection goes back to the pool in its ordinary mode."""
-    pg = session.get_bind().dialect.name == "postgresql"
-    conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"} if pg else None)
+    member committed before the lock was ours. ``save_and_commit`` sends COMMIT the same way."""
     st = _for(conn)
     params = _p(channel=channel, address=address, provider_id=provider_id, now=now, window=window)
     if st.pg:
         with _driver(conn) as raw:
             with raw.pipeline():
-                raw.execute("BEGIN")
+                conn.begin()
                 admitted = _execute(raw, st.admit[window is not None, provider_id is not None], params)
                 state = _execute(raw, st.lock_state, params)
             (count, claimed, _locked), row = admitted.fetchone(), state.fetchone()
@@ -340,24 +437,24 @@ def admit(session: Session, channel: str, address: str, provider_id: str | None,
     return Admission(count, claimed, lock_state(conn, channel, address))
 
 
-def unclaim(conn: Connection, channel: str, provider_id: str) -> None:
+def unclaim(conn: Transaction, channel: str, provider_id: str) -> None:
     """Give up a claim made in this transaction (a dropped message leaves no row behind)."""
     _run(conn, _for(conn).unclaim, _p(channel=channel, provider_id=provider_id))
 
 
-def stored_response(conn: Connection, channel: str, provider_id: str) -> str | None:
+def stored_response(conn: Transaction, channel: str, provider_id: str) -> str | None:
     """The reply kept by the first handling of a message (None: it is still being handled, or was dropped)."""
     row = _run(conn, _for(conn).response, _p(channel=channel, provider_id=provider_id)).fetchone()
     return row[0] if row else None
 
 
-def lock_state(conn: Connection, channel: str, address: str) -> MemberState | None:
+def lock_state(conn: Transaction, channel: str, address: str) -> MemberState | None:
     """The member (row-locked), their conversation and their person's signed campaigns; None for a
     contact never seen."""
     return _member(conn, _run(conn, _for(conn).lock_state, _p(channel=channel, address=address)).fetchone())
 
 
-def _member(conn: Connection, row) -> MemberState | None:
+def _member(conn: Transaction, row) -> MemberState | None:
     """A lock_state row as MemberState. A member linked to another chat also locks that person's row, so
     two chats of one person cannot sign the same campaign at once; their signed campaigns are then read
     again."""
@@ -376,7 +473,7 @@ def _member(conn: Connection, row) -> MemberState | None:
     return state
 
 
-def create_member(conn: Connection, channel: str, address: str, now: datetime, simulated: bool,
+def create_member(conn: Transaction, channel: str, address: str, now: datetime, simulated: bool,
                   forgotten_token: str | None) -> MemberState | None:
     """Insert a member for a first message; None when another transaction inserted it first (then lock
     and read it with lock_state). A row this transaction inserted is invisible to others until commit.
@@ -388,7 +485,7 @@ def create_member(conn: Connection, channel: str, address: str, now: datetime, s
     return MemberState(row[0], simulated, None, "en", opted_out=row[1] is not None, disclosed=False)
 
 
-def add_signature(conn: Connection, member: MemberState, channel: str, *, campaign: str, name: str, zip_code: str,
+def add_signature(conn: Transaction, member: MemberState, channel: str, *, campaign: str, name: str, zip_code: str,
                   city: str, state: str, timezone: str | None, language: str, now: datetime) -> bool:
     """Record the signature and count it (a simulated one is not counted). False when this member had
     signed already (the unique constraint holds). Another chat of the same person is the caller's to
@@ -415,14 +512,13 @@ class ConsentRecord:
     text_sent: str | None
 
 
-def save_and_commit(conn: Connection, member_id: int, channel: str, provider_id: str | None, *,
+def save_and_commit(conn: Transaction, member_id: int, channel: str, provider_id: str | None, *,
                     consents: list[ConsentRecord], language: str, opted_out: bool, disclosed: bool,
                     campaign: str | None, step: str, pending_name: str | None, invalid_count: int, response: str,
                     now: datetime) -> None:
     """The consent events, then the member (language, opt-out kept from its first time, disclosure, seen
     now and reachable again), their conversation and the reply kept for a retry of ``provider_id``;
-    then COMMIT. On PostgreSQL all of it is one round trip (a pipeline), so the transaction commits
-    here, not when the caller's unit of work commits after it (which then has nothing left to do)."""
+    then COMMIT. On PostgreSQL all of it is one round trip (a pipeline)."""
     st = _for(conn)
     params = _p(member_id=member_id, language=language, opted_out=opted_out, disclosed=disclosed, campaign=campaign,
                 step=step, pending_name=pending_name, invalid_count=invalid_count, channel=channel,
@@ -432,13 +528,16 @@ def save_and_commit(conn: Connection, member_id: int, channel: str, provider_id:
     with _driver(conn) as raw:
         if st.pg:
             with raw.pipeline():
+                conn.begin()
                 for event in events:
                     _execute(raw, st.consent, event)
                 _execute(raw, st.save[provider_id is not None], params)
                 # a statement of the pipeline, answered with the rest (psycopg's commit() would wait on a
                 # Sync of its own); the connection's state then reads idle, as after commit()
                 raw.execute("COMMIT")
+            conn.begun = False
             return
+        conn.begin()
         for event in events:
             _execute(raw, st.consent, event)
         _execute(raw, st.save_member, params)
@@ -446,3 +545,4 @@ def save_and_commit(conn: Connection, member_id: int, channel: str, provider_id:
         if provider_id is not None:
             _execute(raw, st.save_response, params)
         raw.commit()
+        conn.begun = False

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_sessionmaker, ping, read_only
+from storage.inbound import Transaction
 
 
 class UnitOfWork:
@@ -33,6 +34,12 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self.session.rollback()
+
+    def inbound(self) -> Transaction:
+        """This unit of work as the inbound hot path's transaction (storage.inbound.Transaction): the
+        same database, used through the driver instead of a Session, for the statements every
+        conversation message sends."""
+        return Transaction(self._factory.kw["bind"])
 
 
 T = TypeVar("T")

@@ -67,10 +67,10 @@ def test_uncommitted_claim_leaves_nothing(database):
         assert repo.find_member(uow.session, "sms", "+13125550109") is None
 
 
-def sign(uow, member: Member, **fields) -> bool:
+def sign(tx: hot.Transaction, member: Member, **fields) -> bool:
     """The inbound hot path's signature write (storage.inbound), for a member made here."""
     state = hot.MemberState(member.id, member.simulated, member.person_id, member.language, False, False)
-    return hot.add_signature(uow.session.connection(), state, member.channel, **fields)
+    return hot.add_signature(tx, state, member.channel, **fields)
 
 
 def test_one_signature_per_member_and_campaign_and_the_counter(database):
@@ -78,11 +78,11 @@ def test_one_signature_per_member_and_campaign_and_the_counter(database):
     sim = make_member(database, "sim:+1555", simulated=True)
     fields = dict(campaign="end-scomm", name="Ana", zip_code="60601", city="Chicago", state="IL",
                   timezone="America/Chicago", language="en", now=NOW)
-    with database.uow() as uow:
-        assert sign(uow, member, **fields) is True
-        assert sign(uow, member, **fields) is False
-        assert sign(uow, sim, **fields) is True
-        uow.commit()
+    with database.uow().inbound() as tx:
+        assert sign(tx, member, **fields) is True
+        assert sign(tx, member, **fields) is False
+        assert sign(tx, sim, **fields) is True
+        tx.commit()
     with database.uow() as uow:
         assert repo.signature_count(uow.session, "end-scomm") == 1  # simulated is not counted
         assert repo.recount(uow.session, "end-scomm") == 1
@@ -114,10 +114,10 @@ def test_export_streams_in_signing_order_and_leaves_simulated_out(database):
     rows = []
     for i in range(25):
         member = make_member(database, f"+1312555{i:04d}", simulated=(i % 5 == 0))
-        with database.uow() as uow:
-            sign(uow, member, campaign="end-scomm", name=f"N{i}", zip_code="60601", city="Chicago", state="IL",
+        with database.uow().inbound() as tx:
+            sign(tx, member, campaign="end-scomm", name=f"N{i}", zip_code="60601", city="Chicago", state="IL",
                  timezone=None, language="en", now=NOW + timedelta(minutes=25 - i))
-            uow.commit()
+            tx.commit()
     with database.reader() as uow:
         rows = list(repo.stream_export(uow.session, "end-scomm", batch=3))
     assert len(rows) == 20
