@@ -15,6 +15,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+GSM7 = GSM7_BASIC | GSM7_EXTENDED
 
 # Look-alikes that phones, word processors and translators produce, mapped to GSM-7.
 _REPLACEMENTS = {
@@ -34,6 +35,8 @@ SEGMENT = {"GSM-7": (160, 153), "UCS-2": (70, 67)}
 def to_gsm(text: str) -> str:
     """Replace look-alikes so that ``text`` travels as GSM-7 where it can; other text is left alone
     (a name in Chinese stays in Chinese, and that message goes as UCS-2)."""
+    if GSM7.issuperset(text):  # most replies: nothing to replace (a set test, not a loop in Python)
+        return text
     out = []
     for ch in text:
         if ch in GSM7_BASIC or ch in GSM7_EXTENDED:
@@ -48,7 +51,7 @@ def to_gsm(text: str) -> str:
 
 
 def is_gsm7(text: str) -> bool:
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text)
+    return GSM7.issuperset(text)
 
 
 def encoding(text: str) -> str:
