@@ -75,7 +75,7 @@ def start_profile(server: common.Server, out_dir: Path, label: str) -> list[subp
     procs = []
     for pid in server.worker_pids():
         out = out_dir / f"{label}-{pid}.txt"
-        procs.append(subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+        procs.append(subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking",
                                        "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(1.0)  # py-spy attaches
     return procs
