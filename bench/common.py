@@ -259,24 +259,9 @@ def python_load(port: int, lanes: list[list[bytes]]) -> LoadResult:
                 t0 = time.perf_counter()
                 if writer is None:  # the server closed the last one (gunicorn's sync workers do)
                     reader, writer = await connect()
-                writer.write(data)
-                status_line = await reader.readline()
-                length, close = 0, False
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    low = line.lower()
-                    if low.startswith(b"content-length:"):
-                        length = int(line[15:])
-                    elif low.startswith(b"connection:") and b"close" in low:
-                        close = True
-                if length:
-                    await reader.readexactly(length)
+                ok, close = await _exchange(reader, writer, data)
                 latencies.append((time.perf_counter() - t0) * 1000)
-                parts = status_line.split()
-                if len(parts) < 2 or not parts[1].startswith(b"2"):
-                    counters["non2xx"] += 1
+                counters["non2xx"] += not ok
                 if close:
                     writer.close()
                     reader = writer = None
@@ -294,6 +279,69 @@ def python_load(port: int, lanes: list[list[bytes]]) -> LoadResult:
     asyncio.run(run())
     wall = time.perf_counter() - t0
     result = LoadResult("python-asyncio", len(latencies), wall, latencies, non_2xx=counters["non2xx"],
+                        errors=counters["errors"], client_cpu=(time.process_time() - cpu0) / wall)
+    return result.finish()
+
+
+async def _exchange(reader, writer, data: bytes) -> tuple[bool, bool]:
+    """Send one raw request, read its response: (answered 2xx, the server closes the connection)."""
+    writer.write(data)
+    status_line = await reader.readline()
+    length, close = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        low = line.lower()
+        if low.startswith(b"content-length:"):
+            length = int(line[15:])
+        elif low.startswith(b"connection:") and b"close" in low:
+            close = True
+    if length:
+        await reader.readexactly(length)
+    parts = status_line.split()
+    return len(parts) >= 2 and parts[1].startswith(b"2"), close
+
+
+def python_load_open(port: int, conversations: list[list[bytes]], rate: float) -> LoadResult:
+    """Open loop: requests arrive at ``rate`` a second whatever the server's speed, as texts from many
+    phones do. Conversation i starts at i * 3 / rate seconds and sends its messages one after another
+    (each once the previous one was answered). A latency counts from when the request was due, so a
+    server that falls behind shows it in its p99 (no coordinated omission); ``rps`` is the rate it
+    kept up with."""
+    latencies: list[float] = []
+    counters = {"non2xx": 0, "errors": 0}
+
+    async def one(reqs: list[bytes], due: float):
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        reader = writer = None
+        try:
+            for data in reqs:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                ok, close = await _exchange(reader, writer, data)
+                latencies.append((time.perf_counter() - due) * 1000)
+                counters["non2xx"] += not ok
+                if close:
+                    writer.close()
+                    reader = writer = None
+                due = time.perf_counter()
+        except (OSError, asyncio.IncompleteReadError):
+            counters["errors"] += 1
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def run(t0: float):
+        per = len(conversations[0]) / rate if conversations else 0.0
+        await asyncio.gather(*(one(conv, t0 + i * per) for i, conv in enumerate(conversations)))
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    asyncio.run(run(t0))
+    wall = time.perf_counter() - t0
+    result = LoadResult("python-asyncio, open loop", len(latencies), wall, latencies, non_2xx=counters["non2xx"],
                         errors=counters["errors"], client_cpu=(time.process_time() - cpu0) / wall)
     return result.finish()
 

@@ -13,6 +13,11 @@ stay up), so each ratio compares runs made seconds apart; the medians are report
 round's p99. The bench checks afterwards that the campaign counter grew by exactly the number of
 conversations, so a fast run that lost signatures cannot pass.
 
+Then, with ``--open-loop`` (default ``100,target``), firma alone gets requests at fixed rates whatever
+its speed (open loop: a short code's 100 messages a second, and 40% of the baseline's req/s), and the
+bench prints the latency at each: the rounds above measure the p99 at saturation, where it only says
+how long the 8 connections' queue is.
+
 Targets: firma >= 40% of the baseline's requests/s, p99 < 30 ms at that load.
 """
 
@@ -112,7 +117,17 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
             base, _ = drive(base_server, args.conversations, args.connections, base_cpu)
             rounds.append((result, base, cpu, base_cpu))
         stop_profile(profilers)
-        signed = count(server) - before
+        base_rps = statistics.median(b.rps for _, b, *_ in rounds)
+        open_loop = []
+        for rate in open_loop_rates(args.open_loop, base_rps):
+            n = max(2, round(rate * args.open_seconds / 3))
+            conversations_open = common.conversation_requests(n, next_phones(n))
+            res = common.python_load_open(server.port, [[common.raw_request(p) for p in c] for c in conversations_open],
+                                          rate)
+            open_loop.append({"rate": round(rate), "kept_up_rps": round(res.rps), "requests": res.requests,
+                              "p50_ms": round(res.p50_ms, 2), "p99_ms": round(res.p99_ms, 2),
+                              "non_2xx": res.non_2xx + res.errors, "conversations": n})
+        signed = count(server) - before - sum(o["conversations"] for o in open_loop)
         if args.wrk_check and common.have_wrk():
             # the same baseline, loaded by wrk (C) instead: if wrk gets much more, the Python generator
             # was the bottleneck
@@ -136,9 +151,19 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
     row["cpu_ms_per_request"] = {k: round(med(c[k] for *_, c, _ in rounds), 3) for k in rounds[0][2]}
     row["baseline_cpu_ms_per_request"] = {k: round(med(c[k] for *_, c in rounds), 3)
                                           for k in rounds[0][3] if k != "postgres"}
+    row["open_loop"] = open_loop
     row["meets_target"] = bool(row["ratio"] >= TARGET_RATIO and row["p99_ms"] < TARGET_P99_MS and row["exact"]
                                and row["non_2xx"] == 0)
     return row
+
+
+def open_loop_rates(spec: str, baseline_rps: float) -> list[float]:
+    """``--open-loop``: requests a second, each a number or ``target`` (40% of this run's baseline)."""
+    rates = []
+    for part in (x.strip() for x in spec.split(",")):
+        if part:
+            rates.append(TARGET_RATIO * baseline_rps if part == "target" else float(part))
+    return [r for r in rates if r > 0]
 
 
 def main(argv=None) -> int:
@@ -156,11 +181,16 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=300, help="conversations before measuring")
     ap.add_argument("--no-wrk-check", dest="wrk_check", action="store_false",
                     help="skip loading the baseline with wrk too (done when wrk is installed)")
+    ap.add_argument("--open-loop", default="100,target", metavar="RATES",
+                    help="after the rounds, firma's latency at these request rates, offered whatever its speed "
+                         "(open loop): numbers, or 'target' for 40%% of the baseline's req/s; '' for none")
+    ap.add_argument("--open-seconds", type=float, default=10.0, help="seconds of each open-loop run")
     ap.add_argument("--profile", metavar="DIR", help="record py-spy profiles (raw stacks) of the firma workers")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     if args.smoke:
         args.conversations, args.warmup, args.connections, args.wrk_check, args.rounds = 60, 10, 4, False, 1
+        args.open_loop, args.open_seconds = "30", 1.0
     if args.worker_classes is None:
         args.worker_classes = "sync" if args.smoke else "sync,gthread"
 
@@ -197,6 +227,10 @@ def format_row(r: dict) -> str:
               f" {b['gunicorn']:.2f} ms + load generator {b['loadgen']:.2f} ms, machine {b['machine_busy']:.0%} busy")
     if "wrk_baseline_rps" in r:
         extra += f", baseline under wrk {r['wrk_baseline_rps']} req/s"
+    for o in r.get("open_loop", []):
+        kept = "kept up" if o["kept_up_rps"] >= 0.95 * o["rate"] else f"fell behind: {o['kept_up_rps']} req/s"
+        extra += (f"\n    open loop, {o['rate']} req/s offered ({kept}): firma p50 {o['p50_ms']:.2f} ms, p99 "
+                  f"{o['p99_ms']:.2f} ms, non-2xx {o['non_2xx']}")
     return (f"{r['database']:<10} {r['workers']:<22} firma {r['rps']:>6} req/s  p50 {r['p50_ms']:.2f} ms  "
             f"p99 {r['p99_ms']:.2f} ms | baseline {r['baseline_rps']:>6} req/s  p99 {r['baseline_p99_ms']:.2f} ms"
             f" | ratio {r['ratio']:.0%} (target >= {TARGET_RATIO:.0%}), p99 target < {TARGET_P99_MS:.0f} ms"

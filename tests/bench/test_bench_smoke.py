@@ -52,6 +52,9 @@ def test_inbound_smoke(request):
         assert cpu["gunicorn"] > 0 and base_cpu["gunicorn"] > 0 and cpu["loadgen"] > 0, r
         if r["database"] == "postgresql":
             assert cpu["postgres"] > 0, r  # the server on this machine
+        (o,) = r["open_loop"]  # firma's latency at a rate offered whatever its speed; its signatures are in "exact"
+        assert o["rate"] == 30 and o["requests"] == 3 * o["conversations"] and o["non_2xx"] == 0, r
+        assert 0 < o["p50_ms"] <= o["p99_ms"], r
     assert "| database | gunicorn workers | firma req/s |" in out and "CPU per request: firma gunicorn" in out
 
 
