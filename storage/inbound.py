@@ -4,8 +4,9 @@ Every message of every conversation runs these, so they are built once from the 
 compiled once per dialect, and run in a ``Transaction``: one pooled connection of the engine's,
 used through the driver, with no Session and no SQLAlchemy Connection around it (their bookkeeping
 cost more CPU per message than the statements themselves): no statement building, no ORM objects,
-no flush and no SQLAlchemy execution layer per message. Driver errors still come out as SQLAlchemy's, and a lost connection is invalidated as
-SQLAlchemy does (``_driver``), so the webhook's 503s and its retry after a database restart hold.
+no flush and no SQLAlchemy execution layer per message. Driver errors still come out as
+SQLAlchemy's, and a lost connection is invalidated as SQLAlchemy does (``_driver``), so the webhook's
+503s and its retry after a database restart hold.
 Nothing is cached between messages: the member, their opt-out and their conversation are read fresh,
 under the member's row lock, each time.
 
