@@ -29,12 +29,17 @@ def neutralise(cell: str) -> str:
 
 def _row(row: tuple, include_contact: bool) -> list[str]:
     signed_at, campaign, channel, name, zip_code, city, state, language, opted_out, address = row
-    # signed_at is aware UTC already (storage.models.UTCDateTime); campaign, channel and language are
-    # our own codes, never formulas; the rest came from outside and is neutralised.
+    # signed_at comes as the driver gives it (storage.repository.export_query): aware on PostgreSQL, in
+    # the session's zone; naive on SQLite, where it is stored in UTC. campaign, channel and language are
+    # our own codes, never formulas; the rest came from outside and is neutralised (the test of the
+    # first character inline: this runs a million times for a million signatures).
+    utc = signed_at.replace(tzinfo=timezone.utc) if signed_at.tzinfo is None else signed_at.astimezone(timezone.utc)
+    f = _FORMULA_CHARS
     cells = [
-        signed_at.astimezone(timezone.utc).isoformat(timespec="seconds")[:19] + "Z",
-        campaign, channel, neutralise(name), neutralise(zip_code), neutralise(city), neutralise(state), language,
-        "true" if opted_out else "false",
+        utc.isoformat(timespec="seconds")[:19] + "Z", campaign, channel,
+        neutralise(name) if name[:1] in f else name, neutralise(zip_code) if zip_code[:1] in f else zip_code,
+        neutralise(city) if city[:1] in f else city, neutralise(state) if state[:1] in f else state,
+        language, "true" if opted_out else "false",
     ]
     if include_contact:
         cells.append(neutralise(address))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, Iterator
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import DateTime, Select, delete, func, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -169,7 +169,9 @@ def export_query(campaign: str) -> Select:
     # "someone links to this member": one small set (linked chats are few), evaluated once, not per row
     shared = or_(Member.person_id.is_not(None),
                  Member.id.in_(select(mate.person_id).where(mate.person_id.is_not(None))))
-    return (select(Signature.signed_at, Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
+    # signed_at as the driver gives it (aware on PostgreSQL, naive UTC on SQLite), without UTCDateTime's
+    # conversion per row: the export converts each once, to its text (bots.exports)
+    return (select(type_coerce(Signature.signed_at, DateTime(timezone=True)).label("signed_at"), Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
                    Signature.city, Signature.state, Signature.language,
                    Member.opted_out_at.is_not(None).label("opted_out"), Member.address,
                    person.label("person"), shared.label("shared"))

@@ -232,3 +232,27 @@ def test_health_and_unknown_campaign(client):
     assert client.get("/healthz").status_code == 200
     r = client.get("/api/campaigns/nope")
     assert r.status_code == 404 and "nope" in r.get_json()["error"]
+
+
+def test_export_times_are_utc_whatever_the_database_sessions_time_zone(client, rt, settings, db_kind):
+    """PostgreSQL hands timestamps back in the session's TimeZone (a server set up in Chicago, say); the
+    export reads them as the driver gives them (no per-row conversion by the models, for speed at a
+    million rows) and turns each into UTC itself. On SQLite they are stored in UTC, without a zone."""
+    from sqlalchemy import text
+
+    from bots.exports import _row
+    from storage import repository as repo
+    from storage.uow import Database
+
+    sign_up(client)
+    chicago = db_kind == "postgresql"
+    db = Database(settings.database_url, connect_args={"options": "-c timezone=America/Chicago"}) if chicago else rt.db
+    try:
+        with db.reader() as uow:
+            if chicago:
+                assert uow.session.execute(text("SHOW timezone")).scalar() == "America/Chicago"
+            rows = [_row(row, include_contact=False) for row in repo.stream_export(uow.session, "end-scomm")]
+    finally:
+        if chicago:
+            db.dispose()
+    assert [r[0] for r in rows] == ["2026-11-27T18:00:00Z"]
