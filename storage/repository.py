@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from datetime import datetime
 from typing import Callable, Iterator
 
@@ -181,13 +183,59 @@ def export_query(campaign: str) -> Select:
             .order_by(Signature.signed_at, Signature.id))
 
 
+_END = object()
+
+
+def _prefetched(batches: Iterator[list], ahead: int = 2) -> Iterator[list]:
+    """``batches``, fetched by a thread up to ``ahead`` batches ahead of the caller: the database
+    produces the next rows while the caller formats these (the driver waits on its socket without the
+    GIL). The fetching thread is the only user of the connection until it has stopped: at the end, on
+    an error (raised here, in the caller's thread) and when the caller stops early (closing this
+    generator waits for a fetch in progress to finish)."""
+    ready: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for rows in batches:
+                if not put(rows):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            put(exc)
+
+    thread = threading.Thread(target=fetch, name="export-fetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterator[tuple]:
     """Rows of the export, one per person, fetched in batches with a server-side cursor as plain rows
-    (no ORM loading per row; ``opted_out`` comes as a boolean). Memory stays flat: only people with
+    (no ORM loading per row; ``opted_out`` comes as a boolean), the next batch while the caller works
+    on this one (``_prefetched``). Memory stays flat: two batches ahead at most, and only people with
     several linked chats are remembered (to skip their later signatures)."""
     seen: set[int] = set()
     result = session.connection().execute(export_query(campaign).execution_options(yield_per=batch))
-    for rows in result.partitions():
+    for rows in _prefetched(result.partitions()):
         for row in rows:
             *cells, person, shared = row
             if shared:

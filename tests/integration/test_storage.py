@@ -151,3 +151,35 @@ def test_postgres_url_forms_use_psycopg():
     assert dbmod.normalize_url("postgres://u:p@h/db").startswith("postgresql+psycopg://u:p@h/db")
     assert dbmod.normalize_url("postgresql://h/db").startswith("postgresql+psycopg://")
     assert dbmod.normalize_url("sqlite:///firma.db") == "sqlite:///firma.db"
+
+
+def test_export_batches_come_in_order_from_a_fetching_thread_that_stops_with_the_caller():
+    """stream_export fetches the next batches in a thread (repo._prefetched) while the export formats
+    the current one: every batch arrives once and in order, an error while fetching reaches the caller,
+    and a caller that stops early (a staff download cancelled) leaves no thread fetching behind."""
+    import threading
+
+    assert list(repo._prefetched(iter([[1], [2, 3], [4]]))) == [[1], [2, 3], [4]]
+
+    def failing():
+        yield [1]
+        raise RuntimeError("the database went away")
+
+    got = []
+    with pytest.raises(RuntimeError, match="went away"):
+        for rows in repo._prefetched(failing()):
+            got.append(rows)
+    assert got == [[1]]
+
+    fetched = []
+
+    def endless():
+        for i in range(1_000_000):
+            fetched.append(i)
+            yield [i]
+
+    gen = repo._prefetched(endless(), ahead=2)
+    assert next(gen) == [0]
+    gen.close()
+    assert not any(t.name == "export-fetch" for t in threading.enumerate())
+    assert len(fetched) <= 4  # at most the batches queued ahead and one in the thread's hands
