@@ -242,47 +242,6 @@ class LoadResult:
         return self
 
 
-def python_load(port: int, lanes: list[list[bytes]]) -> LoadResult:
-    """One keep-alive connection per lane, each sending its lane's requests in order."""
-    latencies: list[float] = []
-    counters = {"non2xx": 0, "errors": 0}
-
-    async def connect():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return reader, writer
-
-    async def one_connection(reqs: list[bytes]):
-        reader, writer = await connect()
-        try:
-            for data in reqs:
-                t0 = time.perf_counter()
-                if writer is None:  # the server closed the last one (gunicorn's sync workers do)
-                    reader, writer = await connect()
-                ok, close = await _exchange(reader, writer, data)
-                latencies.append((time.perf_counter() - t0) * 1000)
-                counters["non2xx"] += not ok
-                if close:
-                    writer.close()
-                    reader = writer = None
-        except (OSError, asyncio.IncompleteReadError):
-            counters["errors"] += 1
-        finally:
-            if writer is not None:
-                writer.close()
-
-    async def run():
-        await asyncio.gather(*(one_connection(lane) for lane in lanes))
-
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    asyncio.run(run())
-    wall = time.perf_counter() - t0
-    result = LoadResult("python-asyncio", len(latencies), wall, latencies, non_2xx=counters["non2xx"],
-                        errors=counters["errors"], client_cpu=(time.process_time() - cpu0) / wall)
-    return result.finish()
-
-
 async def _exchange(reader, writer, data: bytes) -> tuple[bool, bool]:
     """Send one raw request, read its response: (answered 2xx, the server closes the connection)."""
     writer.write(data)
@@ -303,47 +262,64 @@ async def _exchange(reader, writer, data: bytes) -> tuple[bool, bool]:
     return len(parts) >= 2 and parts[1].startswith(b"2"), close
 
 
+async def _play(port: int, reqs: list[bytes], result: LoadResult, due: float | None = None) -> None:
+    """Send ``reqs`` one after another on a keep-alive connection (a new one whenever the server closed
+    the last, as gunicorn's sync workers do). Each latency counts from when its request was due: the
+    first at ``due`` (open loop; None: when it is sent), each next one when the previous was answered."""
+    if due is not None:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+    reader = writer = None
+    try:
+        for data in reqs:
+            start = time.perf_counter() if due is None else due
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ok, close = await _exchange(reader, writer, data)
+            result.latencies_ms.append((time.perf_counter() - start) * 1000)
+            result.non_2xx += not ok
+            if close:
+                writer.close()
+                reader = writer = None
+            due = None
+    except (OSError, asyncio.IncompleteReadError):
+        result.errors += 1
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _drive(tool: str, plays) -> LoadResult:
+    """Run ``plays(result)`` (coroutines filling ``result``) and time them: wall, the generator's CPU."""
+    result = LoadResult(tool, 0, 0.0)
+
+    async def run():
+        await asyncio.gather(*plays(result))
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    result.seconds = time.perf_counter() - t0
+    result.requests = len(result.latencies_ms)
+    result.client_cpu = (time.process_time() - cpu0) / result.seconds
+    return result.finish()
+
+
+def python_load(port: int, lanes: list[list[bytes]]) -> LoadResult:
+    """Closed loop: one keep-alive connection per lane, each sending its lane's requests in order."""
+    return _drive("python-asyncio", lambda result: [_play(port, lane, result) for lane in lanes])
+
+
 def python_load_open(port: int, conversations: list[list[bytes]], rate: float) -> LoadResult:
     """Open loop: requests arrive at ``rate`` a second whatever the server's speed, as texts from many
     phones do. Conversation i starts at i * 3 / rate seconds and sends its messages one after another
     (each once the previous one was answered). A latency counts from when the request was due, so a
     server that falls behind shows it in its p99 (no coordinated omission); ``rps`` is the rate it
     kept up with."""
-    latencies: list[float] = []
-    counters = {"non2xx": 0, "errors": 0}
-
-    async def one(reqs: list[bytes], due: float):
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        reader = writer = None
-        try:
-            for data in reqs:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                ok, close = await _exchange(reader, writer, data)
-                latencies.append((time.perf_counter() - due) * 1000)
-                counters["non2xx"] += not ok
-                if close:
-                    writer.close()
-                    reader = writer = None
-                due = time.perf_counter()
-        except (OSError, asyncio.IncompleteReadError):
-            counters["errors"] += 1
-        finally:
-            if writer is not None:
-                writer.close()
-
-    async def run(t0: float):
-        per = len(conversations[0]) / rate if conversations else 0.0
-        await asyncio.gather(*(one(conv, t0 + i * per) for i, conv in enumerate(conversations)))
-
-    cpu0 = time.process_time()
     t0 = time.perf_counter()
-    asyncio.run(run(t0))
-    wall = time.perf_counter() - t0
-    result = LoadResult("python-asyncio, open loop", len(latencies), wall, latencies, non_2xx=counters["non2xx"],
-                        errors=counters["errors"], client_cpu=(time.process_time() - cpu0) / wall)
-    return result.finish()
+    per = len(conversations[0]) / rate if conversations else 0.0
+    return _drive("python-asyncio, open loop",
+                  lambda result: [_play(port, conv, result, t0 + i * per) for i, conv in enumerate(conversations)])
 
 
 WRK_SCRIPT = r"""
