@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_sessionmaker, ping, read_only
 from storage.inbound import Transaction
+from storage.inbound import prepare as prepare_inbound
 
 
 class UnitOfWork:
@@ -79,8 +80,11 @@ class Database:
     def for_requests(cls, url: str) -> "Database":
         """The web app's database: no ping before each use of a pooled connection (one round trip per
         request less); a connection found dead fails its request with a 503, or, for an inbound SMS,
-        the message is handled once more on a new one (retry_on_disconnect)."""
-        return cls(url, pool_pre_ping=False)
+        the message is handled once more on a new one (retry_on_disconnect). The inbound hot path's
+        statements are compiled here, at start-up, not in a process's first message."""
+        database = cls(url, pool_pre_ping=False)
+        prepare_inbound(database.engine)
+        return database
 
     @property
     def dialect(self) -> str:
