@@ -173,7 +173,8 @@ def export_query(campaign: str) -> Select:
                  Member.id.in_(select(mate.person_id).where(mate.person_id.is_not(None))))
     # signed_at as the driver gives it (aware on PostgreSQL, naive UTC on SQLite), without UTCDateTime's
     # conversion per row: the export converts each once, to its text (bots.exports)
-    return (select(type_coerce(Signature.signed_at, DateTime(timezone=True)).label("signed_at"), Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
+    signed_at = type_coerce(Signature.signed_at, DateTime(timezone=True)).label("signed_at")
+    return (select(signed_at, Signature.campaign, Signature.channel, Signature.name, Signature.zip_code,
                    Signature.city, Signature.state, Signature.language,
                    Member.opted_out_at.is_not(None).label("opted_out"), Member.address,
                    person.label("person"), shared.label("shared"))

@@ -10,8 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_sessionmaker, ping, read_only
-from storage.inbound import Transaction
-from storage.inbound import prepare as prepare_inbound
+from storage.inbound import Transaction, prepare as prepare_inbound
 
 
 class UnitOfWork:
