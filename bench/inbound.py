@@ -80,8 +80,9 @@ def start_profile(server: common.Server, out_dir: Path, label: str) -> list[subp
     procs = []
     for pid in server.worker_pids():
         out = out_dir / f"{label}-{pid}.txt"
-        procs.append(subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking",
-                                       "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+                                       "--nonblocking", "--output", str(out)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(1.0)  # py-spy attaches
     return procs
 
@@ -157,13 +158,22 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
     return row
 
 
-def open_loop_rates(spec: str, baseline_rps: float) -> list[float]:
-    """``--open-loop``: requests a second, each a number or ``target`` (40% of this run's baseline)."""
-    rates = []
-    for part in (x.strip() for x in spec.split(",")):
-        if part:
-            rates.append(TARGET_RATIO * baseline_rps if part == "target" else float(part))
-    return [r for r in rates if r > 0]
+def rates_spec(spec: str) -> list[str]:
+    """``--open-loop``: a comma list of request rates, each a positive number or ``target``."""
+    parts = [x.strip() for x in spec.split(",") if x.strip()]
+    for part in parts:
+        try:
+            ok = part == "target" or float(part) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{part!r} is neither a positive number of requests a second nor 'target'")
+    return parts
+
+
+def open_loop_rates(parts: list[str], baseline_rps: float) -> list[float]:
+    """The open-loop rates of this run: ``target`` is 40% of its baseline's req/s."""
+    return [TARGET_RATIO * baseline_rps if part == "target" else float(part) for part in parts]
 
 
 def main(argv=None) -> int:
@@ -181,7 +191,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=300, help="conversations before measuring")
     ap.add_argument("--no-wrk-check", dest="wrk_check", action="store_false",
                     help="skip loading the baseline with wrk too (done when wrk is installed)")
-    ap.add_argument("--open-loop", default="100,target", metavar="RATES",
+    ap.add_argument("--open-loop", type=rates_spec, default="100,target", metavar="RATES",
                     help="after the rounds, firma's latency at these request rates, offered whatever its speed "
                          "(open loop): numbers, or 'target' for 40%% of the baseline's req/s; '' for none")
     ap.add_argument("--open-seconds", type=float, default=10.0, help="seconds of each open-loop run")
@@ -190,7 +200,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         args.conversations, args.warmup, args.connections, args.wrk_check, args.rounds = 60, 10, 4, False, 1
-        args.open_loop, args.open_seconds = "30", 1.0
+        args.open_loop, args.open_seconds = ["30"], 1.0
     if args.worker_classes is None:
         args.worker_classes = "sync" if args.smoke else "sync,gthread"
 
