@@ -179,7 +179,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             if options.get("isolation_level") == "AUTOCOMMIT":
                 return  # single-statement reads (Database.snapshot): no transaction at all
             mode = options.get("sqlite_begin", "IMMEDIATE")
-            if mode == "IMMEDIATE":
+            if mode == "IMMEDIATE":  # BEGIN through SQLAlchemy, so that its errors come out as SQLAlchemy's
                 begin_write(conn.connection.dbapi_connection, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             else:
                 conn.exec_driver_sql(f"BEGIN {mode}")

@@ -325,20 +325,19 @@ class Transaction:
         self.begun = True
 
     def commit(self) -> None:
-        self.begun = False
-        if self._session is not None:
-            self._session.commit()
-            return
-        with _driver(self):
-            self.raw.commit()
+        self._end("commit")
 
     def rollback(self) -> None:
+        self._end("rollback")
+
+    def _end(self, how: str) -> None:
+        """COMMIT or ROLLBACK: the session's (``within``), else the driver's."""
         self.begun = False
         if self._session is not None:
-            self._session.rollback()
+            getattr(self._session, how)()
             return
         with _driver(self):
-            self.raw.rollback()
+            getattr(self.raw, how)()
 
     def invalidate(self, exc: BaseException) -> None:
         if self._connection is not None:
@@ -387,7 +386,7 @@ def _driver(conn: Transaction):
 
 
 def _execute(raw, sql: _Sql, given: dict):
-    """One statement on the driver's connection (queued, in a pipeline); logged at DEBUG, as SQLAlchemy's
+    """One statement on the driver's connection (queued, inside a pipeline); logged at DEBUG, as SQLAlchemy's
     echo would (config.redaction masks the phone numbers in the parameters)."""
     params = sql.params(given)
     if log.isEnabledFor(logging.DEBUG):
@@ -543,14 +542,13 @@ def save_and_commit(conn: Transaction, member_id: int, channel: str, provider_id
                 # a statement of the pipeline, answered with the rest (psycopg's commit() would wait on a
                 # Sync of its own); the connection's state then reads idle, as after commit()
                 raw.execute("COMMIT")
-            conn.begun = False
-            return
-        conn.begin()
-        for event in events:
-            _execute(raw, st.consent, event)
-        _execute(raw, st.save_member, params)
-        _execute(raw, st.save_conversation, params)
-        if provider_id is not None:
-            _execute(raw, st.save_response, params)
-        raw.commit()
-        conn.begun = False
+        else:
+            conn.begin()
+            for event in events:
+                _execute(raw, st.consent, event)
+            _execute(raw, st.save_member, params)
+            _execute(raw, st.save_conversation, params)
+            if provider_id is not None:
+                _execute(raw, st.save_response, params)
+            raw.commit()
+    conn.begun = False
