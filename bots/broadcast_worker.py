@@ -91,11 +91,17 @@ class Worker:
         self._inflight: dict[str, int] = defaultdict(int)
         self._paused_until: dict[str, float] = defaultdict(float)
         self._late: dict[str, list[asyncio.Future]] = defaultdict(list)
-        self._unstarted: dict[str, int] = defaultdict(int)  # claimed calls not yet started
         self._throttle_made: set[str] = set()
         self._started: set[int] = set()  # broadcasts whose started_at this worker has seen set
         self._lead: dict[str, float] = defaultdict(lambda: 0.02)  # seconds from claim to first slot
         self._block_late: dict[str, float] = defaultdict(float)  # worst lateness since the last claim
+        # When this worker can start its next call (its event loop starts them one after another), from
+        # what a call costs the loop: a new block's slots begin no earlier, so that blocks do not fall on
+        # the same instant and make each other's calls late.
+        self._free_at: dict[str, float] = defaultdict(float)
+        self._pace = 0.0005  # seconds of the event loop's CPU per call (all channels'), measured as it runs
+        self._calls = 0  # calls started
+        self._pace_mark: tuple[float, int] | None = None
         self._buffer: list[tuple[dict, tuple]] = []
         self._templates: dict[int, Broadcast] = {}
         self._templates_lock = threading.Lock()
@@ -156,8 +162,10 @@ class Worker:
                 n = await asyncio.to_thread(self._reap)
                 if n:
                     log.warning("%d deliveries were left `sending` by a worker that stopped: marked unknown", n)
-            if self._unstarted[channel] >= 3 * size:  # three blocks wait for their slots already: enough
-                await asyncio.sleep(0.001)
+            self._measure_pace()
+            backlog = self._free_at[channel] - time.time()
+            if backlog > self._lead[channel]:  # claimed calls keep the loop busy past the next claim
+                await asyncio.sleep(min(backlog - self._lead[channel], 0.005))
                 continue
             late, self._block_late[channel] = self._block_late[channel], 0.0
             if late > tolerance:
@@ -181,10 +189,23 @@ class Worker:
                     return
                 await self._sleep(min(self.o.poll, 0.2) if self.o.drain else self.o.poll)
                 continue
+            free, pace = self._free_at[channel], self._pace
             for row, slot in claimed:
+                free = max(slot, free) + pace
                 self._inflight[channel] += 1
-                self._unstarted[channel] += 1
                 asyncio.create_task(self._send(channel, row, slot))
+            self._free_at[channel] = free
+
+    def _measure_pace(self) -> None:
+        """The event loop's CPU per call started, over the last 100 calls or more (runs on the loop's
+        thread, so thread_time is the loop's own CPU: request building, responses, outcomes)."""
+        cpu, calls = time.thread_time(), self._calls
+        if self._pace_mark is None:
+            self._pace_mark = (cpu, calls)
+        elif calls - self._pace_mark[1] >= 100:
+            pace = (cpu - self._pace_mark[0]) / (calls - self._pace_mark[1])
+            self._pace = 0.5 * self._pace + 0.5 * min(pace, 0.01)
+            self._pace_mark = (cpu, calls)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -218,8 +239,9 @@ class Worker:
             throttle = sql.lock_throttle(s, channel, create=channel not in self._throttle_made)
             self._throttle_made.add(channel)
             # After the lock (waiting for it must not put our slots in the past), plus the time the
-            # commit and the hand-over to the event loop take.
-            t = time.time() + self._lead[channel]
+            # commit and the hand-over to the event loop take, and not before this worker has started
+            # the calls it claimed already.
+            t = max(time.time() + self._lead[channel], self._free_at[channel])
             ahead = max(throttle.next_slot, throttle.paused_until) - t
             if ahead > self.o.horizon:  # other workers hold the next second of slots already
                 uow.rollback()
@@ -286,7 +308,7 @@ class Worker:
         with self.rt.db.uow() as uow:
             throttle = sql.lock_throttle(uow.session, channel)
             start = sql.reserve_slots(throttle, count, (1.0 + self.o.headroom) / self.rate(channel),
-                                      time.time() + self._lead[channel])
+                                      max(time.time() + self._lead[channel], self._free_at[channel]))
             uow.commit()
             return start
 
@@ -306,14 +328,16 @@ class Worker:
                         f.set_exception(exc)
                     return
                 interval = (1.0 + self.o.headroom) / self.rate(channel)
+                free, pace = self._free_at[channel], self._pace
                 for i, f in enumerate(batch):
+                    free = max(start + i * interval, free) + pace
                     f.set_result(start + i * interval)
+                self._free_at[channel] = free
 
             asyncio.create_task(reserve())
         return await fut
 
     async def _send(self, channel: str, row: sql.Claimed, slot: float) -> None:
-        started = False
         try:
             tolerance = self.o.headroom / 3  # a third of the slack for our own lateness, the rest for the network
             on_time = False
@@ -331,12 +355,9 @@ class Worker:
                 self.stats.add("reslotted")
                 slot = await self._reslot(channel)
             if not on_time:  # never on time: back to the queue, unsent, rather than over the cap
-                started = True
-                self._unstarted[channel] -= 1
                 self._outcome(channel, row, plan.SendResult(plan.PAUSE, error_code="late", retry_after=0.0))
                 return
-            started = True
-            self._unstarted[channel] -= 1
+            self._calls += 1
             if time.time() < self._paused_until[channel]:
                 # The channel was paused (429) after this slot was reserved: do not call; retry later.
                 result = plan.SendResult(plan.PAUSE, error_code="paused",
@@ -348,8 +369,6 @@ class Worker:
             log.exception("sending delivery %s failed unexpectedly", row.id)
             self._outcome(channel, row, plan.SendResult(plan.UNKNOWN, error_code="worker_error"))
         finally:
-            if not started:
-                self._unstarted[channel] -= 1
             self._inflight[channel] -= 1
 
     def _outcome(self, channel: str, row: sql.Claimed, r: plan.SendResult) -> None:

@@ -175,6 +175,24 @@ def test_rate_caps_hold_in_every_sliding_second_across_two_worker_processes(rt, 
         assert h.max_in_any_second([at for _, at in h.telegram_sends(telegram)]) <= 25
 
 
+@pytest.mark.slow
+def test_a_high_cap_holds_in_every_sliding_second_while_two_workers_keep_up_with_it(rt, tmp_path, worker_process):
+    """At 500 messages a second the slots are 2.3 ms apart, a few of a worker's calls: each worker's
+    blocks must start on time, one after another, or be taken again, never bunch."""
+    with TwilioStandIn(latency=0.02) as twilio:
+        h.add_signers_bulk(rt, 1500)
+        broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
+        env = env_for(rt, twilio, FIRMA_SMS_RATE="500")
+        procs = [worker_process(env, tmp_path / f"w{i}.log", "--drain") for i in range(2)]
+        for p in procs:
+            p.wait(timeout=120)
+        assert all(p.returncode == 0 for p in procs), [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+        assert len(twilio.messages) == 1500 and len({m["To"] for m in twilio.messages}) == 1500
+        times = [r.at for r in twilio.requests]
+        assert h.max_in_any_second(times) <= 500
+        assert max(times) - min(times) < 5.0  # and the cap is used, not just kept: 1,500 at 500/s
+
+
 def test_cancel_stops_what_has_not_gone_out(rt, twilio):
     h.add_signer(rt, "+13125550001")
     h.add_signer(rt, "+13125550002")
