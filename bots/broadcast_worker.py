@@ -10,6 +10,10 @@ Crash safety: a row is `sending` in the database before its provider call starts
 worker that dies leaves it `sending`; when the lease runs out any worker turns it into `unknown`,
 which is reported and never resent by itself. So a crash can lose a message's outcome, never send
 it twice.
+
+The database going away (a restart, a failover, every connection busy) is not a crash: the worker
+claims nothing until it is back, lets the calls in flight finish, keeps their outcomes and writes
+them when it can, then carries on.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from bots.broadcasts import stop_notice, template_for
 from bots.runtime import Runtime
 from storage import broadcasts as sql
 from storage.models import Broadcast
+from storage.uow import unavailable
 
 log = logging.getLogger("firma.worker")
+
+_DOWN = object()  # what Worker._db returns while the database is unavailable
 
 
 class Sender(Protocol):
@@ -107,6 +114,8 @@ class Worker:
         self._templates_lock = threading.Lock()
         self._flush_lock = asyncio.Lock()
         self._last_reap = 0.0
+        self._down_since: float | None = None  # when the database stopped answering, while it does not
+        self.db_retry = 1.0  # seconds between attempts while it does not
 
     def rate(self, channel: str) -> float:
         s = self.rt.settings
@@ -128,8 +137,10 @@ class Worker:
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await flusher
-                await self.flush()
-                await asyncio.to_thread(self._finish)
+                await self._last_flush()
+                if await self._db(self._finish, pause=False) is _DOWN:
+                    log.warning("the database is unavailable: broadcasts with nothing left to send get their "
+                                "finish time when the next worker stops")
         return self.stats
 
     def _install_signals(self) -> None:
@@ -159,7 +170,9 @@ class Worker:
         while not self.stop.is_set():
             if time.monotonic() - self._last_reap >= self.o.reap_every:
                 self._last_reap = time.monotonic()
-                n = await asyncio.to_thread(self._reap)
+                n = await self._db(self._reap)
+                if n is _DOWN:
+                    continue
                 if n:
                     log.warning("%d deliveries were left `sending` by a worker that stopped: marked unknown", n)
             self._measure_pace()
@@ -177,7 +190,10 @@ class Worker:
                 await asyncio.sleep(0.002)
                 continue
             began = time.time()
-            claimed, wait = await asyncio.to_thread(self._claim, channel, min(room, size), interval)
+            result = await self._db(self._claim, channel, min(room, size), interval)
+            if result is _DOWN:
+                continue
+            claimed, wait = result
             # Slots start this far ahead of the claim, so committing it does not make them late.
             # Up at once on a slow claim, down slowly: a block whose claim outran the lead is all late.
             self._lead[channel] = min(0.5, max(0.95 * self._lead[channel], 2 * (time.time() - began)))
@@ -212,10 +228,38 @@ class Worker:
             await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, seconds))
 
     async def _drained(self, channel: str) -> bool:
-        if self._inflight[channel]:
+        if self._inflight[channel] or not await self.flush():
             return False
-        await self.flush()
-        return not await asyncio.to_thread(self._anything_left, channel)
+        left = await self._db(self._anything_left, channel)
+        return left is not _DOWN and not left
+
+    # --- the database going away ----------------------------------------------------------------------
+
+    async def _db(self, step: Callable, *args, pause: bool = True):
+        """Run a database step in a thread. While the database is unavailable, return ``_DOWN`` (after
+        a pause of ``db_retry`` seconds, unless ``pause`` is false); any other error is a bug: raised."""
+        try:
+            result = await asyncio.to_thread(step, *args)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self._went_down(exc)
+            if pause:
+                await self._sleep(self.db_retry)
+            return _DOWN
+        self._came_back()
+        return result
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("the database is unavailable (%s): claiming nothing until it is back; the calls in "
+                        "flight finish and their outcomes wait to be written", exc.__class__.__name__)
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            log.warning("the database is back after %.1f s: carrying on", time.monotonic() - self._down_since)
+            self._down_since = None
 
     # --- database steps (run in threads) ----------------------------------------------------------
 
@@ -353,7 +397,12 @@ class Worker:
                 # Too late for this slot (a slow commit, a busy loop): sending now could bunch with
                 # the next slots, so take a new one.
                 self.stats.add("reslotted")
-                slot = await self._reslot(channel)
+                try:
+                    slot = await self._reslot(channel)
+                except Exception as exc:  # noqa: BLE001 - no new slot, so no call: back to the queue, unsent
+                    if not unavailable(exc):
+                        log.exception("taking a new slot for delivery %s failed", row.id)
+                    break
             if not on_time:  # never on time: back to the queue, unsent, rather than over the cap
                 self._outcome(channel, row, plan.SendResult(plan.PAUSE, error_code="late", retry_after=0.0))
                 return
@@ -416,15 +465,44 @@ class Worker:
 
     async def _flusher(self) -> None:
         while True:
-            await asyncio.sleep(self.o.flush_interval)
-            await self.flush()
+            await asyncio.sleep(self.o.flush_interval if self._down_since is None else self.db_retry)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("writing outcomes failed: stopping (the deliveries stay `sending` until their "
+                              "lease ends, then `unknown`)")
+                self.stop.set()
+                raise
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write the outcomes gathered so far; False when the database is unavailable (they are kept
+        and written by a later flush, in the same order)."""
         async with self._flush_lock:
             if not self._buffer:
-                return
+                return True
             batch, self._buffer = self._buffer, []
-            await asyncio.to_thread(self._write, batch)
+            try:
+                await asyncio.to_thread(self._write, batch)
+            except Exception as exc:
+                # One transaction: nothing of it was written, unless the connection died during COMMIT,
+                # in which case writing the same outcomes again sets the same statuses.
+                self._buffer[:0] = batch
+                if not unavailable(exc):
+                    raise
+                self._went_down(exc)
+                return False
+            self._came_back()
+            return True
+
+    async def _last_flush(self, patience: float = 30.0) -> None:
+        """Before exiting: write what is left, waiting up to ``patience`` seconds for the database."""
+        deadline = time.monotonic() + patience
+        while not await self.flush():
+            if time.monotonic() >= deadline:
+                log.error("the database is still unavailable: %d outcomes were not written; those deliveries "
+                          "stay `sending` until their lease ends, then `unknown` (never resent)", len(self._buffer))
+                return
+            await asyncio.sleep(self.db_retry)
 
     def _write(self, batch: list[tuple[dict, tuple]]) -> None:
         now = self.rt.now()

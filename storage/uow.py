@@ -6,7 +6,8 @@ import logging
 from typing import Callable, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_sessionmaker, ping, read_only
@@ -44,6 +45,14 @@ class UnitOfWork:
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be used just now (down, restarting, its connection
+    lost, SQLite locked past its timeout, every pooled connection busy): worth trying again later,
+    unlike a bug or a constraint, which would fail the same way again."""
+    return isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def retry_on_disconnect(work: Callable[[], T]) -> T:

@@ -3,16 +3,25 @@ half-written; when it is back, everything carries on."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
+import time
 
 import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
-from bots.runtime import Runtime
+from bots import broadcasts
+from bots.broadcast_worker import Options, run_worker
+from bots.broadcasts import BroadcastRequest
+from bots.runtime import Runtime, utcnow
 from config.settings import Settings
-from tests.support import twilio_client
 from storage.models import Conversation, Member, ProcessedMessage, Signature
+from storage.uow import Database
+from tests.support import broadcasts as h
+from tests.support import twilio_client
+from tests.support.standins import TwilioStandIn
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.twilio_client import messages, new_sid, post_sms
 from webhooks import create_app
@@ -138,3 +147,51 @@ def test_connection_lost_in_the_middle_of_a_message_leaves_nothing_half_written(
     assert state_of(direct) == ("idle", 3, 1)
     assert messages(post_sms(client, PHONE, "60601", sid=sid)) == reply  # and a retry changes nothing
     assert state_of(direct) == ("idle", 3, 1)
+
+
+def test_a_broadcast_worker_rides_out_a_database_restart(postgres_database, settings, catalog, caplog):
+    """The database goes away in the middle of a broadcast and comes back 2 s later: the worker keeps
+    the outcomes of the calls it made meanwhile, claims again once it can, and every message goes out
+    once and is recorded `sent` (none `unknown`, none lost, none twice)."""
+    from tests.conftest import _truncate_all
+
+    _truncate_all(postgres_database)
+    url = make_url(postgres_database)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    via = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    caplog.set_level(logging.WARNING, logger="firma.worker")
+    with TwilioStandIn(latency=0.02) as twilio:
+        rt = Runtime.build(settings.with_(database_url=via), db=Database(via), catalog=catalog)
+        rt.clock = utcnow
+        rt.settings = h.settings_for(rt, twilio, sms_rate=150.0, twilio_messaging_service_sid="MG" + "1" * 32)
+        h.add_signers_bulk(rt, 450)
+        b = broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Update"))
+        result: dict = {}
+
+        def work():
+            try:
+                result["stats"] = run_worker(rt, Options(drain=True, poll=0.2))
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                result["error"] = exc
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while len(twilio.messages) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proxy.stop()  # the database goes away mid-broadcast
+        down_at = len(twilio.messages)
+        time.sleep(2.0)
+        proxy.start()
+        worker.join(timeout=90)
+        try:
+            assert not worker.is_alive(), "the worker did not finish"
+            assert "error" not in result, repr(result.get("error"))
+            assert 100 <= down_at < 450
+            assert len(twilio.messages) == 450 and len({m["To"] for m in twilio.messages}) == 450
+            assert h.status_of(rt, b.id) == {"sent": 450}
+            assert result["stats"]["sent"] == 450
+            assert "the database is unavailable" in caplog.text and "the database is back" in caplog.text
+        finally:
+            proxy.stop()
+            rt.db.dispose()
