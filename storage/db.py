@@ -30,6 +30,13 @@ PG_CONNECT_TIMEOUT_S = 3
 # discards the whole pool, and the request gets a 503 (the inbound SMS webhook retries once first:
 # storage.uow.retry_on_disconnect).
 PG_POOL_RECYCLE_S = 600
+# A database host that vanished (a failover, a pulled cable: no reset comes back) would hold a statement
+# in flight for the kernel's retransmission timeout, about 15 minutes; a broadcast worker would stall
+# that long. libpq's TCP options end such a connection after 10 s of unacknowledged data, and probe idle
+# pooled ones every 10 s after 30 s of quiet. A slow query is not affected: the server's kernel
+# acknowledges what it receives at once. Options given in the database URL win.
+PG_TCP_OPTIONS = {"tcp_user_timeout": 10_000, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                  "keepalives_count": 3}
 
 
 def is_sqlite(url_or_engine) -> bool:
@@ -187,7 +194,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_S)
-    kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
+    given = make_url(url).query
+    defaults = {k: v for k, v in {"connect_timeout": PG_CONNECT_TIMEOUT_S, **PG_TCP_OPTIONS}.items() if k not in given}
+    kwargs["connect_args"] = {**defaults, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_timeout", 10)  # every connection busy that long: 503, within Twilio's 15 s

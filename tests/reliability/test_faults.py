@@ -4,6 +4,7 @@ half-written; when it is back, everything carries on."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -195,3 +196,24 @@ def test_a_broadcast_worker_rides_out_a_database_restart(postgres_database, sett
         finally:
             proxy.stop()
             rt.db.dispose()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
+def test_postgresql_connections_give_up_on_a_vanished_host_in_seconds_not_minutes(postgres_database):
+    """What the kernel will do with each pooled connection's socket: data unacknowledged for 10 s ends it
+    (a host gone without a reset; the kernel's own default is about 15 minutes), and idle ones are
+    probed. An operator's own setting in the database URL wins."""
+    from storage.db import make_engine
+
+    own = make_url(postgres_database).update_query_dict({"tcp_user_timeout": "20000"})
+    for url, expected in ((postgres_database, 10_000), (own.render_as_string(hide_password=False), 20_000)):
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                sock = socket.socket(fileno=os.dup(conn.connection.dbapi_connection.pgconn.socket))
+                with sock:
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == expected
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        finally:
+            engine.dispose()
