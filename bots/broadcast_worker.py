@@ -281,7 +281,6 @@ class Worker:
         with self.rt.db.uow() as uow:
             s = uow.session
             throttle = sql.lock_throttle(s, channel, create=channel not in self._throttle_made)
-            self._throttle_made.add(channel)
             # After the lock (waiting for it must not put our slots in the past), plus the time the
             # commit and the hand-over to the event loop take, and not before this worker has started
             # the calls it claimed already.
@@ -293,6 +292,7 @@ class Worker:
             rows = sql.claim_candidates(s, channel, limit, now, self.o.broadcast_id)
             if not rows:
                 uow.commit()
+                self._throttle_made.add(channel)  # committed: the row exists (a rollback would undo it)
                 return [], 0.0
             cancelled = [r.id for r in rows if r.cancelled]
             blocked = [r.id for r in rows if r.blocked and not r.cancelled]
@@ -318,6 +318,7 @@ class Worker:
                 sql.mark_started(s, new_ids, now)
             self._load_templates(s, {r.broadcast_id for r in send})
             uow.commit()
+        self._throttle_made.add(channel)
         self._started |= {r.broadcast_id for r in send}
         self.stats.add("skipped", len(blocked) + len(cancelled))
         self.stats.add("held", sum(len(v) for v in held.values()))

@@ -8,11 +8,13 @@ from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from bots import broadcasts
 from bots.broadcast_worker import Options, run_worker
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
+from storage import broadcasts as sql
 from storage.models import Broadcast, ConsentEvent, Delivery, Member
 from tests.support import broadcasts as h
 from tests.support.standins import TELEGRAM_BLOCKED, TWILIO_SERVER_ERROR, TWILIO_UNSUBSCRIBED, telegram_too_many
@@ -311,3 +313,25 @@ def test_cancel_while_a_worker_sends_stops_it_without_a_deadlock(brt, twilio):
     assert result.cancelled > 100 and counts.get("skipped", 0) == result.cancelled
     assert counts.get("sent", 0) == len(twilio.messages) == 200 - result.cancelled  # each once, none after
     assert set(counts) <= {"sent", "skipped"}
+
+
+def test_a_claim_the_database_fails_is_tried_again_and_nothing_is_lost(brt, twilio, monkeypatch, caplog):
+    """The very first claim dies half-way (after the channel's throttle row was made, before the commit
+    that would have kept it): the worker waits, claims again, and sends everything once."""
+    for i in range(5):
+        h.add_signer(brt, f"+1312555010{i}")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Hi"))
+    real, failures = sql.claim_candidates, []
+
+    def flaky(*args, **kw):
+        if not failures:
+            failures.append(1)
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(sql, "claim_candidates", flaky)
+    stats = drain(brt)
+    assert failures == [1] and stats["sent"] == 5
+    assert sorted(m["To"] for m in twilio.messages) == [f"+1312555010{i}" for i in range(5)]
+    assert h.status_of(brt, b.id) == {"sent": 5}
+    assert "the database is unavailable" in caplog.text and "the database is back" in caplog.text
