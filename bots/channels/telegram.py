@@ -50,6 +50,7 @@ from telegram.request import HTTPXRequest
 from bots import service
 from bots.engine import Inbound
 from bots.render import render_text
+from storage.uow import unavailable
 
 log = logging.getLogger("firma.telegram")
 
@@ -611,15 +612,30 @@ async def poll(rt, gateway: Gateway, *, say=print, max_polls: int | None = None,
                     await asyncio.sleep(retry_pause)
                     continue
                 for update in updates:
-                    offset = update.update_id + 1
                     try:
                         actions = handle_update(rt, update.to_dict(), gateway, webhook=False)
                     except BadUpdate as exc:
+                        offset = update.update_id + 1
                         log.warning("update %s skipped: %s", update.update_id, exc)
                         continue
+                    except Exception as exc:
+                        if not unavailable(exc):
+                            raise
+                        # Not confirmed: Telegram hands this update (and the rest) over again.
+                        log.warning("the database is unavailable (%s): update %s is fetched again in %.0f s",
+                                    exc.__class__.__name__, update.update_id, retry_pause)
+                        await asyncio.sleep(retry_pause)
+                        break
+                    offset = update.update_id + 1
                     result = await perform(bot, actions)
                     for chat_id in result.blocked:
-                        service.mark_unreachable(rt.db.uow(), CHANNEL, str(chat_id), rt.now())
+                        try:
+                            service.mark_unreachable(rt.db.uow(), CHANNEL, str(chat_id), rt.now())
+                        except Exception as exc:
+                            if not unavailable(exc):
+                                raise
+                            log.warning("the database is unavailable: a chat that blocked the bot is marked "
+                                        "when it is next answered")
                     handled += 1
         finally:
             if offset is not None:  # confirm the last updates, so a restart does not fetch them again

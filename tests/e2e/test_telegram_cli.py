@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from bots.channels import telegram
 from storage.models import Member, Signature
@@ -122,3 +123,25 @@ def test_poll_command_stops_cleanly_on_ctrl_c(tmp_path):
         assert "Deleted the webhook" in out and "Polling as @firma_test_bot" in out
         assert out.rstrip().endswith("Stopped polling.")
         assert "Traceback" not in out
+
+
+def test_polling_through_a_database_outage_loses_no_update(rt, standin, monkeypatch, caplog):
+    """The database fails while an update is handled: the update is not confirmed, so the next poll
+    gets it again and it is handled once; the poller keeps going."""
+    ana = 31337
+    standin.updates.extend([tu.text_update(ana, "/start end-scomm"), tu.text_update(ana, "Ana Lopez")])
+    real, failures = telegram.handle_update, []
+
+    def flaky(*args, **kw):
+        if len(failures) == 0 and args[1]["message"]["text"] == "Ana Lopez":
+            failures.append(1)
+            raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(telegram, "handle_update", flaky)
+    gateway = telegram.Gateway(standin.token, standin.url)
+    assert asyncio.run(telegram.poll(rt, gateway, say=lambda _: None, max_polls=2, timeout=0, retry_pause=0)) == 2
+    assert failures == [1] and "the database is unavailable" in caplog.text
+    texts = [m["text"] for m in standin.sent if str(m["chat_id"]) == str(ana)]
+    assert sum("ZIP" in t for t in texts) == 1, texts  # the name was answered once, with the ZIP question
+    assert standin.updates == []  # both confirmed
