@@ -495,7 +495,7 @@ class Worker:
             self._came_back()
             return True
 
-    async def _last_flush(self, patience: float = 30.0) -> None:
+    async def _last_flush(self, patience: float = 20.0) -> None:
         """Before exiting: write what is left, waiting up to ``patience`` seconds for the database."""
         deadline = time.monotonic() + patience
         while not await self.flush():
