@@ -116,6 +116,7 @@ class Worker:
         self._last_reap = 0.0
         self._down_since: float | None = None  # when the database stopped answering, while it does not
         self.db_retry = 1.0  # seconds between attempts while it does not
+        self.last_write_patience = 20.0  # seconds a stopping worker waits for it to write what is left
 
     def rate(self, channel: str) -> float:
         s = self.rt.settings
@@ -495,9 +496,9 @@ class Worker:
             self._came_back()
             return True
 
-    async def _last_flush(self, patience: float = 20.0) -> None:
-        """Before exiting: write what is left, waiting up to ``patience`` seconds for the database."""
-        deadline = time.monotonic() + patience
+    async def _last_flush(self) -> None:
+        """Before exiting: write what is left, waiting up to ``last_write_patience`` for the database."""
+        deadline = time.monotonic() + self.last_write_patience
         while not await self.flush():
             if time.monotonic() >= deadline:
                 log.error("the database is still unavailable: %d outcomes were not written; those deliveries "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
@@ -11,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from bots import broadcasts
-from bots.broadcast_worker import Options, run_worker
+from bots.broadcast_worker import Options, Worker, run_worker
+from bots.channels.sms_send import SmsSender
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
 from storage import broadcasts as sql
@@ -335,3 +337,31 @@ def test_a_claim_the_database_fails_is_tried_again_and_nothing_is_lost(brt, twil
     assert sorted(m["To"] for m in twilio.messages) == [f"+1312555010{i}" for i in range(5)]
     assert h.status_of(brt, b.id) == {"sent": 5}
     assert "the database is unavailable" in caplog.text and "the database is back" in caplog.text
+
+
+def test_a_worker_stopped_while_the_database_is_down_keeps_its_rows_sending(brt, twilio, monkeypatch, caplog):
+    """Outcomes that cannot be written before the worker exits are reported, and their rows stay
+    `sending` (later `unknown`, never resent): not marked as if nothing had been sent."""
+    for i in range(3):
+        h.add_signer(brt, f"+1312555020{i}")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Hi"))
+
+    def down(self, batch):
+        raise OperationalError("UPDATE", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(Worker, "_write", down)
+    worker = Worker(brt, {"sms": SmsSender(brt.settings)}, Options(poll=0.05))
+    worker.db_retry, worker.last_write_patience = 0.05, 0.3
+
+    async def main():
+        task = asyncio.create_task(worker.run())
+        while len(twilio.messages) < 3:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # their outcomes reach the buffer; the writes keep failing
+        worker.stop.set()
+        return await task
+
+    stats = asyncio.run(main())
+    assert stats["sent"] == 3 and len(twilio.messages) == 3
+    assert "3 outcomes were not written" in caplog.text
+    assert h.status_of(brt, b.id) == {"sending": 3}
