@@ -195,6 +195,9 @@ class Worker:
             if result is _DOWN:
                 continue
             claimed, wait = result
+            # Whatever the claim returned, the channel's throttle row exists and is committed (its
+            # insert is only left out of claims once a claim has returned, not after one that failed).
+            self._throttle_made.add(channel)
             # Slots start this far ahead of the claim, so committing it does not make them late.
             # Up at once on a slow claim, down slowly: a block whose claim outran the lead is all late.
             self._lead[channel] = min(0.5, max(0.95 * self._lead[channel], 2 * (time.time() - began)))
@@ -206,12 +209,18 @@ class Worker:
                     return
                 await self._sleep(min(self.o.poll, 0.2) if self.o.drain else self.o.poll)
                 continue
-            free, pace = self._free_at[channel], self._pace
+            self._book(channel, [slot for _, slot in claimed])
             for row, slot in claimed:
-                free = max(slot, free) + pace
                 self._inflight[channel] += 1
                 asyncio.create_task(self._send(channel, row, slot))
-            self._free_at[channel] = free
+
+    def _book(self, channel: str, slots: list[float]) -> None:
+        """Calls at these slots keep the loop busy: each starts at its slot or once the one before it
+        has started, whichever is later."""
+        free = self._free_at[channel]
+        for slot in slots:
+            free = max(slot, free) + self._pace
+        self._free_at[channel] = free
 
     def _measure_pace(self) -> None:
         """The event loop's CPU per call started, over the last 100 calls or more (runs on the loop's
@@ -293,7 +302,6 @@ class Worker:
             rows = sql.claim_candidates(s, channel, limit, now, self.o.broadcast_id)
             if not rows:
                 uow.commit()
-                self._throttle_made.add(channel)  # committed: the row exists (a rollback would undo it)
                 return [], 0.0
             cancelled = [r.id for r in rows if r.cancelled]
             blocked = [r.id for r in rows if r.blocked and not r.cancelled]
@@ -319,7 +327,6 @@ class Worker:
                 sql.mark_started(s, new_ids, now)
             self._load_templates(s, {r.broadcast_id for r in send})
             uow.commit()
-        self._throttle_made.add(channel)
         self._started |= {r.broadcast_id for r in send}
         self.stats.add("skipped", len(blocked) + len(cancelled))
         self.stats.add("held", sum(len(v) for v in held.values()))
@@ -374,11 +381,10 @@ class Worker:
                         f.set_exception(exc)
                     return
                 interval = (1.0 + self.o.headroom) / self.rate(channel)
-                free, pace = self._free_at[channel], self._pace
-                for i, f in enumerate(batch):
-                    free = max(start + i * interval, free) + pace
-                    f.set_result(start + i * interval)
-                self._free_at[channel] = free
+                slots = [start + i * interval for i in range(len(batch))]
+                self._book(channel, slots)
+                for f, slot in zip(batch, slots):
+                    f.set_result(slot)
 
             asyncio.create_task(reserve())
         return await fut
@@ -483,17 +489,11 @@ class Worker:
             if not self._buffer:
                 return True
             batch, self._buffer = self._buffer, []
-            try:
-                await asyncio.to_thread(self._write, batch)
-            except Exception as exc:
+            if await self._db(self._write, batch, pause=False) is _DOWN:
                 # One transaction: nothing of it was written, unless the connection died during COMMIT,
                 # in which case writing the same outcomes again sets the same statuses.
                 self._buffer[:0] = batch
-                if not unavailable(exc):
-                    raise
-                self._went_down(exc)
                 return False
-            self._came_back()
             return True
 
     async def _last_flush(self) -> None:

@@ -47,11 +47,15 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+# The errors that say the database cannot be used just now (down, restarting, its connection lost,
+# SQLite locked past its timeout, every pooled connection busy): the web app answers them with 503.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
 def unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be used just now (down, restarting, its connection
-    lost, SQLite locked past its timeout, every pooled connection busy): worth trying again later,
-    unlike a bug or a constraint, which would fail the same way again."""
-    return isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)) or (
+    """Whether ``exc`` is one of those (``UNAVAILABLE``, or a lost connection): worth trying again
+    later, unlike a bug or a constraint, which would fail the same way again."""
+    return isinstance(exc, UNAVAILABLE) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 

@@ -10,11 +10,12 @@ import logging
 from typing import Any, Mapping
 
 from flask import Flask, current_app, jsonify, request
-from sqlalchemy.exc import OperationalError, InterfaceError, DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from bots.runtime import Runtime
 from config import redaction
+from storage.uow import UNAVAILABLE
 
 log = logging.getLogger("firma")
 
@@ -80,9 +81,6 @@ def _register_errors(app: Flask) -> None:
             return jsonify(error=exc.description or exc.name), exc.code
         return f"{exc.code} {exc.name}: {exc.description}\n", exc.code, {"Content-Type": "text/plain; charset=utf-8"}
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(PoolTimeout)  # every pooled connection busy: the same answer, try again shortly
     def database_down(exc: DBAPIError):
         # The provider retries (Telegram) or falls back (Twilio's fallback URL); nothing was committed.
         log.error("database unavailable: %s", exc.__class__.__name__)
@@ -90,3 +88,6 @@ def _register_errors(app: Flask) -> None:
         if wants_json():
             return jsonify(error="database unavailable"), 503, {"Retry-After": "5"}
         return body, 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"}
+
+    for error in UNAVAILABLE:  # every pooled connection busy (PoolTimeout) gets the same answer
+        app.register_error_handler(error, database_down)
