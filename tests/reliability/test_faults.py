@@ -19,7 +19,6 @@ from bots.broadcasts import BroadcastRequest
 from bots.runtime import Runtime, utcnow
 from config.settings import Settings
 from storage.models import Conversation, Member, ProcessedMessage, Signature
-from storage.uow import Database
 from tests.support import broadcasts as h
 from tests.support import twilio_client
 from tests.support.standins import TwilioStandIn
@@ -150,19 +149,13 @@ def test_connection_lost_in_the_middle_of_a_message_leaves_nothing_half_written(
     assert state_of(direct) == ("idle", 3, 1)
 
 
-def test_a_broadcast_worker_rides_out_a_database_restart(postgres_database, settings, catalog, caplog):
+def test_a_broadcast_worker_rides_out_a_database_restart(pg_through_proxy, caplog):
     """The database goes away in the middle of a broadcast and comes back 2 s later: the worker keeps
     the outcomes of the calls it made meanwhile, claims again once it can, and every message goes out
     once and is recorded `sent` (none `unknown`, none lost, none twice)."""
-    from tests.conftest import _truncate_all
-
-    _truncate_all(postgres_database)
-    url = make_url(postgres_database)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
-    via = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    _, proxy, rt, _ = pg_through_proxy
     caplog.set_level(logging.WARNING, logger="firma.worker")
     with TwilioStandIn(latency=0.02) as twilio:
-        rt = Runtime.build(settings.with_(database_url=via), db=Database(via), catalog=catalog)
         rt.clock = utcnow
         rt.settings = h.settings_for(rt, twilio, sms_rate=150.0, twilio_messaging_service_sid="MG" + "1" * 32)
         h.add_signers_bulk(rt, 450)
@@ -185,17 +178,13 @@ def test_a_broadcast_worker_rides_out_a_database_restart(postgres_database, sett
         time.sleep(2.0)
         proxy.start()
         worker.join(timeout=90)
-        try:
-            assert not worker.is_alive(), "the worker did not finish"
-            assert "error" not in result, repr(result.get("error"))
-            assert 100 <= down_at < 450
-            assert len(twilio.messages) == 450 and len({m["To"] for m in twilio.messages}) == 450
-            assert h.status_of(rt, b.id) == {"sent": 450}
-            assert result["stats"]["sent"] == 450
-            assert "the database is unavailable" in caplog.text and "the database is back" in caplog.text
-        finally:
-            proxy.stop()
-            rt.db.dispose()
+        assert not worker.is_alive(), "the worker did not finish"
+        assert "error" not in result, repr(result.get("error"))
+        assert 100 <= down_at < 450
+        assert len(twilio.messages) == 450 and len({m["To"] for m in twilio.messages}) == 450
+        assert h.status_of(rt, b.id) == {"sent": 450}
+        assert result["stats"]["sent"] == 450
+        assert "the database is unavailable" in caplog.text and "the database is back" in caplog.text
 
 
 @pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
