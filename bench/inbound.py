@@ -18,12 +18,17 @@ its speed (open loop: a short code's 100 messages a second, and 40% of the basel
 bench prints the latency at each: the rounds above measure the p99 at saturation, where it only says
 how long the 8 connections' queue is.
 
+With ``--ceiling``, each round also drives ``bench/ceiling_app.py``: firma's webhook with the database
+taken out (the engine on state in memory), served the same way. Its ratio is the most any database
+could leave firma, and the CPU per request between it and firma is what the database costs.
+
 Targets: firma >= 40% of the baseline's requests/s, p99 < 30 ms at that load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import statistics
@@ -40,6 +45,7 @@ from bench.common import log  # noqa: E402
 
 FIRMA_APP = "webhooks:create_app()"
 BASELINE_APP = "bench.baseline_app:create_app()"
+CEILING_APP = "bench.ceiling_app:create_app()"
 TARGET_RATIO = 0.40
 TARGET_P99_MS = 30.0
 
@@ -106,9 +112,15 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
            "workers": f"{args.workers} {worker_class}" + (f" x{threads} threads" if threads > 1 else "")}
     serve = dict(workers=args.workers, worker_class=worker_class, threads=threads, log_dir=workdir)
     rounds = []
-    with common.gunicorn(FIRMA_APP, env, **serve) as server, common.gunicorn(BASELINE_APP, env, **serve) as base_server:
+    ceiling_rounds = []
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(common.gunicorn(FIRMA_APP, env, **serve))
+        base_server = stack.enter_context(common.gunicorn(BASELINE_APP, env, **serve))
+        ceiling = stack.enter_context(common.gunicorn(CEILING_APP, env, **serve)) if args.ceiling else None
         drive(server, args.warmup, args.connections)  # warm every worker of both
         drive(base_server, args.warmup, args.connections)
+        if ceiling:
+            drive(ceiling, args.warmup, args.connections)
         before = count(server)
         profilers = start_profile(server, Path(args.profile), f"{kind}-{worker_class}") if args.profile else []
         for _ in range(args.rounds):
@@ -117,6 +129,10 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
             result, conversations = drive(server, args.conversations, args.connections, cpu, kind == "postgresql")
             base, _ = drive(base_server, args.conversations, args.connections, base_cpu)
             rounds.append((result, base, cpu, base_cpu))
+            if ceiling:
+                ceiling_cpu: dict = {}
+                top, _ = drive(ceiling, args.conversations, args.connections, ceiling_cpu)
+                ceiling_rounds.append((top, base, ceiling_cpu))
         stop_profile(profilers)
         base_rps = statistics.median(b.rps for _, b, *_ in rounds)
         open_loop = []
@@ -153,6 +169,12 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
     row["baseline_cpu_ms_per_request"] = {k: round(med(c[k] for *_, c in rounds), 3)
                                           for k in rounds[0][3] if k != "postgres"}
     row["open_loop"] = open_loop
+    if ceiling_rounds:
+        row["ceiling"] = {"rps": round(med(t.rps for t, *_ in ceiling_rounds)),
+                          "non_2xx": sum(t.non_2xx + t.errors for t, *_ in ceiling_rounds),
+                          "ratio": round(med(t.rps / b.rps if b.rps else 0.0 for t, b, _ in ceiling_rounds), 3),
+                          "cpu_ms_per_request": {k: round(med(c[k] for *_, c in ceiling_rounds), 3)
+                                                 for k in ceiling_rounds[0][2] if k != "postgres"}}
     row["meets_target"] = bool(row["ratio"] >= TARGET_RATIO and row["p99_ms"] < TARGET_P99_MS and row["exact"]
                                and row["non_2xx"] == 0)
     return row
@@ -196,6 +218,8 @@ def main(argv=None) -> int:
                          "(open loop): numbers, or 'target' for 40%% of the baseline's req/s; '' for none")
     ap.add_argument("--open-seconds", type=float, default=10.0, help="seconds of each open-loop run")
     ap.add_argument("--profile", metavar="DIR", help="record py-spy profiles (raw stacks) of the firma workers")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also drive firma with the database taken out (bench/ceiling_app.py) in each round")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -235,6 +259,11 @@ def format_row(r: dict) -> str:
     extra += (f"\n    CPU per request: firma gunicorn {c['gunicorn']:.2f} ms{server}"
               f" + load generator {c['loadgen']:.2f} ms, machine {c['machine_busy']:.0%} busy | baseline gunicorn"
               f" {b['gunicorn']:.2f} ms + load generator {b['loadgen']:.2f} ms, machine {b['machine_busy']:.0%} busy")
+    if "ceiling" in r:
+        t = r["ceiling"]
+        extra += (f"\n    ceiling, firma without a database: {t['rps']} req/s, {t['ratio']:.0%} of the baseline, gunicorn"
+                  f" {t['cpu_ms_per_request']['gunicorn']:.2f} ms a request: the database costs firma"
+                  f" {c['gunicorn'] - t['cpu_ms_per_request']['gunicorn']:.2f} ms in gunicorn{server}")
     if "wrk_baseline_rps" in r:
         extra += f", baseline under wrk {r['wrk_baseline_rps']} req/s"
     for o in r.get("open_loop", []):

@@ -39,7 +39,7 @@ def results(out: str, tag: str) -> list[dict]:
 def test_inbound_smoke(request):
     if "postgresql" in DATABASES:
         request.getfixturevalue("postgres_database")  # the server is there (or the usual skip / CI failure)
-    out = run_bench("inbound.py", "--databases", ",".join(DATABASES))
+    out = run_bench("inbound.py", "--databases", ",".join(DATABASES), "--ceiling")
     assert "machine: " in out and "ratio" in out
     rows = results(out, "INBOUND_RESULTS")
     assert [r["database"] for r in rows] == DATABASES
@@ -55,7 +55,11 @@ def test_inbound_smoke(request):
         (o,) = r["open_loop"]  # firma's latency at a rate offered whatever its speed; its signatures are in "exact"
         assert o["rate"] == 30 and o["requests"] == 3 * o["conversations"] and o["non_2xx"] == 0, r
         assert 0 < o["p50_ms"] <= o["p99_ms"], r
+        # firma without its database, driven in the same rounds; it stored nothing ("exact" above holds)
+        assert r["ceiling"]["rps"] > 0 and r["ceiling"]["non_2xx"] == 0, r
+        assert r["ceiling"]["cpu_ms_per_request"]["gunicorn"] > 0, r
     assert "| database | gunicorn workers | firma req/s |" in out and "CPU per request: firma gunicorn" in out
+    assert "ceiling, firma without a database" in out
 
 
 @pytest.mark.slow
