@@ -110,6 +110,7 @@ class Worker:
         self._calls = 0  # calls started
         self._pace_mark: tuple[float, int] | None = None
         self._buffer: list[tuple[dict, tuple]] = []
+        self._unchecked: list[str] = []  # SIDs written whose early status callbacks are still to be looked up
         self._templates: dict[int, Broadcast] = {}
         self._templates_lock = threading.Lock()
         self._flush_lock = asyncio.Lock()
@@ -274,8 +275,12 @@ class Worker:
     # --- database steps (run in threads) ----------------------------------------------------------
 
     def _reap(self) -> int:
+        """Rows a dead worker left `sending` become `unknown`; status callbacks kept for SIDs that some
+        worker wrote but did not get to apply them (it stopped, or the database went away) are applied."""
         with self.rt.db.uow() as uow:
-            n = sql.reap_expired(uow.session, self.rt.now())
+            now = self.rt.now()
+            n = sql.reap_expired(uow.session, now)
+            sql.apply_early_statuses(uow.session, None, now)
             uow.commit()
             return n
 
@@ -430,8 +435,8 @@ class Worker:
 
     def _outcome(self, channel: str, row: sql.Claimed, r: plan.SendResult) -> None:
         now = self.rt.now()
-        out = {"id": row.id, "status": None, "provider_id": r.provider_id, "error_code": r.error_code,
-               "due_at": None, "attempts_delta": 0}
+        out = {"id": row.id, "channel": channel, "status": None, "provider_id": r.provider_id,
+               "error_code": r.error_code, "due_at": None, "attempts_delta": 0}
         effect: tuple = ()
         if r.kind == plan.SENT:
             out["status"] = "sent"
@@ -483,17 +488,26 @@ class Worker:
                 raise
 
     async def flush(self) -> bool:
-        """Write the outcomes gathered so far; False when the database is unavailable (they are kept
-        and written by a later flush, in the same order)."""
+        """Write the outcomes gathered so far, then apply the status callbacks that came before the
+        SMS they report was written; False when the database is unavailable (what is left is kept and
+        written by a later flush, in the same order)."""
         async with self._flush_lock:
-            if not self._buffer:
-                return True
-            batch, self._buffer = self._buffer, []
-            if await self._db(self._write, batch, pause=False) is _DOWN:
-                # One transaction: nothing of it was written, unless the connection died during COMMIT,
-                # in which case writing the same outcomes again sets the same statuses.
-                self._buffer[:0] = batch
-                return False
+            if self._buffer:
+                batch, self._buffer = self._buffer, []
+                if await self._db(self._write, batch, pause=False) is _DOWN:
+                    # One transaction: nothing of it was written, unless the connection died during
+                    # COMMIT, in which case writing the same outcomes again sets the same statuses.
+                    self._buffer[:0] = batch
+                    return False
+                self._unchecked += [o["provider_id"] for o, _ in batch
+                                    if o["channel"] == "sms" and o["status"] == "sent" and o["provider_id"]]
+            if self._unchecked:
+                # After the commit above: a callback that kept its status before it looks here; one that
+                # keeps it later finds the SID itself (bots.broadcasts.record_status).
+                sids, self._unchecked = self._unchecked, []
+                if await self._db(self._apply_early, sids, pause=False) is _DOWN:
+                    self._unchecked[:0] = sids
+                    return False
             return True
 
     async def _last_flush(self) -> None:
@@ -501,10 +515,18 @@ class Worker:
         deadline = time.monotonic() + self.last_write_patience
         while not await self.flush():
             if time.monotonic() >= deadline:
-                log.error("the database is still unavailable: %d outcomes were not written; those deliveries "
-                          "stay `sending` until their lease ends, then `unknown` (never resent)", len(self._buffer))
+                if self._buffer:
+                    log.error("the database is still unavailable: %d outcomes were not written; those deliveries"
+                              " stay `sending` until their lease ends, then `unknown` (never resent)",
+                              len(self._buffer))
+                # the status callbacks kept for the SIDs written are applied by the next worker's sweep
                 return
             await asyncio.sleep(self.db_retry)
+
+    def _apply_early(self, sids: list[str]) -> None:
+        with self.rt.db.uow() as uow:
+            sql.apply_early_statuses(uow.session, sids, self.rt.now())
+            uow.commit()
 
     def _write(self, batch: list[tuple[dict, tuple]]) -> None:
         now = self.rt.now()

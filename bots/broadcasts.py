@@ -251,28 +251,27 @@ def list_broadcasts(rt: Runtime, limit: int = 20) -> list[Progress]:
 
 # --- Twilio status callbacks ---------------------------------------------------------------------
 
-FINAL_OK = {"delivered", "read"}
-FINAL_FAILED = {"failed", "undelivered"}
 UNSUBSCRIBED = "21610"
 
 
 def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code: str | None, to: str | None,
                   now: datetime) -> str | None:
     """A Twilio status callback: move the delivery to delivered or failed, and opt the member out on
-    21610. Returns the delivery's new status (None when the message is not one of ours)."""
+    21610. Returns the delivery's new status (None when nothing moved, or the message is not one of
+    ours). Twilio may call back before the worker has written the message's SID (before its answer to
+    the send reached the worker, or while the database was briefly unavailable to the worker): a final
+    status is then kept and applied when the SID is written (storage.broadcasts.EarlyStatus)."""
     status = (status or "").lower()
+    early = False
     with uow:
         s = uow.session
         d = sql.delivery_by_provider_id(s, message_sid)
         new = None
         if d is not None:
-            if status in FINAL_OK and d.status in ("sent", "sending", "unknown"):
-                d.status, new = "delivered", "delivered"
-            elif status in FINAL_FAILED and d.status in ("sent", "sending", "unknown", "delivered"):
-                d.status, new = "failed", "failed"
-                d.error_code = error_code or d.error_code
-            if new:
-                d.updated_at = now
+            new = sql.move_delivery(d, status, error_code, now)
+        elif status in sql.FINAL_OK | sql.FINAL_FAILED:
+            sql.keep_early_status(s, message_sid, status, error_code, now)
+            early = True
         if error_code == UNSUBSCRIBED:
             member_id = d.member_id if d is not None else None
             if member_id is None and to:
@@ -286,4 +285,12 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
                     campaign = s.scalar(select(Broadcast.campaign).where(Broadcast.id == d.broadcast_id))
                 sql.opt_out_member(s, member_id, "sms", f"twilio:{UNSUBSCRIBED}", now, campaign)
         uow.commit()
-        return new
+    if early:
+        # The worker applies kept statuses after it commits the SIDs it wrote; if that commit came
+        # after the lookup above but before the kept status was committed, it did not see it: apply
+        # it here. One of the two always sees the other (both look after their own commit).
+        with uow:
+            if sql.apply_early_statuses(uow.session, [message_sid], now):
+                new = sql.delivery_by_provider_id(uow.session, message_sid).status
+            uow.commit()
+    return new

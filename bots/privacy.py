@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from config.gsm import to_gsm
+from storage import broadcasts as broadcast_sql
 from storage import repository as repo
 from storage.uow import UnitOfWork
 
@@ -87,15 +88,18 @@ PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or neve
 class Purged:
     processed: int
     counters: int
+    early_statuses: int = 0
 
 
 def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS) -> Purged:
     """Delete what is kept only for a short while: provider message ids with the replies given (they
-    can quote a name) older than ``days``, and inbound counters older than an hour."""
+    can quote a name) older than ``days``, inbound counters older than an hour, and Twilio status
+    callbacks kept for a message that no delivery ever claimed, older than ``days``."""
     from datetime import timedelta
 
     with uow:
         processed = repo.purge_processed(uow.session, now - timedelta(days=days))
         counters = repo.purge_inbound_counters(uow.session, now - timedelta(hours=1))
+        early = broadcast_sql.purge_early_statuses(uow.session, now - timedelta(days=days))
         uow.commit()
-    return Purged(processed, counters)
+    return Purged(processed, counters, early)

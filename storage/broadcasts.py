@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from sqlalchemy import Select, and_, bindparam, exists, func, insert, literal, select, text, update
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
-from storage.models import Broadcast, ConsentEvent, Delivery, Member, SendThrottle, Signature
+from storage.models import Broadcast, ConsentEvent, Delivery, EarlyStatus, Member, SendThrottle, Signature
 
 DUE = text("deliveries.status IN ('pending', 'held')")  # literal, so the partial index ix_deliveries_due is used
 OPEN_STATUSES = ("pending", "held", "sending")
@@ -243,6 +243,67 @@ def status_counts(session: Session, broadcast_id: int) -> dict[str, int]:
 def next_release(session: Session, broadcast_id: int) -> datetime | None:
     return session.scalar(select(func.min(Delivery.due_at))
                           .where(Delivery.broadcast_id == broadcast_id, Delivery.status == "held"))
+
+
+# A provider's final verdicts on a message (Twilio's status callbacks).
+FINAL_OK = frozenset({"delivered", "read"})
+FINAL_FAILED = frozenset({"failed", "undelivered"})
+
+
+def move_delivery(d: Delivery, status: str, error_code: str | None, now: datetime) -> str | None:
+    """Apply a provider's final status to a delivery: delivered, or failed (a failure reported after a
+    delivery stands; a late "sent" or a delivery after a failure changes nothing). The new status, or
+    None when nothing changed."""
+    new = None
+    if status in FINAL_OK and d.status in ("sent", "sending", "unknown"):
+        d.status = new = "delivered"
+    elif status in FINAL_FAILED and d.status in ("sent", "sending", "unknown", "delivered"):
+        d.status = new = "failed"
+        d.error_code = error_code or d.error_code
+    if new:
+        d.updated_at = now
+    return new
+
+
+def keep_early_status(session: Session, provider_id: str, status: str, error_code: str | None,
+                      now: datetime) -> None:
+    """Keep a final status whose message has no delivery with its SID yet (see EarlyStatus). A second
+    one for the same message replaces a kept delivery, never a kept failure (as move_delivery)."""
+    stmt = _insert(session, EarlyStatus).values(provider_id=provider_id, status=status, error_code=error_code,
+                                                received_at=now)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["provider_id"],
+        set_={"status": stmt.excluded.status, "error_code": stmt.excluded.error_code,
+              "received_at": stmt.excluded.received_at},
+        where=EarlyStatus.status.in_(sorted(FINAL_OK))))
+
+
+def apply_early_statuses(session: Session, provider_ids: Iterable[str] | None, now: datetime) -> int:
+    """Apply and drop the kept early statuses of these SIDs (None: of every SID kept) whose deliveries
+    now carry them: the worker's, after writing what it sent and in its periodic sweep; a status
+    callback's, after keeping one. How many deliveries moved."""
+    if provider_ids is None:
+        chunks = [None]
+    else:
+        ids = sorted({p for p in provider_ids if p})
+        chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
+    moved = 0
+    for chunk in chunks:
+        q = select(EarlyStatus).with_for_update()
+        early = session.scalars(q if chunk is None else q.where(EarlyStatus.provider_id.in_(chunk))).all()
+        for e in early:
+            d = delivery_by_provider_id(session, e.provider_id)
+            if d is None:
+                continue
+            moved += move_delivery(d, e.status, e.error_code, now) is not None
+            session.delete(e)
+    session.flush()
+    return moved
+
+
+def purge_early_statuses(session: Session, before: datetime) -> int:
+    """Drop early statuses kept since before ``before`` that no delivery ever claimed."""
+    return session.execute(delete(EarlyStatus).where(EarlyStatus.received_at < before)).rowcount
 
 
 def delivery_by_provider_id(session: Session, provider_id: str) -> Delivery | None:

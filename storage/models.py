@@ -313,6 +313,20 @@ class Delivery(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class EarlyStatus(Base):
+    """A Twilio status callback that came before its delivery had the message's SID: Twilio may call
+    back before its answer to the send has reached the worker, and the worker writes what it sent a
+    batch at a time. Kept until the worker writes the SID, then applied and deleted; ``firma db
+    purge`` drops those never claimed (another application's messages on the same account)."""
+
+    __tablename__ = "early_statuses"
+
+    provider_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class SendThrottle(Base):
     """One row per channel: the next free send slot (epoch seconds), shared by every worker, so the
     per-channel rate holds for all of them together; and a pause (Telegram 429 retry_after)."""

@@ -48,11 +48,13 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
               help="Keep provider message ids and the replies given for this many days.")
 @click.pass_obj
 def purge(obj, days: int):
-    """Delete short-lived data: handled message ids with their replies (older than --days) and
-    per-sender inbound counters (older than an hour). Run it daily (cron)."""
+    """Delete short-lived data: handled message ids with their replies (older than --days),
+    per-sender inbound counters (older than an hour) and status callbacks for messages no delivery
+    claimed (older than --days). Run it daily (cron)."""
     from bots import privacy
 
     rt = obj.runtime
     result = privacy.purge(rt.db.uow(), rt.now(), days)
     click.echo(f"purged {result.processed} handled message(s) older than {days} days and "
-               f"{result.counters} inbound counter(s)")
+               f"{result.counters} inbound counter(s)"
+               + (f"; {result.early_statuses} unclaimed status callback(s)" if result.early_statuses else ""))

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from bots import broadcasts
+from bots import broadcasts, privacy
 from bots.broadcast_worker import Options, Worker, run_worker
 from bots.channels.sms_send import SmsSender
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
 from storage import broadcasts as sql
-from storage.models import Broadcast, ConsentEvent, Delivery, Member
+from storage.models import Broadcast, ConsentEvent, Delivery, EarlyStatus, Member
 from tests.support import broadcasts as h
 from tests.support.standins import TELEGRAM_BLOCKED, TWILIO_SERVER_ERROR, TWILIO_UNSUBSCRIBED, telegram_too_many
 from tests.support.twilio_client import PUBLIC_URL, sign
@@ -245,6 +245,92 @@ def test_status_callbacks_move_deliveries_and_21610_opts_out(brt, twilio, client
     assert _post_status(client, MessageSid=sids["+13125550001"], MessageStatus="failed",
                         ErrorCode="x").status_code == 400
     assert h.deliveries(brt)[0].status == "delivered"
+
+
+def _early_statuses(rt) -> dict[str, str]:
+    with rt.db.uow() as uow:
+        return {e.provider_id: e.status for e in uow.session.scalars(select(EarlyStatus))}
+
+
+def test_a_status_callback_that_comes_before_the_send_is_answered_still_counts(brt, twilio, client):
+    """Twilio may report on a message before its answer to the send has reached the worker (which
+    writes the SIDs a batch at a time): the report is kept and applied when the SID is written."""
+    for i in range(1, 5):
+        h.add_signer(brt, f"+1312555000{i}")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    early = []
+
+    def report_first(sid, form):
+        with brt.db.uow() as uow:  # the worker has not got this SID yet
+            assert sql.delivery_by_provider_id(uow.session, sid) is None
+        failed = form["To"] == "+13125550002"
+        params = {"MessageSid": sid, "MessageStatus": "undelivered" if failed else "delivered", "To": form["To"]}
+        if failed:
+            params["ErrorCode"] = "30003"
+        early.append(_post_status(client, **params).status_code)
+
+    twilio.before_answer = report_first
+    drain(brt, reap_every=3600)  # the worker's own write applies them, not its periodic sweep (below)
+    assert early == [204] * 4
+    got = {d.address: (d.status, d.error_code) for d in h.deliveries(brt, b.id)}
+    assert got == {"+13125550001": ("delivered", None), "+13125550002": ("failed", "30003"),
+                   "+13125550003": ("delivered", None), "+13125550004": ("delivered", None)}
+    assert _early_statuses(brt) == {}  # applied, then dropped
+
+
+def test_an_early_callback_finds_the_sid_written_while_it_was_kept(brt, twilio, client, monkeypatch):
+    """The worker looks for kept reports after it commits the SIDs; a report whose lookup came before
+    that commit, but which was kept after the worker looked, applies itself once kept."""
+    h.add_signer(brt, "+13125550001")
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    drain(brt)
+    (d,) = h.deliveries(brt)
+    assert d.status == "sent" and d.provider_id
+    found = sql.delivery_by_provider_id
+    calls = []
+
+    def not_yet_written(session, sid):  # the callback's first lookup ran before the worker's commit
+        calls.append(sid)
+        return None if len(calls) == 1 else found(session, sid)
+
+    monkeypatch.setattr(sql, "delivery_by_provider_id", not_yet_written)
+    assert _post_status(client, MessageSid=d.provider_id, MessageStatus="delivered",
+                        To="+13125550001").status_code == 204
+    assert len(calls) >= 2
+    assert h.deliveries(brt)[0].status == "delivered" and _early_statuses(brt) == {}
+
+
+def test_a_kept_report_the_worker_did_not_get_to_is_applied_by_its_sweep(brt, twilio):
+    """A worker that stopped between writing a SID and applying its kept report (or whose database
+    went away then): the next worker's periodic sweep applies it. Reports for messages that are not
+    ours stay until `firma db purge`."""
+    h.add_signer(brt, "+13125550001")
+    h.add_signer(brt, "+13125550002")
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    drain(brt)
+    sids = {d.address: d.provider_id for d in h.deliveries(brt)}
+    old = utcnow() - timedelta(days=31)
+    with brt.db.uow() as uow:
+        sql.keep_early_status(uow.session, sids["+13125550002"], "undelivered", "30005", utcnow())
+        sql.keep_early_status(uow.session, "SM" + "f" * 32, "delivered", None, old)  # another application's
+        sql.keep_early_status(uow.session, "SM" + "e" * 32, "failed", "30003", utcnow())
+        uow.commit()
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Another update"))
+    drain(brt)
+    got = {(d.address, d.broadcast_id): (d.status, d.error_code) for d in h.deliveries(brt)}
+    assert sorted(got.values()) == [("failed", "30005"), ("sent", None), ("sent", None), ("sent", None)]
+    assert set(_early_statuses(brt)) == {"SM" + "f" * 32, "SM" + "e" * 32}
+    purged = privacy.purge(brt.db.uow(), utcnow(), days=30)
+    assert purged.early_statuses == 1 and set(_early_statuses(brt)) == {"SM" + "e" * 32}
+
+
+def test_a_second_early_report_keeps_a_failure_over_a_delivery(brt):
+    sid = "SM" + "a" * 32
+    with brt.db.uow() as uow:
+        for status, code in (("delivered", None), ("undelivered", "30003"), ("delivered", None)):
+            sql.keep_early_status(uow.session, sid, status, code, utcnow())
+        uow.commit()
+    assert _early_statuses(brt) == {sid: "undelivered"}
 
 
 def test_created_broadcast_is_listed_with_counts(brt):

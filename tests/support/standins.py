@@ -133,6 +133,9 @@ class TwilioStandIn(StandIn):
     def __init__(self, latency: float = 0.0):
         super().__init__(latency)
         self.failures: dict[str, TwilioFailure | list[TwilioFailure]] = {}  # To -> failure(s), consumed in order
+        # Called with (sid, form) before a created message is answered, as Twilio may call back about a
+        # message before its answer to the send has reached the sender.
+        self.before_answer: Callable[[str, dict[str, str]], None] | None = None
 
     def fail(self, to: str, *failures: TwilioFailure | None) -> None:
         """Answer messages to ``to`` with these failures in turn (the last one repeats; None = success)."""
@@ -164,6 +167,8 @@ class TwilioStandIn(StandIn):
             return failure.status, {"code": failure.code, "message": failure.message, "status": failure.status,
                                     "more_info": f"https://www.twilio.com/docs/errors/{failure.code}"}, {}
         sid = "SM" + uuid.uuid4().hex
+        if self.before_answer is not None:
+            self.before_answer(sid, f)
         return 201, {
             "sid": sid, "account_sid": account, "to": to, "from": f.get("From"),
             "messaging_service_sid": f.get("MessagingServiceSid"), "body": f.get("Body"), "status": "queued",
