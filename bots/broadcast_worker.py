@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Protocol
 
@@ -327,6 +327,7 @@ class Worker:
             for until, ids in held.items():
                 sql.mark_held(s, ids, until, now)
             sql.mark_sending(s, [r.id for r in send], now, lease_until)
+            send = [replace(r, lease_until=lease_until) for r in send]
             new_ids = {r.broadcast_id for r in send} - self._started
             if new_ids:
                 sql.mark_started(s, new_ids, now)
@@ -435,8 +436,8 @@ class Worker:
 
     def _outcome(self, channel: str, row: sql.Claimed, r: plan.SendResult) -> None:
         now = self.rt.now()
-        out = {"id": row.id, "channel": channel, "status": None, "provider_id": r.provider_id,
-               "error_code": r.error_code, "due_at": None, "attempts_delta": 0}
+        out = {"id": row.id, "lease": row.lease_until, "channel": channel, "status": None,
+               "provider_id": r.provider_id, "error_code": r.error_code, "due_at": None, "attempts_delta": 0}
         effect: tuple = ()
         if r.kind == plan.SENT:
             out["status"] = "sent"
@@ -496,7 +497,8 @@ class Worker:
                 batch, self._buffer = self._buffer, []
                 if await self._db(self._write, batch, pause=False) is _DOWN:
                     # One transaction: nothing of it was written, unless the connection died during
-                    # COMMIT, in which case writing the same outcomes again sets the same statuses.
+                    # COMMIT, in which case writing the same outcomes again changes nothing (each
+                    # applies only to the claim it reports on; see sql.record_outcomes).
                     self._buffer[:0] = batch
                     return False
                 self._unchecked += [o["provider_id"] for o, _ in batch

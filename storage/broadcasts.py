@@ -116,6 +116,7 @@ class Claimed:
     attempts: int
     blocked: bool  # opted out or unreachable since the broadcast was planned
     cancelled: bool = False  # staff cancelled the broadcast since (a retry that came back pending, say)
+    lease_until: datetime | None = None  # set by the claim that marks it `sending`: which claim this is
 
 
 def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
@@ -179,18 +180,20 @@ _T = Delivery.__table__
 
 
 def record_outcomes(session: Session, rows: list[dict], now: datetime) -> None:
-    """Write provider outcomes, a batch at a time (executemany). Each dict: id, status, provider_id,
-    error_code, due_at (for retries), attempts_delta. Only rows still `sending` change, so a status
-    callback that came first, or a lease that ran out, is not overwritten."""
+    """Write provider outcomes, a batch at a time (executemany). Each dict: id, lease (the claim's
+    lease_until), status, provider_id, error_code, due_at (for retries), attempts_delta. Only rows
+    still `sending` under that same claim change: a lease that ran out is not overwritten, and neither
+    is a later claim of a row put back in the queue, when the same outcomes are written again (a
+    COMMIT whose answer was lost: the worker cannot tell it from one that failed)."""
     if not rows:
         return
     stmt = (_T.update()
-            .where(_T.c.id == bindparam("b_id"), _T.c.status == "sending")
+            .where(_T.c.id == bindparam("b_id"), _T.c.status == "sending", _T.c.lease_until == bindparam("b_lease"))
             .values(status=bindparam("b_status"), provider_id=bindparam("b_provider_id"),
                     error_code=bindparam("b_error_code"), due_at=bindparam("b_due_at"),
                     sent_at=bindparam("b_sent_at"), attempts=_T.c.attempts + bindparam("b_attempts_delta"),
                     lease_until=None, updated_at=now))
-    params = [{"b_id": r["id"], "b_status": r["status"], "b_provider_id": r.get("provider_id"),
+    params = [{"b_id": r["id"], "b_lease": r["lease"], "b_status": r["status"], "b_provider_id": r.get("provider_id"),
                "b_error_code": r.get("error_code"), "b_due_at": r["due_at"],
                "b_sent_at": now if r["status"] == "sent" else None, "b_attempts_delta": r.get("attempts_delta", 0)}
               for r in rows]

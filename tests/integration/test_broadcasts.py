@@ -333,6 +333,39 @@ def test_a_second_early_report_keeps_a_failure_over_a_delivery(brt):
     assert _early_statuses(brt) == {sid: "undelivered"}
 
 
+def test_outcomes_written_again_leave_a_later_claim_of_the_same_row_alone(brt):
+    """A worker whose COMMIT of outcomes lost its answer cannot tell it from a COMMIT that failed, and
+    writes the same outcomes again. A row they put back in the queue may have been claimed again
+    meanwhile: the second write must not put it back once more (it would be sent twice: the new
+    claim's outcome would find it no longer `sending`) nor take another attempt off it."""
+    h.add_signer(brt, "+13125550001")
+    broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    (d,) = h.deliveries(brt)
+    t0 = utcnow()
+    first, second = t0 + timedelta(seconds=120), t0 + timedelta(seconds=125)
+
+    def claim(lease):
+        with brt.db.uow() as uow:
+            sql.mark_sending(uow.session, [d.id], t0, lease)
+            uow.commit()
+
+    def write(*outcomes):
+        with brt.db.uow() as uow:
+            sql.record_outcomes(uow.session, list(outcomes), t0)
+            uow.commit()
+
+    claim(first)
+    requeued = {"id": d.id, "lease": first, "status": "pending", "due_at": t0, "attempts_delta": -1}  # a 429
+    write(requeued)
+    assert h.deliveries(brt)[0].status == "pending"
+    claim(second)
+    write(requeued)  # again
+    (d,) = h.deliveries(brt)
+    assert (d.status, d.attempts, d.lease_until) == ("sending", 1, second)
+    write({"id": d.id, "lease": second, "status": "sent", "provider_id": "SM" + "1" * 32, "due_at": t0})
+    assert h.deliveries(brt)[0].status == "sent"
+
+
 def test_created_broadcast_is_listed_with_counts(brt):
     h.add_signer(brt, "+13125550001")
     b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update", created_by="ana@example.org"))
