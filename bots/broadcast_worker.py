@@ -110,7 +110,7 @@ class Worker:
         self._calls = 0  # calls started
         self._pace_mark: tuple[float, int] | None = None
         self._buffer: list[tuple[dict, tuple]] = []
-        self._unchecked: list[str] = []  # SIDs written whose early status callbacks are still to be looked up
+        self._unswept = False  # SMS SIDs were written since kept early status callbacks were last looked at
         self._templates: dict[int, Broadcast] = {}
         self._templates_lock = threading.Lock()
         self._flush_lock = asyncio.Lock()
@@ -280,7 +280,7 @@ class Worker:
         with self.rt.db.uow() as uow:
             now = self.rt.now()
             n = sql.reap_expired(uow.session, now)
-            sql.apply_early_statuses(uow.session, None, now)
+            sql.apply_early_statuses(uow.session, now)
             uow.commit()
             return n
 
@@ -501,15 +501,13 @@ class Worker:
                     # applies only to the claim it reports on; see sql.record_outcomes).
                     self._buffer[:0] = batch
                     return False
-                self._unchecked += [o["provider_id"] for o, _ in batch
-                                    if o["channel"] == "sms" and o["status"] == "sent" and o["provider_id"]]
-            if self._unchecked:
-                # After the commit above: a callback that kept its status before it looks here; one that
-                # keeps it later finds the SID itself (bots.broadcasts.record_status).
-                sids, self._unchecked = self._unchecked, []
-                if await self._db(self._apply_early, sids, pause=False) is _DOWN:
-                    self._unchecked[:0] = sids
+                self._unswept |= any(o["channel"] == "sms" and o["status"] == "sent" for o, _ in batch)
+            if self._unswept:
+                # After the commit above: a callback that kept its status before it is applied here;
+                # one that keeps it later finds the SID itself (bots.broadcasts.record_status).
+                if await self._db(self._apply_early, pause=False) is _DOWN:
                     return False
+                self._unswept = False
             return True
 
     async def _last_flush(self) -> None:
@@ -525,9 +523,9 @@ class Worker:
                 return
             await asyncio.sleep(self.db_retry)
 
-    def _apply_early(self, sids: list[str]) -> None:
+    def _apply_early(self) -> None:
         with self.rt.db.uow() as uow:
-            sql.apply_early_statuses(uow.session, sids, self.rt.now())
+            sql.apply_early_statuses(uow.session, self.rt.now())
             uow.commit()
 
     def _write(self, batch: list[tuple[dict, tuple]]) -> None:

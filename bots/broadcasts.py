@@ -290,7 +290,7 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
         # after the lookup above but before the kept status was committed, it did not see it: apply
         # it here. One of the two always sees the other (both look after their own commit).
         with uow:
-            if sql.apply_early_statuses(uow.session, [message_sid], now):
+            if sql.apply_early_statuses(uow.session, now, message_sid):
                 new = sql.delivery_by_provider_id(uow.session, message_sid).status
             uow.commit()
     return new

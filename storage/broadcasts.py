@@ -281,25 +281,20 @@ def keep_early_status(session: Session, provider_id: str, status: str, error_cod
         where=EarlyStatus.status.in_(sorted(FINAL_OK))))
 
 
-def apply_early_statuses(session: Session, provider_ids: Iterable[str] | None, now: datetime) -> int:
-    """Apply and drop the kept early statuses of these SIDs (None: of every SID kept) whose deliveries
-    now carry them: the worker's, after writing what it sent and in its periodic sweep; a status
-    callback's, after keeping one. How many deliveries moved."""
-    if provider_ids is None:
-        chunks = [None]
-    else:
-        ids = sorted({p for p in provider_ids if p})
-        chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
+def apply_early_statuses(session: Session, now: datetime, provider_id: str | None = None) -> int:
+    """Apply and drop the kept early statuses (or the one of ``provider_id``) whose deliveries now
+    carry their SID: the worker's, after writing the SIDs it sent and in its periodic sweep; a status
+    callback's, after keeping one. One join on the SID index, however many are kept for messages no
+    delivery will claim. How many deliveries moved."""
+    q = (select(EarlyStatus, Delivery)
+         .join(Delivery, and_(Delivery.provider_id == EarlyStatus.provider_id, Delivery.provider_id.is_not(None)))
+         .with_for_update())
+    if provider_id is not None:
+        q = q.where(EarlyStatus.provider_id == provider_id)
     moved = 0
-    for chunk in chunks:
-        q = select(EarlyStatus).with_for_update()
-        early = session.scalars(q if chunk is None else q.where(EarlyStatus.provider_id.in_(chunk))).all()
-        for e in early:
-            d = delivery_by_provider_id(session, e.provider_id)
-            if d is None:
-                continue
-            moved += move_delivery(d, e.status, e.error_code, now) is not None
-            session.delete(e)
+    for e, d in session.execute(q).all():
+        moved += move_delivery(d, e.status, e.error_code, now) is not None
+        session.delete(e)
     session.flush()
     return moved
 
