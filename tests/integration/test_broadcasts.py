@@ -122,7 +122,7 @@ def test_5xx_is_retried_with_backoff_then_sent(brt, twilio):
     broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
     stats = drain(brt)
     assert stats["retried"] == 1 and stats["sent"] == 1
-    times = [r.at for r in twilio.requests]
+    times = [r.arrived for r in twilio.requests]
     assert len(times) == 2 and times[1] - times[0] >= 0.9  # the first backoff is one second
     (d,) = h.deliveries(brt)
     assert (d.status, d.attempts) == ("sent", 2)
@@ -164,7 +164,7 @@ def test_telegram_429_pauses_the_channel_then_retries_the_same_delivery(brt, tel
     assert len(to_1001) == 2 and to_1001[1] - to_1001[0] >= 1.0
     # While paused, the channel sent nothing else (calls already on the wire excepted).
     during = [r for r in telegram.requests if r.path.endswith("/sendMessage")
-              and to_1001[0] + 0.2 < r.at < to_1001[0] + 0.95]
+              and to_1001[0] + 0.2 < r.arrived < to_1001[0] + 0.95]
     assert during == []
     assert sorted(int(c["chat_id"]) for c in telegram.sent) == sorted([1001] + list(range(1001, 1021)))
 

@@ -63,12 +63,12 @@ def status_of(rt, broadcast_id: int | None = None) -> dict[str, int]:
 
 
 def telegram_sends(standin) -> list[tuple[str, float]]:
-    """(chat_id, arrival time) of every sendMessage the Telegram stand-in got."""
+    """(chat_id, arrival time: Recorded.arrived) of every sendMessage the Telegram stand-in got."""
     out = []
     for r in standin.requests:
         if r.path.endswith("/sendMessage"):
             params = r.json if r.json is not None else {k: v[0] for k, v in r.form.items()}
-            out.append((str(params.get("chat_id")), r.at))
+            out.append((str(params.get("chat_id")), r.arrived))
     return out
 
 

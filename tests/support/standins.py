@@ -9,7 +9,10 @@ Each records every request it gets and can be told, per recipient, to fail the w
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -25,13 +28,51 @@ class Recorded:
     path: str
     form: dict[str, list[str]]
     json: Any
-    at: float
+    at: float  # time.monotonic() when the stand-in handled it
+    # When the request reached this machine: the kernel's receive time of its first bytes (wall clock),
+    # or, where the kernel gives none, time.time() when it was handled. A provider counts requests as
+    # they arrive; on a starved test machine the stand-in's threads can be 150 ms late handling them,
+    # and those requests would look bunched.
+    arrived: float = 0.0
+
+
+# Linux: SO_TIMESTAMPNS (the same number as its control message), not in Python's socket module.
+_SO_TIMESTAMPNS = 35
+
+
+def _kernel_timestamps(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+
+
+def _arrival(sock: socket.socket) -> float | None:
+    """Wait for the next request's first bytes, without reading them, and return the kernel's receive
+    time of them (None where there is none). The clients here send a request only once the previous
+    one is answered (no pipelining), so nothing of it waits in the handler's buffer meanwhile."""
+    try:
+        data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+    except OSError:
+        return None
+    for level, kind, payload in ancillary:
+        if data and level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", payload[:16])
+            return seconds + nanoseconds / 1e9
+    return None
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
+
+    def server_bind(self):
+        super().server_bind()
+        _kernel_timestamps(self.socket)  # switches the kernel's receive timestamps on from the start
+
+    def get_request(self):
+        conn, addr = super().get_request()
+        _kernel_timestamps(conn)
+        return conn, addr
 
 
 class StandIn(abc.ABC):
@@ -81,6 +122,10 @@ class StandIn(abc.ABC):
             def log_message(self, *args):  # quiet
                 pass
 
+            def handle_one_request(self):
+                self._arrived = _arrival(self.connection)
+                super().handle_one_request()
+
             def _serve(self, method: str):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -94,7 +139,8 @@ class StandIn(abc.ABC):
                 if parsed.query:
                     for k, v in parse_qs(parsed.query, keep_blank_values=True).items():
                         form.setdefault(k, v)
-                standin.record(Recorded(method, parsed.path, form, body, time.monotonic()))
+                standin.record(Recorded(method, parsed.path, form, body, time.monotonic(),
+                                        self._arrived or time.time()))
                 if standin.latency:
                     time.sleep(standin.latency)
                 status, payload, headers = standin.handle(method, parsed.path, form, body)
