@@ -196,9 +196,6 @@ class Worker:
             if result is _DOWN:
                 continue
             claimed, wait = result
-            # Whatever the claim returned, the channel's throttle row exists and is committed (its
-            # insert is only left out of claims once a claim has returned, not after one that failed).
-            self._throttle_made.add(channel)
             # Slots start this far ahead of the claim, so committing it does not make them late.
             # Up at once on a slow claim, down slowly: a block whose claim outran the lead is all late.
             self._lead[channel] = min(0.5, max(0.95 * self._lead[channel], 2 * (time.time() - began)))
@@ -290,17 +287,16 @@ class Worker:
 
     def _claim(self, channel: str, limit: int, interval: float):
         """Claim up to ``limit`` due rows: skip the blocked, hold the quiet, reserve rate slots for the
-        rest and mark them `sending`, all in one commit. Returns ([(row, slot)], wait_seconds)."""
+        rest and mark them `sending`, all in one commit. Returns ([(row, slot)], wait_seconds).
+
+        The channel's throttle row, which every worker's claims queue on, is locked last, for the
+        slots, the rows' leases and the commit only: the rows themselves are claimed before it (workers
+        skip each other's), so two workers do not hold each other up for the whole claim."""
         now = self.rt.now()
         quiet = self.rt.settings.quiet_hours
         with self.rt.db.uow() as uow:
             s = uow.session
-            throttle = sql.lock_throttle(s, channel, create=channel not in self._throttle_made)
-            # After the lock (waiting for it must not put our slots in the past), plus the time the
-            # commit and the hand-over to the event loop take, and not before this worker has started
-            # the calls it claimed already.
-            t = max(time.time() + self._lead[channel], self._free_at[channel])
-            ahead = max(throttle.next_slot, throttle.paused_until) - t
+            ahead = self._ahead(sql.peek_throttle(s, channel), channel)
             if ahead > self.o.horizon:  # other workers hold the next second of slots already
                 uow.rollback()
                 return [], ahead - self.o.horizon
@@ -320,23 +316,47 @@ class Worker:
                     held[until].append(r.id)
                 else:
                     send.append(r)
-            start = sql.reserve_slots(throttle, len(send), interval, t) if send else t
-            lease_until = now + timedelta(seconds=(start - t) + len(send) * interval + self.o.lease)
             sql.mark_skipped(s, blocked, now, "opted_out")
             sql.mark_skipped(s, cancelled, now, "cancelled")
             for until, ids in held.items():
                 sql.mark_held(s, ids, until, now)
-            sql.mark_sending(s, [r.id for r in send], now, lease_until)
-            send = [replace(r, lease_until=lease_until) for r in send]
-            new_ids = {r.broadcast_id for r in send} - self._started
-            if new_ids:
-                sql.mark_started(s, new_ids, now)
             self._load_templates(s, {r.broadcast_id for r in send})
+            start = 0.0
+            if send:
+                throttle = sql.lock_throttle(s, channel, create=channel not in self._throttle_made)
+                # After the lock (waiting for it must not put our slots in the past), plus the time the
+                # commit and the hand-over to the event loop take, and not before this worker has
+                # started the calls it claimed already.
+                t = max(time.time() + self._lead[channel], self._free_at[channel])
+                ahead = self._ahead(throttle, channel, t)
+                if ahead > self.o.horizon:  # taken meanwhile by other workers: the rows stay due
+                    uow.rollback()
+                    return [], ahead - self.o.horizon
+                start = sql.reserve_slots(throttle, len(send), interval, t)
+                lease_until = now + timedelta(seconds=(start - t) + len(send) * interval + self.o.lease)
+                sql.mark_sending(s, [r.id for r in send], now, lease_until)
+                send = [replace(r, lease_until=lease_until) for r in send]
+                new_ids = {r.broadcast_id for r in send} - self._started
+                if new_ids:
+                    sql.mark_started(s, new_ids, now)
             uow.commit()
+        if send:
+            # The throttle row exists and is committed now: later claims need not insert it (after a
+            # claim that failed before its commit, they still do).
+            self._throttle_made.add(channel)
         self._started |= {r.broadcast_id for r in send}
         self.stats.add("skipped", len(blocked) + len(cancelled))
         self.stats.add("held", sum(len(v) for v in held.values()))
         return [(r, start + i * interval) for i, r in enumerate(send)], 0.0
+
+    def _ahead(self, throttle: sql.ThrottleState | None, channel: str, at: float | None = None) -> float:
+        """How far past ``at`` (by default, when this worker's next slots could start) the channel's
+        slots are taken already, or paused."""
+        if throttle is None:
+            return 0.0
+        if at is None:
+            at = max(time.time() + self._lead[channel], self._free_at[channel])
+        return max(throttle.next_slot, throttle.paused_until) - at
 
     def _load_templates(self, session, ids: set[int]) -> None:
         with self._templates_lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
@@ -320,6 +320,17 @@ def lock_throttle(session: Session, channel: str, create: bool = True) -> SendTh
                         .on_conflict_do_nothing(index_elements=["channel"]))
     return session.scalars(select(SendThrottle).where(SendThrottle.channel == channel).with_for_update()
                            .execution_options(populate_existing=True)).one()
+
+
+class ThrottleState(Protocol):
+    next_slot: float
+    paused_until: float
+
+
+def peek_throttle(session: Session, channel: str) -> ThrottleState | None:
+    """The channel's throttle row as it stands, without locking it (None before the first claim)."""
+    return session.execute(select(SendThrottle.next_slot, SendThrottle.paused_until)
+                           .where(SendThrottle.channel == channel)).one_or_none()
 
 
 def reserve_slots(throttle: SendThrottle, count: int, interval: float, at: float) -> float:
