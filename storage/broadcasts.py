@@ -188,13 +188,14 @@ def record_outcomes(session: Session, rows: list[dict], now: datetime) -> None:
     if not rows:
         return
     stmt = (_T.update()
-            .where(_T.c.id == bindparam("b_id"), _T.c.status == "sending", _T.c.lease_until == bindparam("b_lease"))
+            .where(_T.c.id == bindparam("b_id"), _T.c.status == "sending",
+                   _T.c.lease_until == bindparam("b_lease"))
             .values(status=bindparam("b_status"), provider_id=bindparam("b_provider_id"),
                     error_code=bindparam("b_error_code"), due_at=bindparam("b_due_at"),
                     sent_at=bindparam("b_sent_at"), attempts=_T.c.attempts + bindparam("b_attempts_delta"),
                     lease_until=None, updated_at=now))
-    params = [{"b_id": r["id"], "b_lease": r["lease"], "b_status": r["status"], "b_provider_id": r.get("provider_id"),
-               "b_error_code": r.get("error_code"), "b_due_at": r["due_at"],
+    params = [{"b_id": r["id"], "b_lease": r["lease"], "b_status": r["status"],
+               "b_provider_id": r.get("provider_id"), "b_error_code": r.get("error_code"), "b_due_at": r["due_at"],
                "b_sent_at": now if r["status"] == "sent" else None, "b_attempts_delta": r.get("attempts_delta", 0)}
               for r in rows]
     session.connection().execute(stmt, params)

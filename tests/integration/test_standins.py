@@ -47,3 +47,28 @@ def test_telegram_bot_sends_through_standin():
 
         asyncio.run(go())
         assert [str(c["chat_id"]) for c in standin.sent] == ["42", "43", "44"]
+
+
+def test_a_request_counts_from_when_it_reached_the_machine_not_when_the_standin_got_to_it():
+    """Rate tests count requests at the kernel's receive time (Recorded.arrived): a stand-in thread
+    that gets to a request late, as on a starved machine, must not move it."""
+    import socket
+    import time
+
+    from tests.support import standins
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        standins._kernel_timestamps(server)
+        client = socket.create_connection(server.getsockname())
+        conn, _ = server.accept()
+        with client, conn:
+            standins._kernel_timestamps(conn)
+            client.sendall(b"x")  # the kernel switches its timestamps on shortly after they are first asked for
+            time.sleep(0.05)
+            assert conn.recv(1) == b"x"
+            sent = time.time()
+            client.sendall(b"POST / HTTP/1.1\r\n\r\n")
+            time.sleep(0.3)  # the stand-in's thread is busy elsewhere
+            arrived = standins._arrival(conn)
+            assert arrived is not None and abs(arrived - sent) < 0.1, (arrived, sent)
+            assert conn.recv(100).startswith(b"POST /")  # only looked at: the handler still reads it all
