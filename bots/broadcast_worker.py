@@ -296,7 +296,7 @@ class Worker:
         quiet = self.rt.settings.quiet_hours
         with self.rt.db.uow() as uow:
             s = uow.session
-            ahead = self._ahead(sql.peek_throttle(s, channel), channel)
+            ahead = self._ahead(sql.peek_throttle(s, channel), self._earliest_slot(channel))
             if ahead > self.o.horizon:  # other workers hold the next second of slots already
                 uow.rollback()
                 return [], ahead - self.o.horizon
@@ -324,11 +324,8 @@ class Worker:
             start = 0.0
             if send:
                 throttle = sql.lock_throttle(s, channel, create=channel not in self._throttle_made)
-                # After the lock (waiting for it must not put our slots in the past), plus the time the
-                # commit and the hand-over to the event loop take, and not before this worker has
-                # started the calls it claimed already.
-                t = max(time.time() + self._lead[channel], self._free_at[channel])
-                ahead = self._ahead(throttle, channel, t)
+                t = self._earliest_slot(channel)  # after the lock: waiting for it must not make slots late
+                ahead = self._ahead(throttle, t)
                 if ahead > self.o.horizon:  # taken meanwhile by other workers: the rows stay due
                     uow.rollback()
                     return [], ahead - self.o.horizon
@@ -349,13 +346,17 @@ class Worker:
         self.stats.add("held", sum(len(v) for v in held.values()))
         return [(r, start + i * interval) for i, r in enumerate(send)], 0.0
 
-    def _ahead(self, throttle: sql.ThrottleState | None, channel: str, at: float | None = None) -> float:
-        """How far past ``at`` (by default, when this worker's next slots could start) the channel's
-        slots are taken already, or paused."""
+    def _earliest_slot(self, channel: str) -> float:
+        """The earliest this worker's next slots may start: after the time a claim's commit and the
+        hand-over to the event loop take (the lead), and not before it has started the calls it has
+        claimed already."""
+        return max(time.time() + self._lead[channel], self._free_at[channel])
+
+    @staticmethod
+    def _ahead(throttle: sql.ThrottleState | None, at: float) -> float:
+        """How far past ``at`` the channel's slots are taken already, or paused."""
         if throttle is None:
             return 0.0
-        if at is None:
-            at = max(time.time() + self._lead[channel], self._free_at[channel])
         return max(throttle.next_slot, throttle.paused_until) - at
 
     def _load_templates(self, session, ids: set[int]) -> None:
@@ -387,7 +388,7 @@ class Worker:
         with self.rt.db.uow() as uow:
             throttle = sql.lock_throttle(uow.session, channel)
             start = sql.reserve_slots(throttle, count, (1.0 + self.o.headroom) / self.rate(channel),
-                                      max(time.time() + self._lead[channel], self._free_at[channel]))
+                                      self._earliest_slot(channel))
             uow.commit()
             return start
 
