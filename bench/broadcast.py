@@ -157,14 +157,14 @@ def client_only(standin_url: str, n: int, concurrency: int = 1000) -> float:
     stand-in: the most one Python process can do on this machine."""
     import asyncio
 
-    from bots.channels.sms_send import SmsSender
+    from bots.channels.sms import SMS
     from config.settings import Settings
 
     settings = Settings(twilio_account_sid="AC" + "0" * 32, twilio_auth_token="bench-token",
                         twilio_messaging_service_sid="MG" + "1" * 32, twilio_api_url=standin_url)
 
     async def go() -> float:
-        async with SmsSender(settings, concurrency) as sender:
+        async with SMS.sender(settings, concurrency) as sender:
             sem = asyncio.Semaphore(concurrency)
 
             async def one(i: int):

@@ -7,9 +7,8 @@ what the database costs can be told apart from the rest."""
 
 from __future__ import annotations
 
-from bots import service
+from bots import channels, service
 from bots.engine import State
-from bots.render import render
 
 _states: dict[tuple[str, str], State] = {}
 
@@ -18,7 +17,7 @@ def handle_inbound(uow, inbound, engine, now, **_options) -> service.Outcome:
     key = (inbound.channel, inbound.address)
     result = engine.step(_states.get(key) or State(), inbound)
     _states[key] = result.state
-    messages = render(result.replies, result.state.language, inbound.channel, engine.catalog)
+    messages = channels.get(inbound.channel).render(result.replies, result.state.language, engine.catalog)
     return service.Outcome(messages, result.state.language)
 
 

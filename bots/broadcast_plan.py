@@ -13,12 +13,9 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from config import gsm
 from config.settings import QuietHours
 
 PLACEHOLDERS = ("name", "first_name")
-TELEGRAM_LIMIT = 4096
-SMS_MAX_SEGMENTS = 10  # Twilio refuses bodies over 1600 characters; ten segments is already a lot
 SAMPLE_NAME = "Guadalupe Hernandez"  # a typical full name, for the segment estimate before sending
 # A number whose ZIP and area code give no time zone is held unless BOTH coasts are awake.
 FALLBACK_ZONES = ("America/New_York", "America/Los_Angeles")
@@ -56,17 +53,12 @@ def personalise(template: str, name: str) -> str:
     return template.format(name=name or "friend", first_name=first_name(name) or "friend")
 
 
-def render_sms(template: str, name: str, stop_notice: str | None) -> str:
-    """The SMS body: placeholders filled, the STOP notice appended when missing, folded to GSM-7."""
+def with_stop_notice(template: str, name: str, stop_notice: str | None) -> str:
+    """Placeholders filled, and the STOP notice appended when the text does not say STOP already."""
     text = personalise(template, name)
     if stop_notice and not _STOP.search(text):
         text = f"{text.rstrip()} {stop_notice}"
-    return gsm.to_gsm(text)
-
-
-def render_telegram(template: str, name: str) -> str:
-    """Telegram text: sent without parse_mode, so a name arrives exactly as typed."""
-    return personalise(template, name)
+    return text
 
 
 @dataclass(frozen=True)
@@ -74,24 +66,9 @@ class TextCheck:
     language: str
     channel: str
     sample: str  # rendered for SAMPLE_NAME
-    encoding: str  # GSM-7 | UCS-2 (SMS); "text" for Telegram
-    segments: int  # SMS segments for the sample (1 for Telegram)
+    encoding: str  # GSM-7 | UCS-2 for segmented channels (SMS); "text" otherwise
+    segments: int  # segments for the sample (1 where a channel does not count them)
     characters: int
-
-
-def check_text(template: str, language: str, channel: str, stop_notice: str | None) -> TextCheck:
-    if channel == "sms":
-        sample = render_sms(template, SAMPLE_NAME, stop_notice)
-        enc, n = gsm.segments(sample)
-        if n > SMS_MAX_SEGMENTS:
-            raise BroadcastError(f"the {language} SMS takes {n} segments ({len(sample)} characters); "
-                                 f"the most is {SMS_MAX_SEGMENTS}")
-        return TextCheck(language, channel, sample, enc, n, len(sample))
-    sample = render_telegram(template, SAMPLE_NAME)
-    if len(sample) > TELEGRAM_LIMIT - 200:  # leave room for a long name
-        raise BroadcastError(f"the {language} Telegram text has {len(sample)} characters; the most is "
-                             f"{TELEGRAM_LIMIT - 200}")
-    return TextCheck(language, channel, sample, "text", 1, len(sample))
 
 
 # --- quiet hours ---------------------------------------------------------------------------------
@@ -161,3 +138,4 @@ class SendResult:
     provider_id: str | None = None
     error_code: str | None = None
     retry_after: float | None = None  # PAUSE: seconds the whole channel waits
+    cause: str | None = None  # OPTED_OUT: the consent event's cause ("twilio:21610")

@@ -31,9 +31,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable
 
 from bots import broadcast_plan as plan
+from bots import channels
+from bots.channels import Sender
 from bots.broadcasts import stop_notice, template_for
 from bots.runtime import Runtime
 from storage import broadcasts as sql
@@ -43,16 +45,6 @@ from storage.uow import unavailable
 log = logging.getLogger("firma.worker")
 
 _DOWN = object()  # what Worker._db returns while the database is unavailable
-
-
-class Sender(Protocol):
-    channel: str
-
-    async def __aenter__(self) -> "Sender": ...
-
-    async def __aexit__(self, *exc) -> None: ...
-
-    async def send(self, to: str, body: str) -> plan.SendResult: ...
 
 
 @dataclass
@@ -120,8 +112,7 @@ class Worker:
         self.last_write_patience = 20.0  # seconds a stopping worker waits for it to write what is left
 
     def rate(self, channel: str) -> float:
-        s = self.rt.settings
-        return s.sms_rate if channel == "sms" else s.telegram_rate
+        return channels.get(channel).rate(self.rt.settings)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -294,6 +285,7 @@ class Worker:
         skip each other's), so two workers do not hold each other up for the whole claim."""
         now = self.rt.now()
         quiet = self.rt.settings.quiet_hours
+        keeps_quiet_hours = channels.get(channel).quiet_hours
         with self.rt.db.uow() as uow:
             s = uow.session
             ahead = self._ahead(sql.peek_throttle(s, channel), self._earliest_slot(channel))
@@ -311,7 +303,7 @@ class Worker:
             for r in rows:
                 if r.blocked or r.cancelled:
                     continue
-                until = plan.quiet_until(r.timezone, now, quiet) if channel == "sms" else None
+                until = plan.quiet_until(r.timezone, now, quiet) if keeps_quiet_hours else None
                 if until is not None:
                     held[until].append(r.id)
                 else:
@@ -380,9 +372,8 @@ class Worker:
         b = self._templates[row.broadcast_id]
         lang = row.language if row.language in self.rt.catalog.languages else "en"
         template, text_lang = template_for(b, lang)
-        if channel == "sms":
-            return plan.render_sms(template, row.name, stop_notice(self.rt.catalog, b.campaign, text_lang))
-        return plan.render_telegram(template, row.name)
+        return channels.get(channel).broadcast_text(template, row.name,
+                                                    stop_notice(self.rt.catalog, b.campaign, text_lang))
 
     def _reserve(self, channel: str, count: int) -> float:
         with self.rt.db.uow() as uow:
@@ -466,7 +457,8 @@ class Worker:
             out["status"] = "failed" if r.kind == plan.FAILED else "unknown"
         elif r.kind == plan.OPTED_OUT:
             out["status"] = "failed"
-            effect = ("opt_out", row.member_id, channel, self._templates[row.broadcast_id].campaign)
+            effect = ("opt_out", row.member_id, channel, self._templates[row.broadcast_id].campaign,
+                      r.cause or f"{channel}:{r.error_code}")
             self.stats.add("opted_out")
         elif r.kind == plan.UNREACHABLE:
             out["status"] = "failed"
@@ -522,7 +514,8 @@ class Worker:
                     # applies only to the claim it reports on; see sql.record_outcomes).
                     self._buffer[:0] = batch
                     return False
-                self._unswept |= any(o["channel"] == "sms" and o["status"] == "sent" for o, _ in batch)
+                self._unswept |= any(o["status"] == "sent" and channels.get(o["channel"]).status_callbacks
+                                     for o, _ in batch)
             if self._unswept:
                 # After the commit above: a callback that kept its status before it is applied here;
                 # one that keeps it later finds the SID itself (bots.broadcasts.record_status).
@@ -559,7 +552,7 @@ class Worker:
             sql.record_outcomes(s, [o for o, _ in batch], now)
             for _, e in batch:
                 if e and e[0] == "opt_out":
-                    sql.opt_out_member(s, e[1], e[2], "twilio:21610", now, e[3])
+                    sql.opt_out_member(s, e[1], e[2], e[4], now, e[3])
                 elif e and e[0] == "unreachable":
                     sql.mark_unreachable(s, e[1], now)
             uow.commit()
@@ -567,21 +560,19 @@ class Worker:
 
 # --- entry points for the CLI and the staff console ---------------------------------------------
 
-def make_senders(rt: Runtime, channels: tuple[str, ...] = ("sms", "telegram"), concurrency: int = 500,
+def make_senders(rt: Runtime, names: tuple[str, ...] | None = None, concurrency: int = 500,
                  required: bool = False) -> dict[str, Sender]:
-    """A sender per configured channel. Unconfigured channels are left out (their rows wait), or,
-    with ``required``, reported as an error naming the missing settings."""
-    from bots.channels import sms_send, telegram_send
-
+    """A sender per configured channel (all of them, or those ``names``). Unconfigured channels are
+    left out (their rows wait), or, with ``required``, reported as an error naming the missing
+    settings."""
     senders: dict[str, Sender] = {}
     problems = []
-    for ch in channels:
+    for channel in channels.channels():
+        if names is not None and channel.name not in names:
+            continue
         try:
-            if ch == "sms":
-                senders[ch] = sms_send.SmsSender(rt.settings, concurrency)
-            elif ch == "telegram":
-                senders[ch] = telegram_send.TelegramSender(rt.settings, concurrency)
-        except (sms_send.NotConfigured, telegram_send.NotConfigured) as exc:
+            senders[channel.name] = channel.sender(rt.settings, concurrency)
+        except channels.NotConfigured as exc:
             problems.append(str(exc))
     if required and problems:
         raise plan.BroadcastError("; ".join(problems))

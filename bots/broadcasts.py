@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bots import broadcast_plan as plan
+from bots import channels
 from bots.broadcast_plan import BroadcastError
 from bots.runtime import Runtime
 from config.campaigns import Catalog
 from storage import broadcasts as sql
+from storage import staff_queries as staff_q
 from storage.models import Broadcast
 from storage.uow import UnitOfWork
 
 __all__ = ["BroadcastError", "BroadcastRequest", "Preview", "preview", "create_broadcast", "progress",
            "list_broadcasts", "record_status", "stop_notice"]
 
-CHANNELS = ("all", "sms", "telegram")
+ALL = "all"  # a broadcast's channel filter: every channel, or one channel's name
 _STATE = re.compile(r"[A-Z]{2}")
 _ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
 
@@ -45,8 +47,9 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
     """The request with its texts and filters checked and normalised; BroadcastError says what is wrong."""
     if req.campaign not in catalog.campaigns:
         raise BroadcastError(f"no campaign {req.campaign!r}; campaigns: {', '.join(catalog.campaigns)}")
-    if req.channel not in CHANNELS:
-        raise BroadcastError(f"channel must be one of {', '.join(CHANNELS)}, not {req.channel!r}")
+    choices = (ALL, *channels.names())
+    if req.channel not in choices:
+        raise BroadcastError(f"channel must be one of {', '.join(choices)}, not {req.channel!r}")
     state = (req.state or "").strip().upper() or None
     if state and not _STATE.fullmatch(state):
         raise BroadcastError(f"state must be a two-letter code like CA, not {req.state!r}")
@@ -61,9 +64,15 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
 
 
 def stop_notice(catalog: Catalog, campaign: str, language: str) -> str | None:
+    """The "Reply STOP to opt out." a campaign's broadcasts carry (channels that need it add it)."""
     if not catalog.campaigns[campaign].broadcast_stop_notice:
         return None
-    return catalog.template("broadcast_stop_notice", language if language in catalog.languages else "en", "sms")
+    return catalog.template("broadcast_stop_notice", language if language in catalog.languages else "en")
+
+
+def targets(req_or_broadcast) -> list[channels.Channel]:
+    """The channels a broadcast reaches (its filter: all, or one)."""
+    return [c for c in channels.channels() if req_or_broadcast.channel in (ALL, c.name)]
 
 
 def template_for(broadcast_or_req, language: str) -> tuple[str, str]:
@@ -80,7 +89,7 @@ class Preview:
     recipients: dict[str, int]  # channel -> recipients
     by_language: dict[tuple[str, str], int]  # (channel, language) -> recipients
     texts: list[plan.TextCheck]
-    sms_segments: int  # estimated total SMS segments (segments of the sample text x recipients)
+    segments: int  # estimated segments in all on segmented channels (the sample's segments x recipients)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -97,15 +106,13 @@ def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
     for (ch, _lang), n in counts.items():
         recipients[ch] = recipients.get(ch, 0) + n
     texts, segments, warnings = [], 0, []
-    for ch in ("sms", "telegram"):
-        if req.channel not in ("all", ch):
-            continue
+    for channel in targets(req):
         for lang in rt.catalog.languages:
             template, text_lang = template_for(req, lang)
-            check = plan.check_text(template, lang, ch, stop_notice(rt.catalog, req.campaign, text_lang))
+            check = channel.check_broadcast(template, lang, stop_notice(rt.catalog, req.campaign, text_lang))
             texts.append(check)
-            if ch == "sms":
-                segments += check.segments * counts.get((ch, lang), 0)
+            if channel.segmented:
+                segments += check.segments * counts.get((channel.name, lang), 0)
     spanish = sum(n for (ch, lang), n in counts.items() if lang == "es")
     if spanish and not req.message_es:
         warnings.append(f"{spanish} Spanish-speaking recipients will get the English text (no --message-es)")
@@ -133,10 +140,9 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
     nothing: the unique token makes the second writer wait for the first and then find its row."""
     req = validate(req, rt.catalog)
     for lang in rt.catalog.languages:  # refuse texts that cannot be sent before writing anything
-        for ch in ("sms", "telegram"):
-            if req.channel in ("all", ch):
-                template, text_lang = template_for(req, lang)
-                plan.check_text(template, lang, ch, stop_notice(rt.catalog, req.campaign, text_lang))
+        for channel in targets(req):
+            template, text_lang = template_for(req, lang)
+            channel.check_broadcast(template, lang, stop_notice(rt.catalog, req.campaign, text_lang))
     now = rt.now()
     with rt.db.uow() as uow:
         s = uow.session
@@ -155,17 +161,19 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
                 raise
             return Created(sent.id, sent.recipients, 0, None, repeated=True)
         b.recipients = sql.materialise(s, b, req.filters(), now)
-        for ac in sql.area_codes_without_zone(s, b.id):
+        phones = [c.name for c in channels.channels() if c.phone_numbers]
+        for ac in sql.area_codes_without_zone(s, b.id, phones):
             zone = rt.zips.timezone_for_area_code(ac)
             if zone:
-                sql.set_zone_for_area_code(s, b.id, ac, zone)
-        zones = sql.sms_zones(s, b.id)
+                sql.set_zone_for_area_code(s, b.id, ac, zone, phones)
+        quiet = [c.name for c in channels.channels() if c.quiet_hours]
+        zones = sql.zones(s, b.id, quiet)
         b.timezones = "\n".join(sorted(z or "" for z in zones))
         held, until = 0, None
         for zone in zones:
             opens = plan.quiet_until(zone, now, rt.settings.quiet_hours)
             if opens is not None:
-                n = sql.hold_zone(s, b.id, zone, opens)
+                n = sql.hold_zone(s, b.id, zone, opens, quiet)
                 if n:
                     held += n
                     until = opens if until is None else min(until, opens)
@@ -215,6 +223,29 @@ def sent_with_token(rt: Runtime, send_token: str) -> int | None:
         return b.id if b is not None else None
 
 
+def last_worker_send(rt: Runtime) -> datetime | None:
+    """When a broadcast worker last sent (its latest reserved send slot), or None if none ever did.
+    Workers keep no heartbeat, so an idle worker leaves no trace: this says when one last worked."""
+    with rt.db.reader() as uow:
+        slot = staff_q.last_send_slot(uow.session)
+    return datetime.fromtimestamp(slot, timezone.utc) if slot else None
+
+
+DUPLICATE_WINDOW = timedelta(minutes=10)
+
+
+def recent_duplicate(rt: Runtime, req, now: datetime) -> tuple[int, datetime] | None:
+    """(id, created_at) of a broadcast with the same texts and filters that the same sender made in
+    the last DUPLICATE_WINDOW (a double submit or a resubmitted form), else None. ``req`` is a
+    validated BroadcastRequest."""
+    with rt.db.reader() as uow:
+        b = staff_q.recent_same_broadcast(uow.session, created_by=req.created_by, campaign=req.campaign,
+                                    message_en=req.message_en, message_es=req.message_es, channel=req.channel,
+                                    state=req.state, zip_prefix=req.zip_prefix, signed_since=req.signed_since,
+                                    since=now - DUPLICATE_WINDOW)
+        return (b.id, b.created_at) if b is not None else None
+
+
 @dataclass(frozen=True)
 class Progress:
     broadcast: Broadcast
@@ -255,7 +286,7 @@ UNSUBSCRIBED = "21610"
 
 
 def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code: str | None, to: str | None,
-                  now: datetime) -> str | None:
+                  channel: str, now: datetime) -> str | None:
     """A Twilio status callback: move the delivery to delivered or failed, and opt the member out on
     21610. Returns the delivery's new status (None when nothing moved, or the message is not one of
     ours). Twilio may call back before the worker has written the message's SID (before its answer to
@@ -277,13 +308,14 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
             if member_id is None and to:
                 from storage import repository
 
-                m = repository.find_member(s, "sms", to)
+                m = repository.find_member(s, channel, to)
                 member_id = m.id if m else None
             if member_id is not None:
                 campaign = None
                 if d is not None:
                     campaign = s.scalar(select(Broadcast.campaign).where(Broadcast.id == d.broadcast_id))
-                sql.opt_out_member(s, member_id, "sms", f"twilio:{UNSUBSCRIBED}", now, campaign)
+                sql.opt_out_member(s, member_id, d.channel if d is not None else channel, f"twilio:{UNSUBSCRIBED}",
+                                   now, campaign)
         uow.commit()
     if early:
         # The worker applies kept statuses after it commits the SIDs it wrote; if that commit came

@@ -31,7 +31,7 @@ NAME_MIN, NAME_MAX = 2, 100
 
 @dataclass(frozen=True)
 class Inbound:
-    channel: str  # "sms" | "telegram"
+    channel: str  # a channel's name (bots.channels)
     address: str  # E.164 phone number, or Telegram user id
     text: str = ""
     provider_id: str | None = None  # MessageSid, update_id: a retry carries the same one

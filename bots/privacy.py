@@ -51,8 +51,14 @@ class Forgotten:
     contacts: int = 1  # the member and the chats linked to the same person
 
 
-def guess_channel(contact: str) -> str:
-    return "sms" if contact.startswith("+") else "telegram"
+def locate(uow: UnitOfWork, candidates: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first (channel, address) of ``candidates`` that is a member (a contact staff typed may be
+    read several ways: bots.channels.contact_candidates)."""
+    with uow:
+        for channel, address in candidates:
+            if repo.find_member(uow.session, channel, address) is not None:
+                return channel, address
+    return None
 
 
 def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime, requested_by: str = "cli") -> Forgotten | None:

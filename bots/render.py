@@ -1,20 +1,17 @@
-"""Reply keys -> the words a member reads, for a language and a channel.
+"""Reply keys -> the words a member reads, in their language.
 
-SMS: plain text folded to GSM-7 where possible (``á`` -> ``a``, curly quotes -> straight), one string
-per message. Telegram: HTML (parse_mode=HTML) with every value escaped, so a name like ``<b>&co``
-arrives as typed.
+The texts live in data (the campaign catalog and config/texts); a channel picks its own wording
+(``variant``: keys ending in ".<variant>" replace the plain ones), whether the campaign's full
+statement fits (``full_intro``), how replies that share a message are joined and how text is escaped
+(bots/channels/). Nothing here knows a channel.
 """
 
 from __future__ import annotations
 
-import html
-from typing import Iterable
+from typing import Callable, Iterable
 
 from bots.engine import Reply
 from config.campaigns import Catalog
-from config.gsm import to_gsm
-
-TELEGRAM_LIMIT = 4096
 
 
 def _params(reply: Reply, language: str, catalog: Catalog) -> dict[str, str]:
@@ -33,34 +30,33 @@ def _params(reply: Reply, language: str, catalog: Catalog) -> dict[str, str]:
     return values
 
 
-def render_text(reply: Reply, language: str, channel: str, catalog: Catalog) -> str:
-    """One reply as plain text (not yet escaped or folded)."""
+def render_text(reply: Reply, language: str, catalog: Catalog, variant: str | None = None,
+                full_intro: bool = False) -> str:
+    """One reply as plain text (not yet escaped or folded). The campaign's introduction is its
+    summary, or with ``full_intro`` its title, summary and full statement."""
     if reply.key == "campaign_intro":
         campaign = catalog.campaigns.get(reply.campaign or "") or catalog.default_campaign
         text = campaign.text(language)
-        if channel == "sms":
+        if not full_intro:
             return text.summary
         return f"{text.title}\n\n{text.summary}\n\n{text.statement}"
-    return catalog.template(reply.key, language, channel).format_map(_params(reply, language, catalog))
+    return catalog.template(reply.key, language, variant).format_map(_params(reply, language, catalog))
 
 
-def render(replies: Iterable[Reply], language: str, channel: str, catalog: Catalog) -> list[str]:
-    """The messages to send, in order; replies marked ``join`` share the message before them."""
+def compose(replies: Iterable[Reply], language: str, catalog: Catalog, *, variant: str | None, full_intro: bool,
+            separator: str, escape: Callable[[Reply, str], str] | None = None) -> list[str]:
+    """The messages to send, in order: each reply rendered (and escaped), those marked ``join`` added
+    to the message before them with ``separator``."""
     messages: list[str] = []
     for reply in replies:
-        text = render_text(reply, language, channel, catalog)
-        if channel == "telegram":
-            text = html.escape(text, quote=False)
-            if reply.key == "campaign_intro":
-                title, _, rest = text.partition("\n\n")
-                text = f"<b>{title}</b>\n\n{rest}"
+        text = render_text(reply, language, catalog, variant, full_intro)
+        if escape is not None:
+            text = escape(reply, text)
         if reply.join and messages:
-            messages[-1] += ("\n\n" if channel == "telegram" else " ") + text
+            messages[-1] += separator + text
         else:
             messages.append(text)
-    if channel == "sms":
-        return [to_gsm(m) for m in messages]
-    return [part for m in messages for part in split_long(m, TELEGRAM_LIMIT)]
+    return messages
 
 
 def split_long(text: str, limit: int) -> list[str]:

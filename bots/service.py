@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bots import privacy
+from bots import channels, privacy
 from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, State
-from bots.render import render
+from bots.events import ContactShared, Event, GroupPost, Reachability
 from config.keywords import OPT_OUT, normalize_keyword
 from storage import inbound as hot
 from storage import repository as repo
@@ -28,6 +28,7 @@ class Outcome:
     duplicate: bool = False
     signed: str | None = None  # the campaign signed by this message, if any
     throttled: bool = False  # over the per-sender limit: nothing done, nothing to send
+    first_group_post: bool = False  # a group seen for the first time (it gets one note)
 
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                     signed = effect.campaign
                 else:  # signed already, by this chat or another of the same person: say so, count nothing
                     replies = (Reply("already_signed", campaign=effect.campaign),)
-        messages = render(replies, new.language, channel, engine.catalog)
+        messages = channels.get(channel).render(replies, new.language, engine.catalog)
         text_sent = "\n".join(messages) or None
         consents = [hot.ConsentRecord(effect.kind, effect.cause, effect.campaign or new.campaign, text_sent)
                     for effect in result.effects if isinstance(effect, Consent)]
@@ -135,7 +136,21 @@ def _replayed(response: str | None) -> Outcome:
     return Outcome(data["messages"], data.get("language", "en"), duplicate=True, signed=data.get("signed"))
 
 
-# --- Telegram (issue 3): updates that are not conversation messages -------------------------------
+def handle_event(uow: UnitOfWork, event: Event | None, engine: Engine, now: datetime, *,
+                 forget_key: str | None = None) -> Outcome:
+    """Whatever a channel reported, handled by its service function (None: nothing to do)."""
+    if isinstance(event, Inbound):
+        return handle_inbound(uow, event, engine, now, forget_key=forget_key)
+    if isinstance(event, ContactShared):
+        return handle_contact(uow, event.inbound, event.phone, event.own, engine, now, forget_key=forget_key)
+    if isinstance(event, Reachability):
+        handle_reachability(uow, event.channel, event.address, event.provider_id, event.reachable, now)
+    elif isinstance(event, GroupPost):
+        return Outcome(first_group_post=handle_group_post(uow, event.channel, event.chat_id, event.provider_id, now))
+    return Outcome()
+
+
+# --- what channels report besides conversation messages --------------------------------------------
 
 
 def _claim(session, channel: str, provider_id: str | None, now: datetime) -> bool:
@@ -170,15 +185,16 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
                 member.opted_out_at = now
         key = "contact_invalid" if phone is None else "contact_not_own" if not own else "contact_linked"
         if key == "contact_linked" and not member.simulated:
-            person, new_person = repo.lock_member(session, "sms", phone, now, language=member.language)
+            home = channels.phone_home().name
+            person, new_person = repo.lock_member(session, home, phone, now, language=member.language)
             if new_person:
                 repo.conversation_for(session, person.id, new_member=True)
-                if privacy.is_forgotten(session, forget_key, "sms", phone):
+                if privacy.is_forgotten(session, forget_key, home, phone):
                     person.opted_out_at = now  # a forgotten number is never texted unless it texts us
             repo.link_member(session, member, person)
         member.last_seen_at = now
         member.unreachable_at = None
-        messages = render((Reply(key),), member.language, inbound.channel, engine.catalog)
+        messages = channels.get(inbound.channel).render((Reply(key),), member.language, engine.catalog)
         if inbound.provider_id:
             repo.store_response(session, inbound.channel, inbound.provider_id, json.dumps(messages))
         uow.commit()
@@ -206,7 +222,7 @@ def handle_reachability(uow: UnitOfWork, channel: str, address: str, provider_id
 
 
 def mark_unreachable(uow: UnitOfWork, channel: str, address: str, now: datetime) -> None:
-    """Sending to this chat failed for good (Telegram 403: blocked, deactivated)."""
+    """Sending a reply to this member failed for good (blocked, deactivated)."""
     with uow:
         member = repo.find_member(uow.session, channel, address)
         if member is not None and member.unreachable_at is None:

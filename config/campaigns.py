@@ -80,9 +80,10 @@ class Catalog:
     def active_campaigns(self) -> list[Campaign]:
         return [c for c in self.campaigns.values() if c.active]
 
-    def template(self, key: str, language: str, channel: str) -> str:
+    def template(self, key: str, language: str, variant: str | None = None) -> str:
+        """The system text ``key`` in ``language``; a channel's own wording (``key.variant``) first."""
         texts = self.texts.get(language) or self.texts["en"]
-        return texts.get(f"{key}.{channel}") or texts[key]
+        return (variant and texts.get(f"{key}.{variant}")) or texts[key]
 
 
 def _placeholders(template: str) -> set[str]:

@@ -30,7 +30,7 @@ def _insert(session: Session, model):
 @dataclass(frozen=True)
 class Filters:
     campaign: str
-    channel: str = "all"  # all | sms | telegram
+    channel: str = "all"  # "all", or one channel's name
     state: str | None = None
     zip_prefix: str | None = None
     signed_since: datetime | None = None
@@ -72,30 +72,34 @@ def materialise(session: Session, broadcast: Broadcast, f: Filters, now: datetim
                           .where(Delivery.broadcast_id == broadcast.id)) or 0
 
 
-def area_codes_without_zone(session: Session, broadcast_id: int) -> list[str]:
+def area_codes_without_zone(session: Session, broadcast_id: int, channels: Sequence[str]) -> list[str]:
+    """North American area codes of the broadcast's recipients on ``channels`` (phone numbers) whose
+    ZIP gave no time zone."""
     q = (select(func.substr(Delivery.address, 3, 3)).distinct()
-         .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms", Delivery.timezone.is_(None),
+         .where(Delivery.broadcast_id == broadcast_id, Delivery.channel.in_(channels), Delivery.timezone.is_(None),
                 Delivery.address.like("+1__________")))
     return [ac for ac in session.scalars(q) if ac]
 
 
-def set_zone_for_area_code(session: Session, broadcast_id: int, area_code: str, zone: str) -> None:
+def set_zone_for_area_code(session: Session, broadcast_id: int, area_code: str, zone: str,
+                           channels: Sequence[str]) -> None:
     session.execute(update(Delivery)
-                    .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms",
+                    .where(Delivery.broadcast_id == broadcast_id, Delivery.channel.in_(channels),
                            Delivery.timezone.is_(None), Delivery.address.like(f"+1{area_code}%"))
                     .values(timezone=zone).execution_options(synchronize_session=False))
 
 
-def sms_zones(session: Session, broadcast_id: int) -> list[str | None]:
+def zones(session: Session, broadcast_id: int, channels: Sequence[str]) -> list[str | None]:
+    """The time zones of the broadcast's recipients on ``channels``."""
     return list(session.scalars(select(Delivery.timezone).distinct()
-                                .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms")))
+                                .where(Delivery.broadcast_id == broadcast_id, Delivery.channel.in_(channels))))
 
 
-def hold_zone(session: Session, broadcast_id: int, zone: str | None, until: datetime) -> int:
-    """Hold the broadcast's due SMS in ``zone`` until ``until`` (quiet hours there)."""
+def hold_zone(session: Session, broadcast_id: int, zone: str | None, until: datetime, channels: Sequence[str]) -> int:
+    """Hold the broadcast's due messages on ``channels`` in ``zone`` until ``until`` (quiet hours there)."""
     cond = Delivery.timezone.is_(None) if zone is None else Delivery.timezone == zone
     res = session.execute(update(Delivery)
-                          .where(Delivery.broadcast_id == broadcast_id, Delivery.channel == "sms", cond,
+                          .where(Delivery.broadcast_id == broadcast_id, Delivery.channel.in_(channels), cond,
                                  Delivery.status == "pending")
                           .values(status="held", due_at=until).execution_options(synchronize_session=False))
     return res.rowcount or 0

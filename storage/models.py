@@ -245,7 +245,6 @@ class TelegramGroupNotice(Base):
 
 # --- Broadcasts (issue 4): a message to a campaign's signers, and one delivery row per recipient ---
 
-BROADCAST_CHANNELS = ("all", "sms", "telegram")
 # pending: due at due_at; held: quiet hours, due at due_at (when their window opens); sending: claimed
 # by a worker until lease_until; sent: the provider took it; delivered/failed: a status callback said
 # so (or the provider refused it); skipped: not sent on purpose (opted out since); unknown: a worker
@@ -260,7 +259,7 @@ class Broadcast(Base):
     campaign: Mapped[str] = mapped_column(String(64), index=True)
     message_en: Mapped[str] = mapped_column(Text)
     message_es: Mapped[str | None] = mapped_column(Text)
-    channel: Mapped[str] = mapped_column(String(16), default="all")  # filter: all | sms | telegram
+    channel: Mapped[str] = mapped_column(String(16), default="all")  # filter: "all" or one channel's name
     state: Mapped[str | None] = mapped_column(String(2))  # filter: signature state
     zip_prefix: Mapped[str | None] = mapped_column(String(5))  # filter: signature ZIP starts with
     signed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # filter: signed at or after

@@ -1,7 +1,8 @@
 """The Flask app factory: ``gunicorn 'webhooks:create_app()'``.
 
-Blueprints, one per caller: Twilio, public API and health, simulator (and Telegram, staff as they
-land). Nothing is built at import time; each process builds its own Runtime here.
+Blueprints, one per caller: Twilio, Telegram, the public API and health, the simulator, the staff
+console. App-wide protection (sessions, CSRF, the /staff guard, security headers) is installed here.
+Nothing is built at import time; each process builds its own Runtime here.
 """
 
 from __future__ import annotations
@@ -57,17 +58,13 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
         log.warning("FIRMA_SECRET_KEY is not set: using a random key, so staff sessions end at restart "
                     "(fine for development, not for production)")
 
-    from webhooks import public, security, simulator, staff, twilio
+    from webhooks import auth, public, security, simulator, staff, staff_broadcasts, telegram, twilio
 
-    app.register_blueprint(twilio.bp)
-    app.register_blueprint(public.bp)
-    app.register_blueprint(simulator.bp)
-    staff.init_app(app)  # /staff, plus app-wide CSRF, session cookie policy and STAFF_SIGNED_IN
-
-    from webhooks import telegram as telegram_webhook
-    app.register_blueprint(telegram_webhook.bp)
+    auth.install(app)  # sessions, CSRF and the /staff guard, before any blueprint's view runs
+    for blueprint in (twilio.bp, telegram.bp, public.bp, simulator.bp, staff.bp, staff_broadcasts.bp):
+        app.register_blueprint(blueprint)
     _register_errors(app)
-    security.install(app)  # nosniff, no framing, CSP on pages (reliability and security)
+    security.install(app)  # nosniff, no framing, CSP on pages
     return app
 
 

@@ -11,6 +11,7 @@ import click
 from config import redaction
 from config.campaigns import CampaignFileError
 from config.settings import Settings, SettingsError
+from webhooks import cli_broadcast, cli_member, cli_staff, cli_telegram
 
 
 class Context:
@@ -151,16 +152,12 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
         out.flush()
 
 
-from webhooks.cli_staff import staff as _staff; main.add_command(_staff)  # noqa: E402,E702 (issue 5)
-
-from webhooks.cli_member import member_group, purge  # noqa: E402 - reliability and security (issue 7)
-main.add_command(member_group); db_group.add_command(purge)  # noqa: E702
-
-from webhooks.cli_telegram import telegram_group  # noqa: E402 - Telegram commands (issue 3)
-main.add_command(telegram_group)
-
-from webhooks.cli_broadcast import register as _register_broadcast  # noqa: E402 - broadcast, worker (issue 4)
-_register_broadcast(main)
+main.add_command(cli_staff.staff)
+main.add_command(cli_member.member_group)
+db_group.add_command(cli_member.purge)
+main.add_command(cli_telegram.telegram_group)
+main.add_command(cli_broadcast.broadcast)
+main.add_command(cli_broadcast.worker)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,6 +1,5 @@
 """`firma broadcast`, `firma broadcast status [ID]`, `firma broadcast cancel ID` and `firma worker`:
-parse, call the broadcast service functions (bots/broadcasts.py, bots/broadcast_worker.py), print.
-Added to `main` in cli.py."""
+parse, call the broadcast service functions (bots/broadcasts.py, bots/broadcast_worker.py), print."""
 
 from __future__ import annotations
 
@@ -11,7 +10,24 @@ from datetime import datetime, timezone
 
 import click
 
-CHANNELS = click.Choice(["all", "sms", "telegram"], case_sensitive=False)
+
+
+class _Channels(click.Choice):
+    """The broadcast's channel filter: all, or a channel's name (the registry's, read when used)."""
+
+    def __init__(self):
+        super().__init__([], case_sensitive=False)
+
+    @property
+    def choices(self):
+        from bots import channels
+        from bots.broadcasts import ALL
+
+        return (ALL, *channels.names())
+
+    @choices.setter
+    def choices(self, value):
+        pass
 
 
 def _runtime(ctx: click.Context):
@@ -40,7 +56,7 @@ def _when(dt: datetime | None) -> str:
 @click.option("--message", help="The text in English (also sent to members of other languages). {name} and "
                                 "{first_name} are filled in.")
 @click.option("--message-es", help="The text in Spanish.")
-@click.option("--channel", type=CHANNELS, default="all", show_default=True, help="Which signers to reach.")
+@click.option("--channel", type=_Channels(), default="all", show_default=True, help="Which signers to reach.")
 @click.option("--state", help="Only signers whose ZIP is in this state (two letters, like CA).")
 @click.option("--zip-prefix", help="Only signers whose ZIP starts with these digits.")
 @click.option("--signed-since", help="Only signers who signed on or after this date (UTC).")
@@ -86,8 +102,10 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
         except svc.BroadcastError as exc:
             raise click.ClickException(f"{exc} (or queue it with --enqueue for a worker that has them)") from None
     if not yes:
-        parts = [f"{n:,} by {ch.upper() if ch == 'sms' else ch.capitalize()}" for ch, n in sorted(pv.recipients.items())]
-        cost = f", about {pv.sms_segments:,} SMS segments" if pv.recipients.get("sms") else ""
+        from bots import channels
+
+        parts = [f"{n:,} by {channels.label(ch)}" for ch, n in sorted(pv.recipients.items())]
+        cost = f", about {pv.segments:,} SMS segments" if pv.segments else ""
         click.confirm(f"Send to {pv.total:,} signers ({', '.join(parts)}{cost})?", abort=True)
     created = svc.create_broadcast(rt, req)
     console.print(f"broadcast #{created.id}: {created.recipients:,} recipients")
@@ -112,11 +130,11 @@ def _print_preview(console, pv) -> None:
     for col in ("channel", "language", "encoding", "segments", "characters", "text"):
         texts.add_column(col, overflow="fold")
     for c in pv.texts:
-        texts.add_row(c.channel, c.language, c.encoding, str(c.segments) if c.channel == "sms" else "-",
+        texts.add_row(c.channel, c.language, c.encoding, str(c.segments) if c.encoding != "text" else "-",
                       str(c.characters), c.sample)
     console.print(texts)
-    if pv.recipients.get("sms"):
-        console.print(f"SMS cost: about {pv.sms_segments:,} segments")
+    if pv.segments:
+        console.print(f"SMS cost: about {pv.segments:,} segments")
     for w in pv.warnings:
         console.print(f"[yellow]note:[/yellow] {w}")
 
@@ -254,7 +272,3 @@ def worker(ctx: click.Context, drain: bool, concurrency: int, batch: int, lease:
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.counts.items()) if v)
     click.echo(f"worker done: {counts or 'nothing was due'}")
 
-
-def register(main: click.Group) -> None:
-    main.add_command(broadcast)
-    main.add_command(worker)

@@ -13,8 +13,8 @@ def member_group():
 
 @member_group.command("forget")
 @click.argument("contact")
-@click.option("--channel", type=click.Choice(["sms", "telegram"]),
-              help="The contact's channel (default: sms for +E.164 numbers, telegram otherwise).")
+@click.option("--channel", help="The contact's channel, when the contact could be read as more than one "
+                               "(a number of digits may be a phone number or a Telegram user id).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def forget(obj, contact: str, channel: str | None, yes: bool):
@@ -24,20 +24,30 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
     anonymously, and the contact stays opted out: firma never writes to it again unless the person
     texts a keyword anew. A consent event of kind "forget" records the erasure.
     """
-    from bots import privacy
+    from bots import channels, privacy
 
     settings = obj.settings
     if settings.secret_key_generated:
         raise click.ClickException("FIRMA_SECRET_KEY is not set: forgetting needs the key the web app uses, "
                                    "so that the number stays opted out if it writes again")
-    contact = contact.strip()
-    channel = channel or privacy.guess_channel(contact)
-    if not yes:
-        click.confirm(f"Erase the personal data of {channel} member {contact}? This cannot be undone", abort=True)
+    if channel is not None and channel not in channels.names():
+        raise click.BadParameter(f"one of {', '.join(channels.names())}", param_hint="--channel")
+    candidates = [(c, a) for c, a in channels.contact_candidates(contact) if channel in (None, c)]
+    if not candidates:
+        raise click.ClickException(f"{contact!r} is not a contact firma can read (a phone number like "
+                                   "+13125550101 or (312) 555-0101, or a Telegram user id)")
     rt = obj.runtime
-    result = privacy.forget(rt.db.uow(), settings.secret_key, channel, contact, rt.now())
+    found = privacy.locate(rt.db.uow(), candidates)
+    if found is None:
+        raise click.ClickException(f"no member with the contact {contact}"
+                                   + (f" on {channels.label(channel)}" if channel else ""))
+    channel, address = found
+    if not yes:
+        click.confirm(f"Erase the personal data of {channels.label(channel)} member {address}? This cannot be undone",
+                      abort=True)
+    result = privacy.forget(rt.db.uow(), settings.secret_key, channel, address, rt.now())
     if result is None:
-        raise click.ClickException(f"no {channel} member {contact}")
+        raise click.ClickException(f"no {channels.label(channel)} member {address}")
     linked = f" (with {result.contacts - 1} contact(s) linked to the same person)" if result.contacts > 1 else ""
     click.echo(f"forgotten: personal data erased{linked}; {result.signatures} signature(s) kept anonymously; "
                "the contact stays opted out")

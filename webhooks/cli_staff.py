@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import click
 
-from bots import staff as svc
+from bots import staff_accounts as svc
 
 
 def _db(obj):

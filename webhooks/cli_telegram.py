@@ -16,12 +16,30 @@ _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as secret
 
 
 def _gateway(obj):
-    from bots.channels import telegram
+    from bots.channels.telegram.gateway import Gateway
 
     settings = obj.settings
     if not settings.telegram_bot_token:
         raise click.ClickException("TELEGRAM_BOT_TOKEN is not set (BotFather gives it when you create the bot)")
-    return telegram.Gateway(settings.telegram_bot_token, settings.telegram_api_url)
+    return Gateway(settings.telegram_bot_token, settings.telegram_api_url)
+
+
+def handlers(rt, gateway):
+    """What polling does with an update, as the webhook does: parse, the service function, the replies
+    (none again for a redelivery); and with a chat that answered 403."""
+    from bots import service
+    from bots.channels.telegram import TELEGRAM
+
+    def handle(data: dict):
+        event = TELEGRAM.parse(data)
+        outcome = service.handle_event(rt.db.uow(), event.payload(), rt.engine, rt.now(),
+                                       forget_key=rt.settings.secret_key)
+        return TELEGRAM.answer(event, outcome, rt.catalog, gateway.username, webhook=False)
+
+    def blocked(chat_id) -> None:
+        service.mark_unreachable(rt.db.uow(), TELEGRAM.name, str(chat_id), rt.now())
+
+    return handle, blocked
 
 
 @click.group("telegram")
@@ -34,9 +52,9 @@ def telegram_group():
 @pass_ctx
 def set_webhook(obj, drop_pending_updates: bool):
     """Register FIRMA_PUBLIC_URL/webhooks/telegram with TELEGRAM_WEBHOOK_SECRET."""
-    from bots.channels import telegram
+    from bots.channels import ProviderRefused
+    from bots.channels.telegram import setup, updates
     from config.campaigns import CampaignFileError, load_catalog
-    from telegram.error import TelegramError
 
     settings = obj.settings
     gateway = _gateway(obj)
@@ -56,12 +74,12 @@ def set_webhook(obj, drop_pending_updates: bool):
     except CampaignFileError as exc:
         raise click.ClickException(f"the campaign file has problems: {exc}") from None
     try:
-        info = asyncio.run(telegram.set_webhook(gateway, url, secret, drop_pending_updates, catalog))
-    except TelegramError as exc:
+        info = asyncio.run(setup.set_webhook(gateway, url, secret, drop_pending_updates, catalog))
+    except ProviderRefused as exc:
         raise click.ClickException(f"Telegram refused: {exc}") from None
     click.echo(f"@{info.username} now sends its updates to {info.url}")
-    click.echo(f"updates: {', '.join(telegram.ALLOWED_UPDATES)}")
-    click.echo(f"command menu: /{', /'.join(telegram.MENU_COMMANDS)} ({', '.join(catalog.languages)})")
+    click.echo(f"updates: {', '.join(updates.ALLOWED_UPDATES)}")
+    click.echo(f"command menu: /{', /'.join(setup.MENU_COMMANDS)} ({', '.join(catalog.languages)})")
     click.echo("pending updates were dropped" if drop_pending_updates else
                f"pending updates: {info.pending_update_count}")
 
@@ -72,16 +90,17 @@ def set_webhook(obj, drop_pending_updates: bool):
 @pass_ctx
 def poll(obj, timeout: int):
     """Long-poll for updates (development without a public URL); deletes the webhook first. Ctrl-C stops."""
-    from bots.channels import telegram
-    from telegram.error import TelegramError
+    from bots.channels import ProviderRefused
+    from bots.channels.telegram import polling
 
     gateway = _gateway(obj)
     rt = obj.ready_runtime()
+    handle, blocked = handlers(rt, gateway)
     try:
-        asyncio.run(telegram.poll(rt, gateway, say=click.echo, timeout=timeout))
+        asyncio.run(polling.poll(gateway, handle, blocked, say=click.echo, timeout=timeout))
     except KeyboardInterrupt:
         pass
-    except TelegramError as exc:
+    except ProviderRefused as exc:
         raise click.ClickException(f"Telegram refused: {exc}") from None
     finally:
         rt.db.dispose()

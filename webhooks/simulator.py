@@ -10,9 +10,8 @@ import re
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
-from bots import service
-from bots.channels import telegram
-from bots.engine import Inbound
+from bots import channels, service
+from bots.channels.base import SIMULATED_PREFIX
 from webhooks import runtime
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
@@ -37,7 +36,10 @@ def guard():
 @bp.get("")
 @bp.get("/")
 def page():
-    return render_template("simulator.html", campaigns=runtime().catalog.active_campaigns)
+    catalog = runtime().catalog
+    default = catalog.default_campaign
+    return render_template("simulator.html", campaigns=catalog.active_campaigns, channels=channels.channels(),
+                           keywords=" or ".join(default.keywords))
 
 
 @bp.post("/send")
@@ -47,10 +49,10 @@ def send():
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         abort(400, "the body is not a JSON object")
-    channel, address, text = data.get("channel"), data.get("address"), data.get("text", "")
+    name, address, text = data.get("channel"), data.get("address"), data.get("text", "")
     language = data.get("language")
-    if channel not in ("sms", "telegram"):
-        abort(400, "channel must be 'sms' or 'telegram'")
+    if not isinstance(name, str) or name not in channels.names():
+        abort(400, f"channel must be one of {', '.join(repr(n) for n in channels.names())}")
     if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
         abort(400, "address must be a phone number or a user id (letters, digits, + - _)")
     if not isinstance(text, str) or len(text) > MAX_TEXT:
@@ -60,21 +62,14 @@ def send():
     if language is not None and not isinstance(language, str):
         abort(400, "language must be a string like 'es'")
     button = data.get("button")
-    if button is not None and (channel != "telegram" or not isinstance(button, str)):
-        abort(400, "button is a Telegram button's data string")
+    if button is not None and not isinstance(button, str):
+        abort(400, "button is a button's data string")
+    channel = channels.get(name)
+    try:
+        inbound = channel.simulate(SIMULATED_PREFIX + address, text, language, button)
+    except ValueError as exc:
+        abort(400, str(exc))
     rt = runtime()
-    if channel == "telegram":
-        # The same values a real update becomes: a pressed button is a callback query.
-        inbound = None
-        if button is not None:
-            inbound = telegram.button_inbound(button, f"sim:{address}", language_hint=language, simulated=True)
-            if inbound is None:
-                abort(400, "unknown button")
-        inbound = inbound or telegram.text_inbound(text, f"sim:{address}", language_hint=language, simulated=True)
-        outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now())
-        markup = telegram.reply_markup(inbound, outcome, rt.catalog, from_button=button is not None)
-        return jsonify(messages=outcome.messages, language=outcome.language, html=True,
-                       buttons=telegram.inline_buttons(markup))
-    inbound = Inbound(channel=channel, address=f"sim:{address}", text=text, simulated=True)
     outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now())
-    return jsonify(messages=outcome.messages, language=outcome.language, html=False)
+    reply = channel.simulated_reply(inbound, outcome, rt.catalog, from_button=button is not None)
+    return jsonify(messages=reply.messages, language=reply.language, html=reply.html, buttons=reply.buttons or [])

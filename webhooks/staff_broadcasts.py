@@ -1,9 +1,9 @@
-"""Broadcasts in the staff console (issues 4 and 5): past broadcasts, compose with a preview, confirm,
-send (which only writes rows: `firma worker` sends), and one broadcast's progress.
+"""Broadcasts in the staff console: past broadcasts, compose with a preview, confirm, send (which
+only writes rows: `firma worker` sends), and one broadcast's progress.
 
 Everything goes through the broadcast service functions in bots/broadcasts.py (preview,
 create_broadcast, progress, list_broadcasts); this module only parses forms and renders pages. The
-/staff guard and the CSRF check in webhooks/staff.py cover every route here (by path).
+/staff guard and the CSRF check (webhooks/auth.py) cover every route here (by path).
 """
 
 from __future__ import annotations
@@ -13,24 +13,30 @@ import secrets
 from datetime import date, datetime, time, timezone
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
-
-from bots import broadcast_plan as plan
-from bots import broadcasts as bsvc
-from bots import staff as svc
-from webhooks import runtime
 from flask_wtf.csrf import CSRFError
 
-from webhooks.staff import _csrf_error, _ip, current_staff
+from bots import audit
+from bots import broadcast_plan as plan
+from bots import broadcasts as bsvc
+from bots import channels
+from webhooks import runtime
+from webhooks.auth import client_ip, csrf_error, current_staff
 
 bp = Blueprint("staff_broadcasts", __name__, url_prefix="/staff/broadcasts")
-bp.register_error_handler(CSRFError, _csrf_error)  # the console's "the form expired" page
+bp.register_error_handler(CSRFError, csrf_error)
 
 STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed", "skipped", "unknown")
-CHANNEL_CHOICES = (("all", "SMS and Telegram"), ("sms", "SMS only"), ("telegram", "Telegram only"))
 REFRESH_SECONDS = 3
 WORKER_RECENT = 120  # seconds: a worker that sent this recently counts as "seen recently"
 SEND_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # the confirmation's one-time token (secrets.token_urlsafe)
 LIST_LIMIT = 20  # each row is one COUNT ... GROUP BY status over that broadcast's deliveries (index only)
+
+
+def channel_choices() -> list[tuple[str, str]]:
+    """The broadcast form's channel filter: every channel, or one."""
+    every = channels.channels()
+    both = " and ".join([", ".join(c.label for c in every[:-1]), every[-1].label]) if len(every) > 1 else every[0].label
+    return [(bsvc.ALL, both)] + [(c.name, f"{c.label} only") for c in every]
 
 
 def _now() -> datetime:
@@ -53,7 +59,7 @@ def _ago(t: datetime | None, now: datetime) -> str | None:
 
 
 def _worker_seen(now: datetime) -> dict:
-    last = svc.last_worker_send(runtime())
+    last = bsvc.last_worker_send(runtime())
     return {"last": last, "ago": _ago(last, now),
             "recent": last is not None and (now - last).total_seconds() <= WORKER_RECENT}
 
@@ -87,7 +93,7 @@ def _render_compose(values: dict, preview=None, error: str | None = None, status
     rt = runtime()
     campaigns = [(c.slug, c.text("en").title, c.active) for c in rt.catalog.campaigns.values()]
     return render_template("staff/broadcast_new.html", page="broadcasts", v=values, pv=preview, error=error,
-                           campaigns=campaigns, channels=CHANNEL_CHOICES, confirm=confirm, changed=changed,
+                           campaigns=campaigns, channels=channel_choices(), confirm=confirm, changed=changed,
                            send_token=secrets.token_urlsafe(24) if confirm else None,
                            duplicate=duplicate, ago=_ago(duplicate[1], _now()) if duplicate else None,
                            sample_name=plan.SAMPLE_NAME, quiet=rt.settings.quiet_hours,
@@ -142,7 +148,7 @@ def compose():
     expected = request.form.get("expected", type=int)
     if expected != pv.total:  # signers came or left since the confirmation: confirm the new number
         return _render_compose(values, preview=pv, confirm=True, changed=expected, status=409)
-    duplicate = svc.recent_duplicate(rt, pv.request, _now())
+    duplicate = bsvc.recent_duplicate(rt, pv.request, _now())
     if duplicate is not None and request.form.get("again") != "1":  # a double click or a resubmitted form
         return _render_compose(values, preview=pv, confirm=True, duplicate=duplicate, status=409)
     created = bsvc.create_broadcast(rt, req, send_token=token)
@@ -150,9 +156,9 @@ def compose():
         return redirect(url_for("staff_broadcasts.show", broadcast_id=created.id), code=303)
     staff = current_staff()
     channels = ", ".join(f"{n} {ch}" for ch, n in sorted(pv.recipients.items()) if n)
-    svc.audit(rt.db, staff, svc.BROADCAST, str(created.id),
+    audit.audit(rt.db, staff, audit.BROADCAST, str(created.id),
               f"{req.campaign} to {created.recipients} recipients ({channels})"
-              + (f"; {created.held} SMS held for quiet hours" if created.held else ""), _ip(), _now())
+              + (f"; {created.held} SMS held for quiet hours" if created.held else ""), client_ip(), _now())
     return redirect(url_for("staff_broadcasts.show", broadcast_id=created.id, created=1), code=303)
 
 
@@ -206,7 +212,7 @@ def show(broadcast_id: int, confirm_cancel: bool = False):
     return render_template("staff/broadcast.html", page="broadcasts", p=p, b=b, d=data, statuses=STATUSES,
                            refresh=None if confirm_cancel or data["state"] in ("finished", "cancelled")
                            else REFRESH_SECONDS, confirm_cancel=confirm_cancel,
-                           worker=_worker_seen(now),
+                           worker=_worker_seen(now), channel_choices=channel_choices(),
                            created=request.args.get("created") == "1", texts=texts,
                            languages={"en": "English", "es": "Spanish"},
                            waiting_for=_ago(b.created_at, now))
@@ -236,6 +242,6 @@ def cancel(broadcast_id: int):
     if result is None:
         abort(404, f"no broadcast #{broadcast_id}")
     if not result.already and not result.finished:
-        svc.audit(rt.db, current_staff(), svc.BROADCAST_CANCEL, str(broadcast_id),
-                  f"{result.cancelled} messages not sent; {result.in_flight} already with the provider", _ip(), _now())
+        audit.audit(rt.db, current_staff(), audit.BROADCAST_CANCEL, str(broadcast_id),
+                  f"{result.cancelled} messages not sent; {result.in_flight} already with the provider", client_ip(), _now())
     return redirect(url_for("staff_broadcasts.show", broadcast_id=broadcast_id), code=303)

@@ -13,19 +13,21 @@ import json
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from bots.channels import telegram
+from bots import service
+from bots.channels.telegram import TELEGRAM, updates
+from bots.channels.telegram.gateway import Gateway
 from webhooks import runtime
 
 bp = Blueprint("telegram", __name__, url_prefix="/webhooks/telegram")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-def gateway() -> telegram.Gateway:
+def gateway() -> Gateway:
     """One per app (it only caches the bot's username); each send makes its own Bot."""
     settings = runtime().settings
     gw = current_app.extensions.get("firma.telegram")
     if gw is None or gw.token != settings.telegram_bot_token:
-        gw = telegram.Gateway(settings.telegram_bot_token, settings.telegram_api_url)
+        gw = Gateway(settings.telegram_bot_token, settings.telegram_api_url)
         current_app.extensions["firma.telegram"] = gw
     return gw
 
@@ -49,16 +51,20 @@ def update():
         data = json.loads(request.get_data(cache=False))
     except (ValueError, RecursionError):
         abort(400, "the body is not JSON")
+    try:
+        event = TELEGRAM.parse(data)
+    except updates.BadUpdate as exc:
+        abort(400, str(exc))
     rt = runtime()
     gw = gateway()
-    try:
-        actions = telegram.handle_update(rt, data, gw)
-    except telegram.BadUpdate as exc:
-        abort(400, str(exc))
+    outcome = service.handle_event(rt.db.uow(), event.payload(), rt.engine, rt.now(),
+                                   forget_key=rt.settings.secret_key)
+    actions = TELEGRAM.answer(event, outcome, rt.catalog, gw.username)
     if not actions:
         return "", 200
     if len(actions) == 1:
         return jsonify(actions[0].webhook_body())
     body = actions.pop() if actions[-1].method == "answerCallbackQuery" else None
-    telegram.deliver(rt, gw, actions)
+    for chat_id in gw.perform(actions).blocked:  # a 403 says the chat blocked the bot
+        service.mark_unreachable(rt.db.uow(), TELEGRAM.name, str(chat_id), rt.now())
     return (jsonify(body.webhook_body()), 200) if body else ("", 200)

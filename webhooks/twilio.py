@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, request
 
-from bots import service
-from bots.channels import sms
+from bots import broadcasts, service
+from bots.channels import twilio_messaging as twilio
+from bots.channels.sms import SMS
 from storage.uow import retry_on_disconnect
 from webhooks import runtime
 
@@ -29,7 +30,7 @@ def verified_form():
     if request.mimetype != "application/x-www-form-urlencoded":
         abort(403, "not a Twilio request")
     form = request.form
-    if not sms.signature_ok(token, signed_url(), form, request.headers.get("X-Twilio-Signature"),
+    if not twilio.signature_ok(token, signed_url(), form, request.headers.get("X-Twilio-Signature"),
                             request.headers.get("X-Twilio-Webhooks-Signature-Settings")):
         abort(403, "invalid Twilio signature")
     return form
@@ -39,24 +40,21 @@ def verified_form():
 def inbound_sms():
     form = verified_form()
     try:
-        inbound = sms.parse_inbound(form)
-    except sms.BadPayload as exc:
+        inbound = SMS.parse_inbound(form)
+    except twilio.BadPayload as exc:
         abort(400, str(exc))
     rt = runtime()
     outcome = retry_on_disconnect(lambda: service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(),
                                                                  forget_key=rt.settings.secret_key))
-    return Response(sms.twiml(outcome.messages), mimetype="application/xml")
+    return Response(SMS.respond(outcome.messages), mimetype="application/xml")
 
 
 @bp.post("/status")
 def message_status():
     """Twilio status callbacks for broadcast messages: delivered / failed, and 21610 opts out."""
     form = verified_form()
-    from bots import broadcasts
-    from bots.channels import sms_send
-
     try:
-        fields = sms_send.parse_status(form)
+        fields = twilio.parse_status(form)
     except ValueError as exc:
         abort(400, str(exc))
     rt = runtime()

@@ -1,86 +1,92 @@
-"""The SMS channel (Twilio): inbound form <-> engine values, TwiML replies, signature checks.
-
-With bots/channels/telegram.py, the only modules that import the twilio library.
-"""
+"""The SMS channel, through Twilio: a member texts from a phone number; replies are plain text folded
+to GSM-7 (a Spanish message costs what an English one does); broadcasts keep quiet hours, carry the
+STOP notice and are priced per segment."""
 
 from __future__ import annotations
 
-import re
-from typing import Mapping
+from typing import Mapping, Sequence
 
-from twilio.request_validator import RequestValidator, get_signature_algorithm
-from twilio.twiml.messaging_response import MessagingResponse
+from bots import broadcast_plan as plan
+from bots.channels import phones, twilio_messaging as twilio
+from bots.channels.base import Simulated
+from bots.engine import Inbound, Reply
+from bots.render import compose
+from config import gsm
+from config.campaigns import Catalog
+from config.settings import Settings
 
-from bots.engine import Inbound
-
-CHANNEL = "sms"
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
-MAX_BODY = 1600  # Twilio's own limit for one inbound message
-
-
-class BadPayload(ValueError):
-    """The request is not a Twilio message we can read; the text says what is wrong (for a 400)."""
+MAX_SEGMENTS = 10  # Twilio refuses bodies over 1600 characters; ten segments is already a lot
 
 
-def signature_ok(auth_token: str, url: str, params, signature: str | None, settings_header: str | None = None) -> bool:
-    """Twilio's own check (twilio.RequestValidator) of X-Twilio-Signature for ``url`` and form ``params``."""
-    if not signature:
-        return False
-    return RequestValidator(auth_token).validate(url, _Params(params), signature,
-                                                 algorithm=get_signature_algorithm(settings_header))
+class Sms:
+    name = "sms"
+    label = "SMS"
+    text_variant = None
+    language_hint = False
+    commands = False
+    phone_numbers = True
+    quiet_hours = True
+    segmented = True
+    status_callbacks = True
+    rate_variable = "FIRMA_SMS_RATE"
+
+    def rate(self, settings: Settings) -> float:
+        return settings.sms_rate
+
+    def sender(self, settings: Settings, concurrency: int = 200) -> twilio.TwilioSender:
+        twilio.check_credentials(settings, "SMS broadcasts", [
+            ("TWILIO_MESSAGING_SERVICE_SID", settings.twilio_messaging_service_sid),
+            ("TWILIO_FROM_NUMBER", settings.twilio_from_number)])
+        origin = ({"messaging_service_sid": settings.twilio_messaging_service_sid}
+                  if settings.twilio_messaging_service_sid else {"from_": settings.twilio_from_number})
+        return twilio.TwilioSender(self.name, settings, origin, concurrency)
+
+    def parse_address(self, text: str) -> str | None:
+        return phones.e164(text)
+
+    def display_address(self, address: str) -> str:
+        return address
+
+    # --- inbound ---------------------------------------------------------------------------------
+
+    def parse_inbound(self, form: Mapping, simulated: bool = False) -> Inbound:
+        """Twilio's inbound SMS parameters -> Inbound; twilio_messaging.BadPayload when malformed."""
+        sid, sender, body, media, opt = twilio.message_fields(form)
+        address = phones.e164(sender)
+        if address is None or not sender.startswith("+"):
+            raise twilio.BadPayload("From is not an E.164 phone number")
+        return Inbound(channel=self.name, address=address, text=body, provider_id=sid, provider_opt=opt,
+                       media=media, simulated=simulated)
+
+    def respond(self, messages: list[str]) -> str:
+        return twilio.twiml(messages)
+
+    # --- texts -----------------------------------------------------------------------------------
+
+    def render(self, replies: Sequence[Reply], language: str, catalog: Catalog) -> list[str]:
+        return [gsm.to_gsm(m) for m in compose(replies, language, catalog, variant=self.text_variant,
+                                                full_intro=False, separator=" ")]
+
+    def broadcast_text(self, template: str, name: str, stop_notice: str | None) -> str:
+        return gsm.to_gsm(plan.with_stop_notice(template, name, stop_notice))
+
+    def check_broadcast(self, template: str, language: str, stop_notice: str | None) -> plan.TextCheck:
+        sample = self.broadcast_text(template, plan.SAMPLE_NAME, stop_notice)
+        enc, n = gsm.segments(sample)
+        if n > MAX_SEGMENTS:
+            raise plan.BroadcastError(f"the {language} SMS takes {n} segments ({len(sample)} characters); "
+                                      f"the most is {MAX_SEGMENTS}")
+        return plan.TextCheck(language, self.name, sample, enc, n, len(sample))
+
+    # --- the simulator ---------------------------------------------------------------------------
+
+    def simulate(self, address: str, text: str, language: str | None, button: str | None) -> Inbound:
+        if button is not None:
+            raise ValueError("SMS has no buttons")
+        return Inbound(channel=self.name, address=address, text=text, simulated=True)
+
+    def simulated_reply(self, inbound: Inbound, outcome, catalog: Catalog, from_button: bool = False) -> Simulated:
+        return Simulated(outcome.messages, outcome.language)
 
 
-class _Params:
-    """A form as twilio's validator reads it best: it asks each parameter's values of ``getall`` first,
-    then ``getlist``, then ``[]``, catching AttributeError in between; a Flask form has ``getlist``,
-    so it paid two exceptions per parameter, twice per request (half the check's time)."""
-
-    __slots__ = ("_form", "getall")
-
-    def __init__(self, form):
-        self._form = form
-        self.getall = getattr(form, "getlist", None) or (lambda name: [form[name]])
-
-    def __iter__(self):
-        return iter(self._form)
-
-    def __len__(self) -> int:
-        return len(self._form)
-
-
-def _one(form: Mapping, name: str) -> str | None:
-    getlist = getattr(form, "getlist", None)
-    values = getlist(name) if getlist else ([form[name]] if name in form else [])
-    if len(values) > 1:
-        raise BadPayload(f"{name} is given {len(values)} times")
-    return values[0] if values else None
-
-
-def parse_inbound(form: Mapping, simulated: bool = False) -> Inbound:
-    """Twilio's inbound message parameters -> Inbound. Raises BadPayload when required fields are wrong."""
-    sid = _one(form, "MessageSid") or _one(form, "SmsSid")
-    sender = (_one(form, "From") or "").strip()
-    if not sid:
-        raise BadPayload("MessageSid is missing")
-    if not _SID.fullmatch(sid):
-        raise BadPayload("MessageSid is not a Twilio message SID")
-    if not sender:
-        raise BadPayload("From is missing")
-    if not _E164.fullmatch(sender):
-        raise BadPayload("From is not an E.164 phone number")
-    body = _one(form, "Body") or ""
-    try:
-        media = int(_one(form, "NumMedia") or 0) > 0
-    except ValueError:
-        raise BadPayload("NumMedia is not a number") from None
-    return Inbound(channel=CHANNEL, address=sender, text=body[:MAX_BODY], provider_id=sid,
-                   provider_opt=(_one(form, "OptOutType") or None), media=media, simulated=simulated)
-
-
-def twiml(messages: list[str]) -> str:
-    """The replies as TwiML, one <Message> each (twilio's MessagingResponse does the escaping)."""
-    response = MessagingResponse()
-    for text in messages:
-        response.message(text)
-    return str(response)
+SMS = Sms()

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bots import staff as svc
+from bots import staff_accounts as svc
 from tests.support import twilio_client
 
 ROOT = Path(__file__).resolve().parents[2]

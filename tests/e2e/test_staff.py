@@ -12,7 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from bots import staff as svc
+from bots import dashboard
+from bots import staff_accounts as svc
 from storage.models import AuditLog, Member
 from tests.support.twilio_client import post_sms
 
@@ -460,12 +461,12 @@ def _signature_rows(rt, rows):
 def test_campaign_aggregates(rt, clock):
     rows = [("IL", "sms", "en", 0)] * 3 + [("TX", "telegram", "es", 1)] * 5 + [("CA", "sms", "es", 40)] * 2
     _signature_rows(rt, rows)
-    stats = svc.campaign_stats(rt, "end-scomm", rt.now())
+    stats = dashboard.campaign_stats(rt, "end-scomm", rt.now())
     assert stats.total == 10 and stats.today == 3
     assert stats.by_state == [("TX", 5), ("IL", 3), ("CA", 2)]
     assert stats.by_channel == [("sms", 5), ("telegram", 5)]
     assert dict(stats.by_language) == {"es": 7, "en": 3}
-    assert len(stats.by_day) == svc.DAYS_SHOWN and stats.by_day[-1] == (rt.now().date(), 3)
+    assert len(stats.by_day) == dashboard.DAYS_SHOWN and stats.by_day[-1] == (rt.now().date(), 3)
     assert stats.by_day[-2] == (rt.now().date() - timedelta(days=1), 5)
     assert sum(n for _, n in stats.by_day) == 8  # 40 days ago is outside the chart
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from bots.broadcast_worker import Options, run_worker
 from bots.runtime import utcnow
-from bots.staff import BROADCAST
+from bots.audit import BROADCAST
 from storage.models import Broadcast, Delivery
 from tests.e2e.test_staff import EMAIL, audit_rows, csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
 from tests.support import broadcasts as h

@@ -16,7 +16,10 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from bots.channels import telegram
+from bots import service
+from bots.channels.telegram import polling, updates
+from bots.channels.telegram.gateway import Gateway
+from webhooks.cli_telegram import handlers
 from storage.models import Member, Signature
 from tests.support import telegram_updates as tu
 from tests.support.standins import TELEGRAM_BLOCKED, TelegramStandIn
@@ -40,7 +43,7 @@ def test_set_webhook_registers_url_secret_and_update_kinds():
         hook = standin.webhook
         assert hook["url"] == "https://firma.example.org/webhooks/telegram"
         assert hook["secret_token"] == tu.SECRET
-        assert json.loads(hook["allowed_updates"]) == telegram.ALLOWED_UPDATES
+        assert json.loads(hook["allowed_updates"]) == updates.ALLOWED_UPDATES
         assert hook["drop_pending_updates"] == "true"
         assert "@firma_test_bot now sends its updates to https://firma.example.org/webhooks/telegram" in result.output
         menus = standin.calls("setMyCommands")
@@ -78,8 +81,8 @@ def test_polling_feeds_the_same_handler(rt, standin):
     standin.fail(blocked, TELEGRAM_BLOCKED)
     standin.updates.extend([tu.text_update(ana, "/start end-scomm", "es"), tu.text_update(blocked, "/help")])
     lines = []
-    gateway = telegram.Gateway(standin.token, standin.url)
-    handled = asyncio.run(telegram.poll(rt, gateway, say=lines.append, max_polls=1, timeout=0))
+    gateway = Gateway(standin.token, standin.url)
+    handled = asyncio.run(polling.poll(gateway, *handlers(rt, gateway), say=lines.append, max_polls=1, timeout=0))
     assert handled == 2
     assert standin.webhook == {}
     paths = [r.path.rsplit("/", 1)[1] for r in standin.requests]
@@ -89,7 +92,7 @@ def test_polling_feeds_the_same_handler(rt, standin):
     assert to_ana[0].startswith("<b>Fin a S-Comm Ya</b>") and "nombre completo" in to_ana[1]
 
     standin.updates.extend([tu.text_update(ana, "José Núñez", "es"), tu.text_update(ana, "78520", "es")])
-    asyncio.run(telegram.poll(rt, gateway, say=lines.append, max_polls=1, timeout=0))
+    asyncio.run(polling.poll(gateway, *handlers(rt, gateway), say=lines.append, max_polls=1, timeout=0))
     with rt.db.uow() as uow:
         sig = uow.session.scalars(select(Signature)).one()
         assert (sig.channel, sig.name, sig.city, sig.language) == ("telegram", "José Núñez", "Brownsville", "es")
@@ -98,7 +101,7 @@ def test_polling_feeds_the_same_handler(rt, standin):
     # everything handled was confirmed: the stand-in holds nothing, a restart fetches nothing again
     assert standin.updates == []
     sent = len(standin.sent)
-    assert asyncio.run(telegram.poll(rt, gateway, say=lines.append, max_polls=1, timeout=0)) == 0
+    assert asyncio.run(polling.poll(gateway, *handlers(rt, gateway), say=lines.append, max_polls=1, timeout=0)) == 0
     assert len(standin.sent) == sent
 
 
@@ -130,17 +133,17 @@ def test_polling_through_a_database_outage_loses_no_update(rt, standin, monkeypa
     gets it again and it is handled once; the poller keeps going."""
     ana = 31337
     standin.updates.extend([tu.text_update(ana, "/start end-scomm"), tu.text_update(ana, "Ana Lopez")])
-    real, failures = telegram.handle_update, []
+    real, failures = service.handle_event, []
 
-    def flaky(*args, **kw):
-        if len(failures) == 0 and args[1]["message"]["text"] == "Ana Lopez":
+    def flaky(uow, event, *args, **kw):
+        if len(failures) == 0 and event.text == "Ana Lopez":
             failures.append(1)
             raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
-        return real(*args, **kw)
+        return real(uow, event, *args, **kw)
 
-    monkeypatch.setattr(telegram, "handle_update", flaky)
-    gateway = telegram.Gateway(standin.token, standin.url)
-    assert asyncio.run(telegram.poll(rt, gateway, say=lambda _: None, max_polls=2, timeout=0, retry_pause=0)) == 2
+    monkeypatch.setattr(service, "handle_event", flaky)
+    gateway = Gateway(standin.token, standin.url)
+    assert asyncio.run(polling.poll(gateway, *handlers(rt, gateway), say=lambda _: None, max_polls=2, timeout=0, retry_pause=0)) == 2
     assert failures == [1] and "the database is unavailable" in caplog.text
     texts = [m["text"] for m in standin.sent if str(m["chat_id"]) == str(ana)]
     assert sum("ZIP" in t for t in texts) == 1, texts  # the name was answered once, with the ZIP question

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from bots import broadcasts, privacy
 from bots.broadcast_worker import Options, Worker, run_worker
-from bots.channels.sms_send import SmsSender
+from bots.channels.sms import SMS
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
 from storage import broadcasts as sql
@@ -469,7 +469,7 @@ def test_a_worker_stopped_while_the_database_is_down_keeps_its_rows_sending(brt,
         raise OperationalError("UPDATE", {}, Exception("server closed the connection unexpectedly"))
 
     monkeypatch.setattr(Worker, "_write", down)
-    worker = Worker(brt, {"sms": SmsSender(brt.settings)}, Options(poll=0.05))
+    worker = Worker(brt, {"sms": SMS.sender(brt.settings)}, Options(poll=0.05))
     worker.db_retry, worker.last_write_patience = 0.05, 0.3
 
     async def main():

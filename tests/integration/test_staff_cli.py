@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect
 
-from bots import staff as svc
+from bots import staff_accounts as svc
 from storage import db as dbmod
 from webhooks.cli import main
 

@@ -12,8 +12,12 @@ from hypothesis import given, strategies as st
 from bots.engine import (
     AWAITING_NAME, AWAITING_ZIP, IDLE, MAX_INVALID, STEPS, Consent, Inbound, RecordSignature, State, check_name, step,
 )
-from bots.render import render
+from bots import channels
 from config.keywords import HELP, OPT_IN, OPT_OUT, RESERVED, normalize_keyword
+
+
+def render(replies, language, channel, catalog):
+    return channels.get(channel).render(replies, language, catalog)
 
 MARKS = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202e", "\u2060",
          "\ufeff", "\u00ad", "\u0301", "\x00", "\t", "\n", " "]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from bots import privacy, service
-from bots.render import render
+from bots import channels
 from bots.engine import Reply
 from bots.runtime import Runtime
 from config.campaigns import load_catalog
@@ -24,6 +24,10 @@ from storage import repository as repo
 from storage.models import ConsentEvent, Conversation, InboundCounter, Member, ProcessedMessage, Signature
 from tests.support import twilio_client
 from tests.support.twilio_client import messages, post_sms
+
+
+def render(replies, language, channel, catalog):
+    return channels.get(channel).render(replies, language, catalog)
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+13125550187"
@@ -204,7 +208,7 @@ def test_forget_refuses_without_a_stable_secret_and_for_an_unknown_contact(clien
                                 ["member", "forget", PHONE, "--yes"], obj=_ctx(rt, generated=True))
     assert result.exit_code != 0 and "FIRMA_SECRET_KEY is not set" in result.output
     result = invoke(rt, "member", "forget", "+13125559999", "--yes")
-    assert result.exit_code != 0 and "no sms member +13125559999" in result.output
+    assert result.exit_code != 0 and "no member with the contact +13125559999" in result.output
     with rt.db.uow() as uow:
         assert repo.find_member(uow.session, "sms", PHONE) is not None
 

@@ -18,7 +18,7 @@ import random
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from bots.channels import telegram
+from bots.channels.telegram import updates as telegram
 from tests.reliability.test_sms_fuzz import check_no_partial_rows, table_counts
 from tests.support import telegram_updates as tu
 from tests.support.telegram_fixtures import settings, standin  # noqa: F401 - fixtures

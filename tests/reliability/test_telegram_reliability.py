@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from bots import privacy
-from bots.channels import telegram
+from bots.channels.telegram.gateway import Gateway
+from bots.channels.telegram.replies import send_message
 from bots.service import INBOUND_LIMIT_PER_MINUTE as LIMIT
 from storage import inbound as hot
 from storage import repository as repo
@@ -240,7 +241,7 @@ def test_no_bot_token_webhook_secret_or_user_id_in_the_logs(db_url, catalog, clo
             post(tu.text_update(ROSA, f"spam {i}"))
         assert post(tu.text_update(ANA, "x"), secret="wrong").status_code == 403
         assert post(tu.text_update(ANA, "x"), secret=None).status_code == 403
-        telegram.Gateway(REAL_TOKEN, "http://127.0.0.1:9").perform([telegram.send_message(ANA, "hi")])  # refused
+        Gateway(REAL_TOKEN, "http://127.0.0.1:9").perform([send_message(ANA, "hi")])  # refused
     finally:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
         rt.db.dispose()
@@ -386,7 +387,7 @@ def test_bot_api_down_the_rest_of_the_reply_is_not_sent_and_a_redelivery_records
 
 
 def test_a_bot_api_timeout_is_not_retried_and_bounds_the_reply(client, app, rt, standin):
-    app.extensions["firma.telegram"] = telegram.Gateway(tu.TOKEN, standin.url, timeout=0.3)
+    app.extensions["firma.telegram"] = Gateway(tu.TOKEN, standin.url, timeout=0.3)
     standin.fail(ANA, telegram_slow(1.0), None)  # the intro is sent, but its answer comes too late
     response = tu.post_update(client, tu.text_update(ANA, "/start end-scomm"))
     assert response.status_code == 200

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bots import broadcast_plan as plan
+from bots.channels.sms import SMS
 from config import gsm
 from config.settings import parse_quiet_hours
 from tests.support.broadcasts import max_in_any_second
@@ -26,15 +27,15 @@ def test_placeholders_are_filled_and_unknown_ones_refused():
 
 def test_sms_gets_the_stop_notice_once_and_travels_as_gsm7():
     notice = "Reply STOP to opt out."
-    text = plan.render_sms("\u201cWe won\u201d \u2014 thank you, {first_name}!", "Zoë", notice)
+    text = SMS.broadcast_text("\u201cWe won\u201d \u2014 thank you, {first_name}!", "Zoë", notice)
     assert text == '"We won" - thank you, Zoe! Reply STOP to opt out.'
     assert gsm.segments(text) == ("GSM-7", 1)
-    assert plan.render_sms("Text stop to quit", "A", notice) == "Text stop to quit"  # already says it
-    assert plan.render_sms("Hi", "A", None) == "Hi"
-    check = plan.check_text("Hola {first_name} 🎉", "es", "sms", None)
+    assert SMS.broadcast_text("Text stop to quit", "A", notice) == "Text stop to quit"  # already says it
+    assert SMS.broadcast_text("Hi", "A", None) == "Hi"
+    check = SMS.check_broadcast("Hola {first_name} 🎉", "es", None)
     assert (check.encoding, check.segments) == ("UCS-2", 1)
     with pytest.raises(plan.BroadcastError, match="segments"):
-        plan.check_text("x" * 1600, "en", "sms", notice)
+        SMS.check_broadcast("x" * 1600, "en", notice)
 
 
 @pytest.mark.parametrize("now, zone, opens", [

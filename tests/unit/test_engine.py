@@ -7,7 +7,11 @@ import pytest
 from bots.engine import (
     AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, Inbound, RecordSignature, State, check_name, check_zip,
 )
-from bots.render import render
+from bots import channels
+
+
+def render(replies, language, channel, catalog):
+    return channels.get(channel).render(replies, language, catalog)
 
 
 @pytest.fixture(scope="module")

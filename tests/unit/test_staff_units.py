@@ -6,7 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from bots import staff as svc
+from bots import channels
+from bots import staff_accounts as svc
 from webhooks import charts
 
 
@@ -56,7 +57,7 @@ def test_day_chart_geometry():
     ("", []), ("hello", []), ("x" * 100, []), ("+0123", []),
 ])
 def test_address_candidates(typed, expected):
-    assert svc.address_candidates(typed) == expected
+    assert channels.contact_candidates(typed) == expected
 
 
 @pytest.mark.parametrize("email", ["", "nobody", "a@b", "a b@example.org", "x" * 250 + "@example.org"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bots.channels import telegram as tg
+from bots.channels import phones
+from bots.channels.telegram import updates as tg
+from bots.channels.telegram.replies import send_message
 from tests.support import telegram_updates as tu
 
 ANA = 5_001_002
@@ -60,7 +62,7 @@ def test_contact_share():
     ("447911123456", None), ("12345", None), ("", None), ("not a number", None),
 ])
 def test_normalize_phone(raw, e164):
-    assert tg.normalize_phone(raw) == e164
+    assert phones.linkable(raw) == e164
 
 
 def test_my_chat_member():
@@ -93,6 +95,6 @@ def test_not_updates(data):
 
 
 def test_webhook_body_is_a_bot_api_call():
-    action = tg.send_message(ANA, "<b>hi</b>")
+    action = send_message(ANA, "<b>hi</b>")
     assert action.webhook_body() == {"method": "sendMessage", "chat_id": ANA, "text": "<b>hi</b>",
                                      "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}

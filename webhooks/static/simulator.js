@@ -76,11 +76,14 @@
     log.innerHTML = "";
     input.focus();
   });
+  // Each channel's radio says what its members type first and whether their app tells their language.
+  function chosen() { return document.querySelector("input[name=channel]:checked"); }
+  function applyChannel() {
+    document.body.classList.toggle("app-language", chosen().dataset.appLanguage === "1");
+    input.placeholder = chosen().dataset.placeholder;
+  }
   document.querySelectorAll("input[name=channel]").forEach(function (r) {
-    r.addEventListener("change", function () {
-      document.body.classList.toggle("telegram", channel() === "telegram");
-      input.placeholder = channel() === "telegram" ? "Type /start" : "Type SCOMM or FIRMA";
-      log.innerHTML = "";
-    });
+    r.addEventListener("change", function () { applyChannel(); log.innerHTML = ""; });
   });
+  applyChannel();
 })();

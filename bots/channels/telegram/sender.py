@@ -1,8 +1,6 @@
-"""Sending broadcast messages through the Telegram Bot API with python-telegram-bot's ``Bot``.
-
-The sending side of the Telegram channel, kept apart from the inbound side (bots/channels/telegram.py).
-One TelegramSender per worker event loop (a Bot must not be shared across loops).
-"""
+"""Sending broadcast messages through the Telegram Bot API with python-telegram-bot's ``Bot``, and
+what each Bot API error means for the delivery. One TelegramSender per worker event loop (a Bot
+must not be shared across loops)."""
 
 from __future__ import annotations
 
@@ -13,13 +11,9 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.request import HTTPXRequest
 
 from bots.broadcast_plan import FAILED, PAUSE, RETRY, SENT, UNKNOWN, UNREACHABLE, SendResult
+from bots.channels.base import NotConfigured
+from bots.channels.telegram.updates import CHANNEL
 from config.settings import Settings
-
-CHANNEL = "telegram"
-
-
-class NotConfigured(RuntimeError):
-    """TELEGRAM_BOT_TOKEN is missing."""
 
 
 class TelegramSender:

@@ -1,0 +1,99 @@
+"""What every channel is: the interface the services, the worker, the console and the CLI use.
+
+A channel is a value (one object per channel, listed in the registry, bots/channels/__init__.py):
+its name and label; how its addresses are read and shown; how conversation replies and broadcast
+texts are written for it; its sender and its rate; its policy (quiet hours, where a phone number
+makes one person). What differs between channels is data and these few functions, so nothing
+outside this package tests a channel's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+
+from bots.broadcast_plan import SendResult
+
+if TYPE_CHECKING:
+    from bots.broadcast_plan import TextCheck
+    from bots.engine import Inbound, Reply
+    from config.campaigns import Catalog
+    from config.settings import Settings
+
+
+# The simulator's addresses: "sim:" and what the user typed, on any channel (never a real contact).
+SIMULATED_PREFIX = "sim:"
+
+
+class NotConfigured(RuntimeError):
+    """A channel's provider settings are missing; the message names the variables."""
+
+
+class ProviderRefused(RuntimeError):
+    """The provider refused a call (a wrong token, a URL it will not take); the message is its reason."""
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """Sends one text to one address; one per worker event loop (``async with``)."""
+
+    channel: str
+
+    async def __aenter__(self) -> "Sender": ...
+
+    async def __aexit__(self, *exc) -> None: ...
+
+    async def send(self, to: str, body: str) -> SendResult: ...
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """A simulator reply: the messages, whether they are HTML, and any buttons to draw."""
+
+    messages: list[str]
+    language: str
+    html: bool = False
+    buttons: list[dict[str, str]] | None = None
+
+
+@runtime_checkable
+class Channel(Protocol):
+    name: str  # as stored in the database and typed in the CLI: "sms"
+    label: str  # as staff read it: "SMS"
+    # The catalog's own wording for this channel: config/texts keys ending in ".<text_variant>"
+    # replace the plain ones (None: the plain keys).
+    text_variant: str | None
+    language_hint: bool  # the member's app tells their language (the first message's hint)
+    commands: bool  # members use /commands and buttons rather than keywords
+    phone_numbers: bool  # addresses are E.164 numbers (one person per number; area codes give time zones)
+    quiet_hours: bool  # broadcasts wait for the recipient's local day (FIRMA_QUIET_HOURS)
+    segmented: bool  # priced per segment (the preview estimates segments)
+    status_callbacks: bool  # the provider reports delivery later (Twilio's status callbacks)
+    rate_variable: str  # the environment variable of its broadcast rate
+
+    def rate(self, settings: Settings) -> float:
+        """Broadcast messages per second, all workers together."""
+
+    def sender(self, settings: Settings, concurrency: int) -> Sender:
+        """The broadcast sender; NotConfigured names what is missing."""
+
+    def parse_address(self, text: str) -> str | None:
+        """A contact typed by staff (any usual spelling) as stored, or None when it cannot be one."""
+
+    def display_address(self, address: str) -> str:
+        """An address as staff read it."""
+
+    def render(self, replies: Sequence[Reply], language: str, catalog: Catalog) -> list[str]:
+        """The conversation's replies as the messages to send, in order."""
+
+    def broadcast_text(self, template: str, name: str, stop_notice: str | None) -> str:
+        """A broadcast as one recipient reads it."""
+
+    def check_broadcast(self, template: str, language: str, stop_notice: str | None) -> TextCheck:
+        """A broadcast text checked for this channel (BroadcastError when it cannot be sent)."""
+
+    def simulate(self, address: str, text: str, language: str | None, button: str | None) -> Inbound:
+        """The message a simulator user typed (or the button pressed), as a real one would arrive."""
+
+    def simulated_reply(self, inbound: Inbound, outcome, catalog: Catalog, from_button: bool = False) -> Simulated:
+        """What the simulator shows for the service's outcome."""
