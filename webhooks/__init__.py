@@ -27,7 +27,11 @@ def runtime() -> Runtime:
 
 
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
+    """The app on ``rt``, or on a Runtime built here from the environment (gunicorn). An app that
+    built its own Runtime, or is given CATALOG_WATCH=True (`firma serve`), keeps its catalog current
+    with a watcher thread (bots/catalog.py): campaign edits from any process reach it in seconds."""
     app = Flask(__name__)
+    watch = rt is None
     if rt is None:
         from config.settings import Settings
         from storage.uow import Database
@@ -45,6 +49,10 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
     )
     if config:
         app.config.update(config)
+    if app.config.get("CATALOG_WATCH", watch):
+        from bots.catalog import CatalogWatcher
+
+        app.extensions["firma_catalog_watcher"] = CatalogWatcher(rt).start()
     if rt.settings.trusted_proxies:
         # Behind nginx or a load balancer: the client's address (the staff sign-in limit per address,
         # the audit log) and scheme come from the headers the proxies set, trusting only as many

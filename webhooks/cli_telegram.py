@@ -75,10 +75,13 @@ def poll(obj, timeout: int):
     from bots.channels import telegram
     from telegram.error import TelegramError
 
+    from bots.catalog import CatalogWatcher
+
     gateway = _gateway(obj)
     rt = obj.ready_runtime()
     try:
-        asyncio.run(telegram.poll(rt, gateway, say=click.echo, timeout=timeout))
+        with CatalogWatcher(rt):  # campaign edits reach the bot while it polls
+            asyncio.run(telegram.poll(rt, gateway, say=click.echo, timeout=timeout))
     except KeyboardInterrupt:
         pass
     except TelegramError as exc:
