@@ -10,7 +10,8 @@
   later /staff blueprints, such as broadcasts, are covered too), and gets the security headers.
 
 Broadcasts have their pages in webhooks/staff_broadcasts.py (blueprint "staff_broadcasts", registered
-by init_app); the navigation shows them because its "index" view exists.
+by init_app); the navigation shows them because its "index" view exists. Creating and editing
+campaigns is in webhooks/staff_campaigns.py (blueprint "staff_campaigns").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from bots import staff as svc
+from bots.campaigns import audit_changes
 from bots.exports import export_lines
 from webhooks import charts, runtime
 
@@ -76,9 +78,10 @@ def init_app(app: Flask) -> None:
     app.before_request(_protect)
     app.config["STAFF_SIGNED_IN"] = lambda: current_staff() is not None  # the simulator asks this
     app.register_blueprint(bp)
-    from webhooks import staff_broadcasts  # imports this module, so only now
+    from webhooks import staff_broadcasts, staff_campaigns  # they import this module, so only now
 
     app.register_blueprint(staff_broadcasts.bp)
+    app.register_blueprint(staff_campaigns.bp)
 
 
 # --- request hooks ----------------------------------------------------------------------------------
@@ -274,4 +277,16 @@ def audit_log():
     before = request.args.get("before", type=int)
     entries = svc.audit_entries(runtime().db, AUDIT_PAGE, before)
     older = entries[-1].id if len(entries) == AUDIT_PAGE else None
-    return render_template("staff/audit.html", page="audit", entries=entries, older=older)
+    return render_template("staff/audit.html", page="audit", entries=entries, older=older,
+                           changes_of=audit_changes, shown=_audit_value)
+
+
+def _audit_value(value) -> str:
+    """An old or new value of a campaign change, as the audit page shows it."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):  # keywords: [[word, language], ...]
+        return ", ".join(f"{w} ({lang})" for w, lang in value) or "—"
+    return str(value)
