@@ -177,4 +177,7 @@ class CatalogWatcher:
 def _restart_after_fork(ref: "weakref.ref[CatalogWatcher]") -> None:
     watcher = ref()
     if watcher is not None and watcher._thread is not None and not watcher._stop.is_set():
+        # The parent's pooled connections (the catalog was read before the fork) stay the parent's:
+        # the child opens its own (SQLAlchemy's advice for a forked process).
+        watcher.rt.db.engine.dispose(close=False)
         watcher.start()
