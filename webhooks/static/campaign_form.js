@@ -1,10 +1,21 @@
-// Campaign form: under each SMS summary, its length and SMS segments as staff type (progressive
-// enhancement: the server shows the same count after each submit, and refuses a summary that does not
+// Campaign form: under each SMS summary, its length and SMS segments as staff type, and a problem's
+// link focuses its field (progressive enhancement: the server shows the same count after each submit, and refuses a summary that does not
 // fit). The GSM-7 alphabet and the look-alike replacements come from the server (config/gsm.py, in the
 // form's data-gsm attribute), so the count is the one the server makes. No inline script: the CSP
 // forbids it.
 (function () {
   "use strict";
+  // A problem listed at the top leads to its field: focus it, not only scroll to it.
+  document.querySelectorAll("#problems a[href^='#']").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      var field = document.getElementById(link.getAttribute("href").slice(1));
+      if (!field) return;
+      event.preventDefault();
+      field.focus();
+      field.scrollIntoView({block: "center"});
+    });
+  });
+
   var form = document.getElementById("campaign-form");
   if (!form || !form.dataset.gsm) return;
   var gsm = JSON.parse(form.dataset.gsm);
