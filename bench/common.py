@@ -122,8 +122,9 @@ class Server:
 
 @contextlib.contextmanager
 def gunicorn(app: str, env: dict, workers: int = 2, worker_class: str = "sync", threads: int = 1,
-             log_dir: Path | None = None):
-    """gunicorn on a socket bound here to 127.0.0.1:0 and handed over as fd:// (no port race)."""
+             log_dir: Path | None = None, preload: bool = False):
+    """gunicorn on a socket bound here to 127.0.0.1:0 and handed over as fd:// (no port race);
+    ``preload``: the app is made once in the master, before the workers are forked."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted sockets inherit this: without it, a keep-alive worker (gthread) that writes headers and
@@ -135,7 +136,7 @@ def gunicorn(app: str, env: dict, workers: int = 2, worker_class: str = "sync", 
     log_path = (log_dir or Path(tempfile.gettempdir())) / f"gunicorn-{port}.log"
     cmd = [sys.executable, "-m", "gunicorn", app, "--bind", f"fd://{sock.fileno()}", "--workers", str(workers),
            "--worker-class", worker_class, "--threads", str(threads), "--backlog", "2048",
-           "--error-logfile", str(log_path), "--log-level", "warning", "--timeout", "60"]
+           "--error-logfile", str(log_path), "--log-level", "warning", "--timeout", "60"] + (["--preload"] if preload else [])
     with open(log_path, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, pass_fds=[sock.fileno()], stdout=fh, stderr=fh)
     sock.close()

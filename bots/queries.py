@@ -14,12 +14,3 @@ def campaign_summary(rt: Runtime, slug: str) -> dict | None:
         count = repo.signature_count(uow.session, slug)
     return {"slug": slug, "title": campaign.text("en").title, "signatures": count, "goal": campaign.goal}
 
-
-def campaign_rows(rt: Runtime) -> list[dict]:
-    with rt.db.reader() as uow:
-        counts = repo.signature_counts(uow.session)
-    return [
-        {"slug": c.slug, "title": c.text("en").title, "active": c.active, "goal": c.goal,
-         "keywords": {word: lang for word, lang in c.keywords.items()}, "signatures": counts.get(c.slug, 0)}
-        for c in rt.catalog.campaigns.values()
-    ]

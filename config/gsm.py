@@ -18,7 +18,7 @@ GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 GSM7 = GSM7_BASIC | GSM7_EXTENDED
 
 # Look-alikes that phones, word processors and translators produce, mapped to GSM-7.
-_REPLACEMENTS = {
+REPLACEMENTS = {
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'", "´": "'",
     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "«": '"', "»": '"',
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
@@ -41,8 +41,8 @@ def to_gsm(text: str) -> str:
     for ch in text:
         if ch in GSM7_BASIC or ch in GSM7_EXTENDED:
             out.append(ch)
-        elif ch in _REPLACEMENTS:
-            out.append(_REPLACEMENTS[ch])
+        elif ch in REPLACEMENTS:
+            out.append(REPLACEMENTS[ch])
         else:
             base = unicodedata.normalize("NFKD", ch)
             stripped = "".join(c for c in base if not unicodedata.combining(c))

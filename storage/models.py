@@ -335,3 +335,64 @@ class SendThrottle(Base):
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     next_slot: Mapped[float] = mapped_column(Float(53), default=0.0)
     paused_until: Mapped[float] = mapped_column(Float(53), default=0.0)
+
+# --- Campaigns: the organization and its campaigns, edited by staff; the campaign file seeds them ---
+
+
+class OrganizationRow(Base):
+    """The one organization (id 1) and the catalog's version: every change to the organization or a
+    campaign bumps ``catalog_version`` in its own transaction, and every process compares it every
+    few seconds with the version it runs on (a one-row read outside any request)."""
+
+    __tablename__ = "organization"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    help_contact: Mapped[str] = mapped_column(Text)
+    default_campaign: Mapped[str] = mapped_column(String(64))
+    catalog_version: Mapped[int] = mapped_column(BigInteger, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrganizationTextRow(Base):
+    __tablename__ = "organization_texts"
+
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    program: Mapped[str] = mapped_column(Text)
+    frequency: Mapped[str] = mapped_column(Text)
+
+
+class CampaignRow(Base):
+    """A campaign; its slug never changes (signatures and broadcasts name it). Listed in id order."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    goal: Mapped[int] = mapped_column(BigInteger, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    broadcast_stop_notice: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignTextRow(Base):
+    __tablename__ = "campaign_texts"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    statement: Mapped[str] = mapped_column(Text)
+
+
+class CampaignKeywordRow(Base):
+    """A keyword, normalised as members' texts are matched: unique across every campaign."""
+
+    __tablename__ = "campaign_keywords"
+
+    keyword: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(8))
+    spelled: Mapped[str] = mapped_column(String(64))  # as staff wrote it ("SUEÑO" for SUENO)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the first per language is the one members are told

@@ -28,7 +28,11 @@ def runtime() -> Runtime:
 
 
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
+    """The app on ``rt``, or on a Runtime built here from the environment (gunicorn). An app that
+    built its own Runtime, or is given CATALOG_WATCH=True (`firma serve`), keeps its catalog current
+    with a watcher thread (bots/catalog.py): campaign edits from any process reach it in seconds."""
     app = Flask(__name__)
+    watch = rt is None
     if rt is None:
         from config.settings import Settings
         from storage.uow import Database
@@ -46,6 +50,10 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
     )
     if config:
         app.config.update(config)
+    if app.config.get("CATALOG_WATCH", watch):
+        from bots.catalog import CatalogWatcher
+
+        app.extensions["firma_catalog_watcher"] = CatalogWatcher(rt).start()
     if rt.settings.trusted_proxies:
         # Behind nginx or a load balancer: the client's address (the staff sign-in limit per address,
         # the audit log) and scheme come from the headers the proxies set, trusting only as many
@@ -58,10 +66,12 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
         log.warning("FIRMA_SECRET_KEY is not set: using a random key, so staff sessions end at restart "
                     "(fine for development, not for production)")
 
-    from webhooks import auth, public, security, simulator, staff, staff_broadcasts, telegram, twilio
+    from webhooks import (auth, public, security, simulator, staff, staff_broadcasts, staff_campaigns, telegram,
+                          twilio)
 
     auth.install(app)  # sessions, CSRF and the /staff guard, before any blueprint's view runs
-    for blueprint in (twilio.bp, telegram.bp, public.bp, simulator.bp, staff.bp, staff_broadcasts.bp):
+    for blueprint in (twilio.bp, telegram.bp, public.bp, simulator.bp, staff.bp, staff_broadcasts.bp,
+                      staff_campaigns.bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
     security.install(app)  # nosniff, no framing, CSP on pages

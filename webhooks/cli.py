@@ -39,7 +39,7 @@ class Context:
             try:
                 self._runtime = Runtime.build(self.settings)
             except CampaignFileError as exc:
-                raise click.ClickException(f"the campaign file has problems: {exc}") from None
+                raise click.ClickException(_campaign_problems(exc)) from None
         return self._runtime
 
     def ready_runtime(self):
@@ -52,6 +52,14 @@ class Context:
         except db.SchemaNotReady as exc:
             raise click.ClickException(str(exc)) from None
         return self.runtime
+
+
+def _campaign_problems(exc: CampaignFileError) -> str:
+    from bots.catalog import DATABASE_SOURCE
+
+    if exc.path == DATABASE_SOURCE:  # stored under older rules: `firma campaigns import` a corrected file
+        return f"the campaigns in the database have problems: {exc}"
+    return f"the campaign file has problems: {exc}"
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
@@ -76,7 +84,7 @@ def serve(obj: Context, host: str, port: int, debug: bool):
     """Run the web app with the development server (SQLite is created or migrated here)."""
     from webhooks import create_app
 
-    app = create_app({"SIMULATOR_OPEN": True}, obj.ready_runtime())
+    app = create_app({"SIMULATOR_OPEN": True, "CATALOG_WATCH": True}, obj.ready_runtime())
     click.echo(f"firma on http://{host}:{port}/  (simulator: http://{host}:{port}/simulator)")
     click.echo(f"database: {obj.runtime.db.url.render_as_string(hide_password=True)}")
     app.run(host=host, port=port, debug=debug, threaded=True, use_reloader=debug)
@@ -96,6 +104,23 @@ def db_upgrade(obj: Context, revision: str):
 
     db.upgrade(obj.settings.database_url, revision)
     click.echo(f"database is at {revision}")
+    if revision == "head":
+        _seed(obj.settings)
+
+
+def _seed(settings: Settings) -> None:
+    """An empty database gets the campaign file's campaigns; after that the database has them."""
+    from bots import catalog
+    from bots.runtime import utcnow
+    from storage.uow import Database
+
+    database = Database(settings.database_url)
+    try:
+        catalog.seed_from_file(database, settings.campaigns_path, utcnow())
+    except CampaignFileError as exc:
+        raise click.ClickException(_campaign_problems(exc)) from None
+    finally:
+        database.dispose()
 
 
 @db_group.command("downgrade")
@@ -109,23 +134,79 @@ def db_downgrade(obj: Context, revision: str):
     click.echo(f"database downgraded to {revision}")
 
 
-@main.command()
-@pass_ctx
-def campaigns(obj: Context):
-    """List campaigns, their keywords and signature counts (and check the campaign file)."""
+@main.group(invoke_without_command=True)
+@click.pass_context
+def campaigns(ctx: click.Context):
+    """List campaigns, their keywords and signature counts; `import` or `export` a campaign file.
+
+    The campaigns live in the database: the campaign file (FIRMA_CAMPAIGNS) only fills an empty one."""
+    if ctx.invoked_subcommand:
+        return
     from rich.console import Console
     from rich.table import Table
 
-    from bots import queries
+    from bots import campaigns as svc
 
     table = Table(title="Campaigns")
     for col in ("slug", "title", "keywords", "signatures", "goal", "active"):
         table.add_column(col, justify="right" if col in ("signatures", "goal") else "left")
-    for row in queries.campaign_rows(obj.runtime):
+    for row in svc.list_campaigns(ctx.find_object(Context).ready_runtime()):
         keywords = ", ".join(f"{w} ({lang})" for w, lang in row["keywords"].items())
         table.add_row(row["slug"], row["title"], keywords, f"{row['signatures']:,}", f"{row['goal']:,}",
                       "yes" if row["active"] else "no")
     Console().print(table)
+
+
+@campaigns.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check the file and say what would change; change nothing.")
+@pass_ctx
+def campaigns_import(obj: Context, file: str, dry_run: bool):
+    """Add or replace campaigns from a campaign file: all of them, or none if any has a problem.
+
+    Campaigns only in the database stay; an [organization] table, when the file has one, replaces
+    the organization's. Every process uses the result within seconds, without a restart."""
+    from bots import campaigns as svc
+    from config.campaigns import read_file
+
+    try:
+        data = read_file(file)
+    except CampaignFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    change = svc.import_campaigns(obj.ready_runtime(), data, svc.cli_actor(), source=file, dry_run=dry_run)
+    if change.problems:
+        raise click.ClickException(f"{file} has problems; nothing was imported:\n"
+                                   + "\n".join(f"  - {p}" for p in change.problems))
+    would = "would be " if dry_run else ""
+    for slug in change.added:
+        click.echo(f"campaign '{slug}' {would}added")
+    for slug in change.replaced:
+        click.echo(f"campaign '{slug}' {would}replaced")
+    if change.organization_changed:
+        click.echo(f"organization {would}replaced")
+    if change.unchanged:
+        click.echo(f"unchanged: {', '.join(change.unchanged)}")
+    if not change.changed:
+        click.echo("nothing to change: the database has these campaigns already")
+    elif dry_run:
+        click.echo("dry run: nothing was changed")
+
+
+@campaigns.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
+@pass_ctx
+def campaigns_export(obj: Context, output: str | None):
+    """Write the campaigns as a campaign file (`firma campaigns import` takes it back)."""
+    from bots import campaigns as svc
+    from config.campaigns import dumps
+
+    text = dumps(svc.export_document(obj.ready_runtime()))
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 @main.command()

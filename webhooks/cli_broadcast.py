@@ -263,10 +263,13 @@ def worker(ctx: click.Context, drain: bool, concurrency: int, batch: int, lease:
     from bots import broadcast_plan
     from bots.broadcast_worker import Options, run_worker
 
+    from bots.catalog import CatalogWatcher
+
     rt = _runtime(ctx)
     options = Options(drain=drain, concurrency=concurrency, batch=batch, lease=lease)
     try:
-        stats = run_worker(rt, options)
+        with CatalogWatcher(rt):  # stop notices follow campaign edits made while it runs
+            stats = run_worker(rt, options)
     except broadcast_plan.BroadcastError as exc:
         raise click.ClickException(str(exc)) from None
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.counts.items()) if v)

@@ -93,11 +93,14 @@ def poll(obj, timeout: int):
     from bots.channels import ProviderRefused
     from bots.channels.telegram import polling
 
+    from bots.catalog import CatalogWatcher
+
     gateway = _gateway(obj)
     rt = obj.ready_runtime()
     handle, blocked = handlers(rt, gateway)
     try:
-        asyncio.run(polling.poll(gateway, handle, blocked, say=click.echo, timeout=timeout))
+        with CatalogWatcher(rt):  # campaign edits reach the bot while it polls
+            asyncio.run(polling.poll(gateway, handle, blocked, say=click.echo, timeout=timeout))
     except KeyboardInterrupt:
         pass
     except ProviderRefused as exc:

@@ -1,6 +1,6 @@
 """The staff console under /staff: sign-in, dashboard, export, member lookup, audit log. Broadcasts
 have their pages in webhooks/staff_broadcasts.py; sessions, CSRF and the /staff guard are app-wide
-(webhooks/auth.py)."""
+(webhooks/auth.py). Creating and editing campaigns is in webhooks/staff_campaigns.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFError
 from bots import audit, channels, staff_accounts
 from bots import dashboard as figures
 from bots import members as member_svc
+from bots.campaigns import audit_changes
 from bots.exports import export_lines
 from webhooks import charts, runtime
 from webhooks.auth import client_ip, csrf_error, current_staff, safe_next
@@ -157,4 +158,16 @@ def audit_log():
     before = request.args.get("before", type=int)
     entries = audit.audit_entries(runtime().db, AUDIT_PAGE, before)
     older = entries[-1].id if len(entries) == AUDIT_PAGE else None
-    return render_template("staff/audit.html", page="audit", entries=entries, older=older)
+    return render_template("staff/audit.html", page="audit", entries=entries, older=older,
+                           changes_of=audit_changes, shown=_audit_value)
+
+
+def _audit_value(value) -> str:
+    """An old or new value of a campaign change, as the audit page shows it."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):  # keywords: [[word, language], ...]
+        return ", ".join(f"{w} ({lang})" for w, lang in value) or "—"
+    return str(value)

@@ -99,7 +99,7 @@ def page(browser, live):
 
 def _deliberate(message) -> bool:
     """Console noise for answers the app gives on purpose (a refused sign-in, a closed simulator)."""
-    return bool(re.search(r"status of (400|401|403|429) ", message.text)) or \
+    return bool(re.search(r"status of (400|401|403|422|429) ", message.text)) or \
         message.location.get("url", "").endswith("/favicon.ico")
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import time
 from pathlib import Path
 
 import pytest
 
-from config.campaigns import CampaignFileError, load_catalog, parse_catalog, load_texts
+from config.campaigns import CampaignFileError, document, dumps, load_catalog, load_texts, parse_catalog
 from config.keywords import normalize_keyword
 from config.settings import SHIPPED_CAMPAIGNS, Settings, SettingsError, parse_quiet_hours
 
@@ -119,3 +120,67 @@ def test_quiet_hours_wrap_midnight():
     assert q.contains(time(23)) and q.contains(time(3)) and not q.contains(time(12)) and not q.contains(time(9))
     q = parse_quiet_hours("01:00-05:30")
     assert q.contains(time(2)) and not q.contains(time(6))
+
+
+def test_an_unknown_key_is_reported_with_the_key_it_may_have_meant():
+    data = shipped()
+    data["campaigns"][0]["activ"] = True
+    data["campaigns"][0]["en"]["titel"] = "x"
+    data["organization"]["helpcontact"] = "x"
+    data["campaign"] = []
+    data["campaigns"][0]["fr"] = {"title": "x"}
+    assert problems(data) == [
+        "the file: unknown key 'campaign' (did you mean 'campaigns'?)",
+        "organization: unknown key 'helpcontact' (did you mean 'help_contact'?)",
+        "campaign 'end-scomm': unknown key 'activ' (did you mean 'active'?)",
+        "campaign 'end-scomm': unknown key 'fr' (the keys here are slug, goal, active, broadcast_stop_notice, "
+        "keywords, en, es)",
+        "campaigns.end-scomm.en: unknown key 'titel' (did you mean 'title'?)",
+    ]
+
+
+def test_a_quoted_non_ascii_keyword_is_matched_folded_and_kept_as_written():
+    text = SHIPPED_CAMPAIGNS.read_text(encoding="utf-8").replace('FIRMA = "es"', '"SUEÑO" = "es"')
+    catalog = parse_catalog(tomllib.loads(text), "campaigns.toml", load_texts())
+    c = catalog.campaigns["end-scomm"]
+    assert catalog.keywords[normalize_keyword("¡sueño!")] == ("end-scomm", "es")
+    assert dict(c.keywords) == {"SCOMM": "en", "SUENO": "es"} and c.spelled["SUENO"] == "SUEÑO"
+    with pytest.raises(tomllib.TOMLDecodeError):  # unquoted, it is not TOML: the docs say to quote it
+        tomllib.loads(text.replace('"SUEÑO" = "es"', 'SUEÑO = "es"'))
+
+
+def test_export_writes_a_file_that_reads_back_as_the_same_catalog():
+    catalog = load_catalog()
+    text = dumps(document(catalog))
+    assert text.startswith("# firma campaign file") and 'statement = """' in text
+    again = parse_catalog(tomllib.loads(text), "export.toml", load_texts())
+    assert again == catalog and list(again.campaigns) == list(catalog.campaigns)
+    assert dumps(document(again)) == text
+
+
+def test_the_example_in_docs_campaigns_md_is_a_valid_campaign_file():
+    page = (Path(__file__).parents[2] / "docs" / "campaigns.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", page, re.S).group(1)
+    catalog = parse_catalog(tomllib.loads(example), "docs/campaigns.md", load_texts())
+    assert list(catalog.campaigns) == ["end-scomm", "dream-act"]
+    assert catalog.keywords["SUENO"] == ("dream-act", "es")
+
+
+@pytest.mark.parametrize("change,problem", [
+    (lambda c: c.update(slug="a" * 65), "'slug' must be at most 64 characters"),
+    (lambda c: c.update(goal=10 ** 12), "'goal' must be at most 1,000,000,000 signatures"),
+    (lambda c: c.update(keywords={"A" * 33: "en", "FIRMA": "es"}), "is longer than 32 characters"),
+])
+def test_values_too_big_for_the_database_are_refused(change, problem):
+    data = shipped()
+    change(data["campaigns"][0])
+    assert any(problem in p for p in problems(data))
+
+
+def test_each_problem_names_its_field():
+    data = shipped()
+    data["campaigns"][0]["goal"] = -1
+    data["campaigns"][0]["es"]["summary"] = ""
+    data["campaigns"][0]["keywords"] = {"STOP": "es", "SCOMM": "en"}
+    fields = {p.field for p in problems(data)}
+    assert fields == {"goal", "es.summary", "keywords.es"}
