@@ -103,12 +103,27 @@ class ZipInfo:
 ZipLookup = Callable[[str], "ZipInfo | None"]
 
 _ZIP = re.compile(r"([0-9]{5})(?:-([0-9]{4}))?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b]")  # control characters, and the zero-width space
 _SPACES = re.compile(r"\s+")
+_JOINERS = "\u200c\u200d"  # zero-width (non-)joiner: part of the spelling between letters (Persian, Indic)
 
 
 def clean_name(text: str) -> str:
-    return _SPACES.sub(" ", _CONTROL.sub(" ", unicodedata.normalize("NFC", text))).strip()
+    """The name as stored and shown: NFC, single spaces, and no invisible format characters (Unicode
+    Cf: bidi marks, overrides and isolates, soft hyphens, tags...), which could make a name look like
+    another to staff or hide a formula from the export's guard. A joiner between two letters stays."""
+    text = _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
+    if not text.isascii():
+        text = _drop_format(text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _drop_format(text: str) -> str:
+    def letter(i: int) -> bool:
+        return 0 <= i < len(text) and unicodedata.category(text[i])[0] in "LM"
+
+    return "".join(ch for i, ch in enumerate(text) if unicodedata.category(ch) != "Cf"
+                   or (ch in _JOINERS and letter(i - 1) and letter(i + 1)))
 
 
 def check_name(text: str, catalog: Catalog) -> tuple[str | None, str | None]:

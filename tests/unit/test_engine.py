@@ -287,3 +287,48 @@ class TestRendering:
         for needed in ("Presente.org", "msgs/month", "Msg & data rates may apply", "Reply HELP for help",
                        "STOP to cancel"):
             assert needed in text
+
+
+class TestInvisibleCharacters:
+    """A name cannot carry characters that change how it looks (bidi overrides and isolates) or hide
+    inside it (soft hyphens, zero-width marks): staff read it, the export's formula guard checks it."""
+
+    @pytest.mark.parametrize("text,name", [
+        ("\u2066Ana López\u2069", "Ana López"),
+        ("\u2067=HYPERLINK(\"x\")\u2069", "=HYPERLINK(\"x\")"),
+        ("\u2068Ana\u2069 \u2066López\u2069", "Ana López"),
+        ("Ana Ló\u00adpez", "Ana López"),
+        ("\u200eAna López\u200f", "Ana López"),
+        ("\u202eAna López", "Ana López"),
+        ("Ana\u2061 López\u2064", "Ana López"),
+        ("\u061cمحمد علي", "محمد علي"),
+        ("\ufeffAna López", "Ana López"),
+        ("Ana López\U000e0001\U000e0041", "Ana López"),
+        ("\ufff9Ana\ufffb López", "Ana López"),
+        ("Ana\u200bLópez", "Ana López"),  # a zero-width space is a space
+        ("Ana\tLópez\n", "Ana López"),
+        ("\u200c=cmd\u200d", "=cmd"),  # a joiner with no letters around it joins nothing
+    ])
+    def test_format_characters_leave_the_name(self, catalog, text, name):
+        from bots.engine import clean_name
+
+        assert clean_name(text) == name
+        assert check_name(text, catalog) == (name, None)
+
+    def test_joiners_inside_a_word_stay(self):
+        """Persian and Indic spellings need the zero-width (non-)joiner between letters."""
+        from bots.engine import clean_name
+
+        assert clean_name("مهدی\u200cزاده") == "مهدی\u200cزاده"
+        assert clean_name("ന\u0d4d\u200dക") == "ന\u0d4d\u200dക"
+
+    def test_every_format_character_but_the_joiners_is_gone(self):
+        import sys
+        import unicodedata
+
+        from bots.engine import clean_name
+
+        for cp in range(sys.maxunicode + 1):
+            ch = chr(cp)
+            if unicodedata.category(ch) == "Cf" and ch not in "\u200c\u200d":
+                assert clean_name(f"Ana{ch}Ló{ch}pez") in ("AnaLópez", "Ana Ló pez"), hex(cp)
