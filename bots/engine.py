@@ -291,7 +291,8 @@ def _start(state: State, inbound: Inbound, word: str, catalog: Catalog) -> Step:
 def _invalid(state: State, error: str, params: dict, catalog: Catalog) -> Step:
     count = state.invalid_count + 1
     if count >= MAX_INVALID:
-        return Step(_reset(state), (Reply(error, params), Reply("too_many_attempts", campaign=state.campaign, join=True)))
+        # the question is not asked again: say only that it is over, and how to start again
+        return Step(_reset(state), (Reply("too_many_attempts", campaign=state.campaign),))
     return Step(replace(state, invalid_count=count), (Reply(error, params),))
 
 

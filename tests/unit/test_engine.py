@@ -123,9 +123,14 @@ class TestInvalidAnswers:
 
     def test_three_invalid_answers_give_help_to_start_again(self, engine):
         state, steps = run(engine, ["SCOMM", "Ana López", "x", "y", "z"])
-        assert keys(steps[-1]) == ["zip_format", "too_many_attempts"]
+        assert keys(steps[-1]) == ["too_many_attempts"]  # not "reply with your ZIP" as well: it is over
+        assert steps[-1].replies[0].campaign == "end-scomm"
         assert state.step == IDLE and not state.signed
         assert keys(engine.step(state, sms("60601"))) == ["no_conversation"]
+
+    def test_three_invalid_names_say_only_that_it_starts_again(self, engine):
+        state, steps = run(engine, ["SCOMM", "1", "2", "3"])
+        assert keys(steps[-1]) == ["too_many_attempts"] and state.step == IDLE
 
     def test_valid_answer_resets_the_count(self, engine):
         state, _ = run(engine, ["SCOMM", "1", "2", "Ana López", "x", "y"])
