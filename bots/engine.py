@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from config.campaigns import Catalog
-from config.keywords import HELP, LANGUAGE, OPT_IN, OPT_OUT, RESERVED, normalize_keyword
+from config.keywords import HELP, LANGUAGE, OPT_IN, OPT_OUT, RESERVED, SPOKEN_IN, normalize_keyword
 
 IDLE = "idle"
 AWAITING_NAME = "awaiting_name"
@@ -166,11 +166,13 @@ class Engine:
 
 def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> Step:
     first_contact = not state.known
-    if not state.known:
-        hint = (inbound.language_hint or "").split("-")[0].lower()
-        state = replace(state, known=True, language=hint if hint in catalog.languages else state.language)
     word = normalize_keyword(inbound.text or "")
     command = inbound.command
+    if not state.known:  # their first words, else Telegram's language_code, tell their language
+        hint = (inbound.language_hint or "").split("-")[0].lower()
+        lang = (SPOKEN_IN.get(word) if command is None else None) or \
+            (hint if hint in catalog.languages else state.language)
+        state = replace(state, known=True, language=lang)
 
     if inbound.provider_opt:
         verdict = _provider_opt(state, inbound, word)
@@ -197,7 +199,7 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
             lang = LANGUAGE[word]
         new = replace(state, language=lang)
         if state.opted_out:
-            return Step(new, (Reply("language_set"),))
+            return Step(new)  # recorded for when they come back; STOP means stop
         follow_up = _pending_question(new, join=False) or (
             Reply("no_conversation", campaign=catalog.organization.default_campaign),)
         return Step(new, (Reply("language_set"), *follow_up))

@@ -10,9 +10,12 @@ import re
 import unicodedata
 
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "PARAR", "ALTO", "CANCELAR"})
-OPT_IN = frozenset({"START", "UNSTOP", "YES"})
+OPT_IN = frozenset({"START", "UNSTOP", "YES", "SI"})  # SÍ folds to SI
 HELP = frozenset({"HELP", "INFO", "AYUDA"})
 LANGUAGE = {"ESPANOL": "es", "ENGLISH": "en"}  # ESPAÑOL folds to ESPANOL
+# The reserved words that tell which language their writer speaks (STOP, INFO are everyone's): a
+# stranger's first message in one of them is answered in that language.
+SPOKEN_IN = {"PARAR": "es", "ALTO": "es", "CANCELAR": "es", "AYUDA": "es", "SI": "es"}
 
 RESERVED = OPT_OUT | OPT_IN | HELP | frozenset(LANGUAGE)
 

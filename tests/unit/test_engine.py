@@ -172,6 +172,41 @@ class TestConsent:
         assert not step.state.opted_out and step.state.step == AWAITING_NAME
         assert Consent("opt_in", "SCOMM", "end-scomm") in step.effects
 
+    @pytest.mark.parametrize("word", ["SÍ", "si", "Sí!", " SI. "])
+    def test_spanish_yes_opts_back_in_after_parar(self, engine, word):
+        state, _ = run(engine, ["FIRMA", "PARAR"])
+        step = engine.step(state, sms(word))
+        assert keys(step) == ["opted_in"] and not step.state.opted_out and step.state.language == "es"
+        assert step.effects == (Consent("opt_in", "SI"),)
+
+    @pytest.mark.parametrize("word,lang", [("ESPAÑOL", "es"), ("english", "en")])
+    def test_language_switch_after_stop_is_recorded_silently(self, engine, word, lang):
+        state, _ = run(engine, ["SCOMM" if lang == "es" else "FIRMA", "STOP"])
+        step = engine.step(state, sms(word))
+        assert step.replies == () and step.effects == ()
+        assert step.state.language == lang and step.state.opted_out
+        assert render(engine.step(step.state, sms("HELP")).replies, lang, "sms", engine.catalog)
+
+    def test_language_command_after_stop_is_recorded_silently(self, engine):
+        state = engine.step(State(), tg(command="stop")).state
+        step = engine.step(state, tg("/language es", command="language", argument="es"))
+        assert step.replies == () and step.state.language == "es" and step.state.opted_out
+
+    @pytest.mark.parametrize("word,key", [("AYUDA", "help"), ("ayuda!", "help"), ("PARAR", "opted_out"),
+                                          ("Alto", "opted_out"), ("cancelar", "opted_out")])
+    def test_a_stranger_who_starts_in_spanish_is_answered_in_spanish(self, engine, word, key):
+        step = engine.step(State(), sms(word))
+        assert keys(step) == [key] and step.state.language == "es"
+
+    @pytest.mark.parametrize("word", ["HELP", "STOP", "INFO", "CANCEL"])
+    def test_a_stranger_who_starts_with_an_english_or_shared_word_stays_in_english(self, engine, word):
+        assert engine.step(State(), sms(word)).state.language == "en"
+
+    def test_a_known_member_keeps_their_language_when_they_write_ayuda(self, engine):
+        state, _ = run(engine, ["SCOMM"])
+        step = engine.step(state, sms("AYUDA"))
+        assert keys(step) == ["help"] and step.state.language == "en"
+
     @pytest.mark.parametrize("word", ["HELP", "info", "Ayuda"])
     def test_help_words_keep_the_conversation(self, engine, word):
         state, _ = run(engine, ["SCOMM", "Ana López"])
