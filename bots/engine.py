@@ -6,8 +6,9 @@ Replies are text keys with parameters (rendered per language and channel elsewhe
 data (``RecordSignature``, ``Consent``) that the service applies in one transaction.
 
 Order of precedence for a message: the provider's own opt-out verdict (Twilio OptOutType), then
-STOP/START/HELP and their synonyms, then language switches, then campaign keywords, then the answer
-to the pending question, then a short help.
+STOP and its synonyms and the opt-outs in plain words (config/opt_outs.toml), then START/HELP and
+their synonyms, then language switches, then campaign keywords, then (for a member opted out:
+nothing more) the answer to the pending question, then a short help.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable, Mapping
 
 from config.campaigns import Catalog
 from config.keywords import HELP, LANGUAGE, OPT_IN, OPT_OUT, RESERVED, SPOKEN_IN, normalize_keyword
+from config.opt_outs import OptOutMatch
 
 IDLE = "idle"
 AWAITING_NAME = "awaiting_name"
@@ -168,10 +170,11 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
     first_contact = not state.known
     word = normalize_keyword(inbound.text or "")
     command = inbound.command
+    plain = opt_out_in_words(inbound, catalog) if command is None and word not in OPT_OUT else None
     if not state.known:  # their first words, else Telegram's language_code, tell their language
         hint = (inbound.language_hint or "").split("-")[0].lower()
-        lang = (SPOKEN_IN.get(word) if command is None else None) or \
-            (hint if hint in catalog.languages else state.language)
+        spoken = SPOKEN_IN.get(word) if command is None else None
+        lang = spoken or (plain.language if plain else None) or (hint if hint in catalog.languages else state.language)
         state = replace(state, known=True, language=lang)
 
     if inbound.provider_opt:
@@ -179,8 +182,8 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
         if verdict is not None:
             return verdict
 
-    if command == "stop" or (command is None and word in OPT_OUT):
-        cause = "/stop" if command else word
+    if command == "stop" or (command is None and word in OPT_OUT) or plain:
+        cause = "/stop" if command else plain.phrase if plain else word
         return Step(_reset(replace(state, opted_out=True)), (Reply("opted_out"),), (Consent("opt_out", cause),))
 
     if command is None and word in OPT_IN:
@@ -240,6 +243,13 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
     if first_contact:  # we cannot know their language yet: offer the other one
         replies.append(Reply("language_offer", campaign=default, join=True))
     return Step(_reset(state), tuple(replies))
+
+
+def opt_out_in_words(inbound: Inbound, catalog: Catalog) -> OptOutMatch | None:
+    """An opt-out in plain words ("please stop texting me", "no más mensajes"; config/opt_outs.toml)."""
+    if inbound.command is not None or not inbound.text:
+        return None
+    return catalog.opt_outs.match(inbound.text)
 
 
 def _provider_opt(state: State, inbound: Inbound, word: str) -> Step | None:

@@ -15,7 +15,8 @@ from typing import Mapping
 
 from config import gsm
 from config.keywords import RESERVED, normalize_keyword
-from config.settings import SHIPPED_CAMPAIGNS, TEXTS_DIR
+from config.opt_outs import OptOutPhrases, parse_opt_outs
+from config.settings import SHIPPED_CAMPAIGNS, SHIPPED_OPT_OUTS, TEXTS_DIR
 
 LANGUAGES = ("en", "es")
 SMS_SUMMARY_MAX_SEGMENTS = 2
@@ -71,6 +72,7 @@ class Catalog:
     texts: Mapping[str, Mapping[str, str]]
     keywords: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # keyword -> (slug, language)
     languages: tuple[str, ...] = LANGUAGES
+    opt_outs: OptOutPhrases = field(default_factory=OptOutPhrases)  # opt-outs in plain words
 
     @property
     def default_campaign(self) -> Campaign:
@@ -134,7 +136,27 @@ def _lang_table(raw: dict, where: str, fields: tuple[str, ...], problems: list[s
     return out
 
 
-def parse_catalog(data: dict, source: Path | str, texts: dict[str, dict[str, str]]) -> Catalog:
+def _read_toml(path: Path) -> dict:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CampaignFileError(path, [f"cannot be read: {exc.strerror or exc}"]) from None
+    try:
+        return tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise CampaignFileError(path, [f"is not valid TOML: {exc}"]) from None
+
+
+def load_opt_outs(path: Path = SHIPPED_OPT_OUTS) -> OptOutPhrases:
+    """The opt-outs in plain words (config/opt_outs.toml), every problem in it reported at once."""
+    phrases, problems = parse_opt_outs(_read_toml(path), LANGUAGES)
+    if problems:
+        raise CampaignFileError(path, problems)
+    return phrases
+
+
+def parse_catalog(data: dict, source: Path | str, texts: dict[str, dict[str, str]],
+                  opt_outs: OptOutPhrases | None = None) -> Catalog:
     problems: list[str] = []
     org_raw = data.get("organization")
     if not isinstance(org_raw, dict):
@@ -227,17 +249,10 @@ def parse_catalog(data: dict, source: Path | str, texts: dict[str, dict[str, str
     )
     return Catalog(org, MappingProxyType(campaigns),
                    MappingProxyType({k: MappingProxyType(v) for k, v in texts.items()}),
-                   MappingProxyType(keywords))
+                   MappingProxyType(keywords), opt_outs=opt_outs if opt_outs is not None else load_opt_outs())
 
 
-def load_catalog(path: Path | str | None = None, texts_dir: Path = TEXTS_DIR) -> Catalog:
+def load_catalog(path: Path | str | None = None, texts_dir: Path = TEXTS_DIR,
+                 opt_outs_path: Path = SHIPPED_OPT_OUTS) -> Catalog:
     path = Path(path) if path else SHIPPED_CAMPAIGNS
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CampaignFileError(path, [f"cannot be read: {exc.strerror or exc}"]) from None
-    try:
-        data = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as exc:
-        raise CampaignFileError(path, [f"is not valid TOML: {exc}"]) from None
-    return parse_catalog(data, path, load_texts(texts_dir))
+    return parse_catalog(_read_toml(path), path, load_texts(texts_dir), load_opt_outs(opt_outs_path))

@@ -48,3 +48,40 @@ def test_after_parar_a_language_switch_is_silent_and_si_opts_back_in(client, rt)
         assert member.opted_out_at is None and member.language == "en"
         events = uow.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id)).all()
         assert [(e.kind, e.cause) for e in events] == [("opt_in", "FIRMA"), ("opt_out", "PARAR"), ("opt_in", "SI")]
+
+
+@pytest.mark.parametrize("words,cause", [("Please stop texting me!", "STOP TEXTING ME"),
+                                         ("Bórrenme de la lista por favor", "BORRENME DE LA LISTA")])
+def test_an_opt_out_in_plain_words_is_a_stop(client, rt, words, cause):
+    texts(client, "SCOMM", "Ana López", "60601")
+    (confirmation,) = texts(client, words)
+    (stop_confirmation,) = texts(client, "STOP", phone="+13125550199")
+    assert confirmation == stop_confirmation and "unsubscribed" in confirmation[0]
+    assert texts(client, "hello", "Ana López") == [[], []]  # STOP means stop
+    with rt.db.uow() as uow:
+        member = uow.session.scalars(select(Member).where(Member.address == PHONE)).one()
+        assert member.opted_out_at is not None
+        event = uow.session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member.id)
+                                    .order_by(ConsentEvent.id.desc())).first()
+        assert (event.kind, event.cause, event.text_sent) == ("opt_out", cause, confirmation[0])
+
+
+def test_ordinary_words_about_stopping_are_not_an_opt_out(client, rt):
+    texts(client, "SCOMM", "Ana López", "60601")
+    for words in ("We need to stop S-Comm now!", "How can I help stop deportations?"):
+        (answer,) = texts(client, words)
+        assert answer and "unsubscribed" not in answer[0]
+    with rt.db.uow() as uow:
+        assert uow.session.scalars(select(Member.opted_out_at)).one() is None
+
+
+def test_a_plain_words_opt_out_is_heard_over_the_inbound_limit(client, rt):
+    from bots.service import INBOUND_LIMIT_PER_MINUTE
+
+    for i in range(INBOUND_LIMIT_PER_MINUTE + 5):
+        post_sms(client, PHONE, f"spam {i}")
+    assert texts(client, "hello") == [[]]  # throttled
+    (confirmation,) = texts(client, "no más mensajes")
+    assert len(confirmation) == 1 and "unsubscribed" in confirmation[0]
+    with rt.db.uow() as uow:
+        assert uow.session.scalars(select(Member.opted_out_at)).one() is not None

@@ -36,3 +36,14 @@ def test_after_stop_a_language_change_is_silent(client, rt, standin):
     assert say(client, standin, "español") == []
     assert member(rt).language == "es" and member(rt).opted_out_at is not None
     assert "Para firmar, envía /start" in say(client, standin, "/help")[0]
+
+
+def test_an_opt_out_in_plain_words_is_a_stop(client, rt, standin):
+    say(client, standin, "/start end-scomm")
+    (confirmation,) = say(client, standin, "please stop sending me messages")
+    assert confirmation.startswith("You are unsubscribed") and "/start" in confirmation
+    assert say(client, standin, "Ana López") == []
+    assert member(rt).opted_out_at is not None
+    with rt.db.uow() as uow:
+        event = uow.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+        assert (event.kind, event.cause, event.channel) == ("opt_out", "STOP SENDING ME MESSAGES", "telegram")

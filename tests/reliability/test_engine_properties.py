@@ -18,7 +18,8 @@ from config.keywords import HELP, OPT_IN, OPT_OUT, RESERVED, normalize_keyword
 MARKS = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202e", "\u2060",
          "\ufeff", "\u00ad", "\u0301", "\x00", "\t", "\n", " "]
 EMOJI = ["👍", "✊🏽", "🇲🇽", "❤️", "👨‍👩‍👧", "🙏🏾"]
-WORDS = sorted(RESERVED) + ["SCOMM", "FIRMA", "scomm", "Firma", "ESPAÑOL", "español", "English"]
+WORDS = sorted(RESERVED) + ["SCOMM", "FIRMA", "scomm", "Firma", "ESPAÑOL", "español", "English",
+                             "please stop texting me", "no más mensajes", "We need to stop S-Comm now!"]
 NAMES = ["Ana María López", "José", "李小龍", "محمد علي", "O'Brien-Smith", "X", "12345", "Ana\u200fLópez"]
 ZIPS = ["60601", "90210", "10001-1234", "00000", "99999", "6060", "606011", "60 601", "zip 60601"]
 
@@ -81,12 +82,14 @@ def test_any_conversation_keeps_the_invariants(catalog, zips, messages):
 
         # STOP means stop: an opted-out member gets nothing, except for the reserved words, a campaign
         # keyword or a bot command (a new, explicit request).
+        plain = inbound.command is None and catalog.opt_outs.match(inbound.text) is not None
         if before.opted_out and result.replies:
-            assert inbound.command is not None or word in RESERVED or word in catalog.keywords, (inbound, result)
+            assert inbound.command is not None or word in RESERVED or word in catalog.keywords or plain, \
+                (inbound, result)
         # Twilio already answered its own opt-out handling: we never send a second confirmation.
         if provider in ("STOP", "START", "HELP"):
             assert result.replies == ()
-        if provider == "STOP" or (not provider and inbound.command is None and word in OPT_OUT) or \
+        if provider == "STOP" or (not provider and inbound.command is None and (word in OPT_OUT or plain)) or \
                 (not provider and inbound.command == "stop"):
             assert state.opted_out and state.step == IDLE
             assert any(isinstance(e, Consent) and e.kind == "opt_out" for e in result.effects)
@@ -128,6 +131,6 @@ def test_opted_out_member_hears_only_reserved_words(catalog, zips, reserved, oth
     state = step(State(), Inbound("sms", "+13125550101", "STOP"), catalog, zips).state
     result = step(state, Inbound("sms", "+13125550101", other), catalog, zips)
     word = normalize_keyword(other)
-    if word not in RESERVED and word not in catalog.keywords:
+    if word not in RESERVED and word not in catalog.keywords and catalog.opt_outs.match(other) is None:
         assert result.replies == () and result.effects == ()
     assert step(state, Inbound("sms", "+13125550101", reserved), catalog, zips).replies
