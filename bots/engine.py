@@ -187,7 +187,7 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
         return Step(_reset(replace(state, opted_out=True)), (Reply("opted_out"),), (Consent("opt_out", cause),))
 
     if command is None and word in OPT_IN:
-        new = replace(state, opted_out=False)
+        new = replace(state, opted_out=False, disclosed=True)  # the reply carries the disclosure
         return Step(new, (Reply("opted_in"), *_pending_question(new, join=True)), (Consent("opt_in", word),))
 
     if command == "help" or (command is None and word in HELP):
@@ -281,20 +281,21 @@ def _start(state: State, inbound: Inbound, word: str, catalog: Catalog) -> Step:
         slug, lang = catalog.keywords[word]
     cause = _cause(cause)
     state = replace(state, language=lang)
-    if state.opted_out:
-        # Texting a keyword (or pressing Start) after STOP is a new request to join: honour it.
-        state = replace(state, opted_out=False)
+    # After an opt-out, texting a keyword (or pressing Start) is a new request to join: honour it, and
+    # say so with the whole disclosure (SMS: program, frequency, rates, HELP/STOP), as at first contact.
+    back = (Reply("opted_in", join=True),) if state.opted_out else ()
+    if back:
+        state = replace(state, opted_out=False, disclosed=True)
         effects.append(Consent("opt_in", cause, slug))
     campaign = catalog.campaigns[slug]
     if not campaign.active:
-        return Step(_reset(state), (*replies, Reply("campaign_closed", campaign=slug)), tuple(effects))
+        return Step(_reset(state), (*replies, Reply("campaign_closed", campaign=slug), *back), tuple(effects))
     if slug in state.signed:
-        return Step(_reset(state), (*replies, Reply("already_signed", campaign=slug)), tuple(effects))
-    replies += [Reply("campaign_intro", campaign=slug), Reply("ask_name")]
+        return Step(_reset(state), (*replies, Reply("already_signed", campaign=slug), *back), tuple(effects))
+    replies += [Reply("campaign_intro", campaign=slug), Reply("ask_name"), *back]
     if not state.disclosed:
         replies.append(Reply("disclosure", join=True))
-        if not effects:
-            effects.append(Consent("opt_in", cause, slug))
+        effects.append(Consent("opt_in", cause, slug))
         state = replace(state, disclosed=True)
     new = replace(state, campaign=slug, step=AWAITING_NAME, pending_name=None, invalid_count=0)
     return Step(new, tuple(replies), tuple(effects))

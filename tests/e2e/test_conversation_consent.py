@@ -85,3 +85,32 @@ def test_a_plain_words_opt_out_is_heard_over_the_inbound_limit(client, rt):
     assert len(confirmation) == 1 and "unsubscribed" in confirmation[0]
     with rt.db.uow() as uow:
         assert uow.session.scalars(select(Member.opted_out_at)).one() is not None
+
+
+@pytest.mark.parametrize("stop,keyword,words", [
+    ("STOP", "SCOMM", ("subscribed again", "up to 4 msgs/month", "Msg & data rates may apply",
+                       "Reply HELP for help, STOP to cancel")),
+    ("PARAR", "FIRMA", ("suscribiste de nuevo", "hasta 4 msjs/mes", "Pueden aplicar tarifas de mensajes y datos",
+                        "Responde AYUDA para ayuda, PARAR para cancelar")),
+    ("no más mensajes", "FIRMA", ("suscribiste de nuevo", "hasta 4 msjs/mes", "Responde AYUDA para ayuda")),
+])
+def test_a_keyword_after_an_opt_out_resubscribes_with_the_disclosure(client, rt, stop, keyword, words):
+    texts(client, keyword, "Ana López", "60601", stop)
+    (again,) = texts(client, keyword)
+    assert len(again) == 1 and ("already signed" in again[0] or "Ya firmaste" in again[0])
+    for needed in words:
+        assert needed in again[0], again[0]
+    with rt.db.uow() as uow:
+        member = uow.session.scalars(select(Member)).one()
+        assert member.opted_out_at is None
+        event = uow.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+        assert (event.kind, event.cause, event.text_sent) == ("opt_in", keyword, again[0])
+
+
+def test_a_member_who_stopped_before_signing_gets_the_disclosure_again(client, rt):
+    first, _stop = texts(client, "SCOMM", "STOP")
+    intro, question = texts(client, "SCOMM")[0]
+    assert intro == first[0]
+    assert question.startswith("To sign, reply with your full name.") and "subscribed again" in question
+    assert "Msg & data rates may apply" in question and "STOP to cancel" in question
+    assert "Thanks, Ana Lopez" in texts(client, "Ana López")[0][0]

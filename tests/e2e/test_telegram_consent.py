@@ -47,3 +47,11 @@ def test_an_opt_out_in_plain_words_is_a_stop(client, rt, standin):
     with rt.db.uow() as uow:
         event = uow.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
         assert (event.kind, event.cause, event.channel) == ("opt_out", "STOP SENDING ME MESSAGES", "telegram")
+
+
+def test_start_after_stop_says_messages_come_again(client, rt, standin):
+    say(client, standin, "/start end-scomm", "es")
+    say(client, standin, "/stop", "es")
+    *_, last = say(client, standin, "/start end-scomm", "es")
+    assert "Te suscribiste de nuevo" in last and "Envía /help para ayuda, /stop para cancelar" in last
+    assert member(rt).opted_out_at is None

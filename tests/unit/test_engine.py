@@ -172,6 +172,54 @@ class TestConsent:
         assert not step.state.opted_out and step.state.step == AWAITING_NAME
         assert Consent("opt_in", "SCOMM", "end-scomm") in step.effects
 
+    @pytest.mark.parametrize("before,expected", [
+        (["SCOMM", "Ana López", "60601", "STOP"], ["already_signed", "opted_in"]),
+        (["SCOMM", "STOP"], ["campaign_intro", "ask_name", "opted_in"]),
+        (["SCOMM", "Ana López", "STOP"], ["campaign_intro", "ask_name", "opted_in"]),
+        (["SCOMM", "please stop texting me"], ["campaign_intro", "ask_name", "opted_in"]),
+    ])
+    def test_keyword_after_an_opt_out_says_messages_come_again_with_the_disclosure(self, engine, catalog,
+                                                                                   before, expected):
+        state, _ = run(engine, before)
+        assert state.disclosed and state.opted_out
+        step = engine.step(state, sms("SCOMM"))
+        assert keys(step) == expected and step.replies[-1].join
+        assert step.effects == (Consent("opt_in", "SCOMM", "end-scomm"),)
+        text = render(step.replies, "en", "sms", catalog)[-1]
+        for needed in ("subscribed again", "Presente.org petition alerts", "up to 4 msgs/month",
+                       "Msg & data rates may apply", "Reply HELP for help, STOP to cancel"):
+            assert needed in text, text
+
+    def test_spanish_keyword_after_parar_carries_the_spanish_disclosure(self, engine, catalog):
+        state, _ = run(engine, ["FIRMA", "Ana López", "60601", "PARAR"])
+        step = engine.step(state, sms("firma"))
+        assert keys(step) == ["already_signed", "opted_in"]
+        text = render(step.replies, "es", "sms", catalog)[-1]
+        for needed in ("suscribiste de nuevo", "Alertas de peticiones de Presente.org", "hasta 4 msjs/mes",
+                       "Pueden aplicar tarifas", "Responde AYUDA para ayuda, PARAR para cancelar"):
+            assert needed in text, text
+
+    def test_keyword_of_a_closed_campaign_after_stop_still_says_messages_come_again(self, engine, catalog):
+        from dataclasses import replace as dc_replace
+        from types import MappingProxyType
+
+        closed = dc_replace(catalog, campaigns=MappingProxyType(
+            {"end-scomm": dc_replace(catalog.campaigns["end-scomm"], active=False)}))
+        state, _ = run(engine, ["STOP"])
+        step = Engine(closed, engine.zips).step(state, sms("SCOMM"))
+        assert keys(step) == ["campaign_closed", "opted_in"] and not step.state.opted_out
+
+    def test_start_after_stop_carries_the_disclosure_too(self, engine, catalog):
+        state, _ = run(engine, ["SCOMM", "STOP"])
+        text = render(engine.step(state, sms("START")).replies, "en", "sms", catalog)[0]
+        assert "up to 4 msgs/month" in text and "Msg & data rates may apply" in text
+
+    def test_telegram_start_after_stop_says_messages_come_again(self, engine, catalog):
+        state = engine.step(engine.step(State(), tg(command="start")).state, tg(command="stop")).state
+        step = engine.step(state, tg(command="start"))
+        assert keys(step) == ["campaign_intro", "ask_name", "opted_in"]
+        assert "/stop" in render(step.replies, "en", "telegram", catalog)[-1]
+
     @pytest.mark.parametrize("word", ["SÍ", "si", "Sí!", " SI. "])
     def test_spanish_yes_opts_back_in_after_parar(self, engine, word):
         state, _ = run(engine, ["FIRMA", "PARAR"])
@@ -320,6 +368,18 @@ class TestRendering:
         assert "&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;" in out[0]
         intro = render([Reply("campaign_intro", campaign="end-scomm")], "en", "telegram", catalog)[0]
         assert intro.startswith("<b>End S-Comm Now</b>") and "terminate the S-Comm program immediately" in intro
+
+    @pytest.mark.parametrize("texts", [
+        ["SCOMM"], ["FIRMA"],
+        ["SCOMM", "Ana María López", "60601", "STOP", "SCOMM"], ["FIRMA", "Ana María López", "60601", "PARAR", "FIRMA"],
+        ["SCOMM", "STOP", "SCOMM"], ["FIRMA", "PARAR", "FIRMA"], ["STOP", "START"], ["PARAR", "SI"],
+    ])
+    def test_messages_with_the_disclosure_fit_two_gsm7_segments(self, engine, catalog, texts):
+        from config.gsm import segments
+
+        state, steps = run(engine, texts)
+        for message in render(steps[-1].replies, state.language, "sms", catalog):
+            assert segments(message) in (("GSM-7", 1), ("GSM-7", 2)), message
 
     def test_disclosure_content(self, engine, catalog):
         step = engine.step(State(), sms("SCOMM"))
