@@ -143,6 +143,20 @@ def check_name(text: str, catalog: Catalog) -> tuple[str | None, str | None]:
     return name, None
 
 
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’.\-][^\W\d_]*)*")  # letters, with a name's ' - . inside or after
+
+
+def _reads_as_name(text: str, catalog: Catalog) -> str | None:
+    """A name given where the ZIP was asked: two words or more, each of letters (and ' - .), no digit."""
+    name, error = check_name(text, catalog)
+    if error or name is None:
+        return None
+    parts = name.split(" ")
+    if len(parts) < 2 or not all(_NAME_WORD.fullmatch(p) for p in parts):
+        return None
+    return name
+
+
 def check_zip(text: str, zips: ZipLookup) -> tuple[ZipInfo | None, str | None, str]:
     """(info, None, zip) for a real US ZIP, else (None, error key, what was read)."""
     candidate = normalize_keyword(text)
@@ -227,6 +241,9 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
             return Step(state, (Reply("not_text"), Reply("zip_format", join=True)))
         info, error, read = check_zip(inbound.text or "", zips)
         if error:
+            name = _reads_as_name(inbound.text or "", catalog)
+            if name is not None:  # "Ana", then "Ana López" for the ZIP: they meant to give their full name
+                return Step(replace(state, pending_name=name, invalid_count=0), (Reply("name_corrected", {"name": name}),))
             return _invalid(state, error, {"zip": read[:10]}, catalog)
         slug = state.campaign
         name = state.pending_name or ""

@@ -114,3 +114,15 @@ def test_a_member_who_stopped_before_signing_gets_the_disclosure_again(client, r
     assert question.startswith("To sign, reply with your full name.") and "subscribed again" in question
     assert "Msg & data rates may apply" in question and "STOP to cancel" in question
     assert "Thanks, Ana Lopez" in texts(client, "Ana López")[0][0]
+
+
+@pytest.mark.parametrize("keyword,first,full,zip_code,says", [
+    ("SCOMM", "Ana", "Ana María López", "60601", "We'll sign as Ana Maria Lopez"),
+    ("FIRMA", "José", "José Núñez Ortiz", "78520", "Firmaremos como José Nuñez Ortiz"),
+])
+def test_a_full_name_sent_for_the_zip_corrects_a_one_word_name(client, rt, keyword, first, full, zip_code, says):
+    _, ask_zip, corrected, done = texts(client, keyword, first, full, zip_code)
+    assert first in ask_zip[0]
+    assert len(corrected) == 1 and says in corrected[0] and ("ZIP" in corrected[0] or "codigo postal" in corrected[0])
+    with rt.db.uow() as uow:
+        assert uow.session.scalars(select(Signature.name)).one() == full

@@ -121,6 +121,26 @@ class TestInvalidAnswers:
         assert keys(engine.step(state, sms("00000"))) == ["zip_unknown"]
         assert engine.step(state, sms("00000")).replies[0].params["zip"] == "00000"
 
+    @pytest.mark.parametrize("text", ["Ana López", "ana maría lópez", "José Núñez-Ortiz", "Mary O'Brien",
+                                      "  Ana   López  ", "محمد علي"])
+    def test_a_name_given_for_the_zip_corrects_the_name(self, engine, text):
+        state, _ = run(engine, ["SCOMM", "Ana", "x"])
+        step = engine.step(state, sms(text))
+        name = " ".join(text.split())
+        assert keys(step) == ["name_corrected"] and step.replies[0].params == {"name": name}
+        assert step.state.step == AWAITING_ZIP and step.state.pending_name == name
+        assert step.state.invalid_count == 0 and not step.effects
+        assert engine.step(step.state, sms("60601")).effects[0].name == name
+
+    @pytest.mark.parametrize("text,error", [
+        ("Chicago", "zip_format"), ("6060 Main St", "zip_format"), ("Where do I find my ZIP?", "zip_format"),
+        ("Apt 4B", "zip_format"), ("00000", "zip_unknown"), ("🙂 🙂", "zip_format"), ("Ana, López", "zip_format"),
+    ])
+    def test_what_does_not_read_as_a_name_is_a_bad_zip(self, engine, text, error):
+        state, _ = run(engine, ["SCOMM", "Ana"])
+        step = engine.step(state, sms(text))
+        assert keys(step) == [error] and step.state.pending_name == "Ana"
+
     def test_three_invalid_answers_give_help_to_start_again(self, engine):
         state, steps = run(engine, ["SCOMM", "Ana López", "x", "y", "z"])
         assert keys(steps[-1]) == ["too_many_attempts"]  # not "reply with your ZIP" as well: it is over
