@@ -6,9 +6,10 @@ Replies are text keys with parameters (rendered per language and channel elsewhe
 data (``RecordSignature``, ``Consent``) that the service applies in one transaction.
 
 Order of precedence for a message: the provider's own opt-out verdict (Twilio OptOutType), then
-STOP and its synonyms and the opt-outs in plain words (config/opt_outs.toml), then START/HELP and
-their synonyms, then language switches, then campaign keywords, then (for a member opted out:
-nothing more) the answer to the pending question, then a short help.
+STOP and its synonyms and the opt-outs in plain words (config/opt_outs.toml), then YES/SÍ to a
+pending "Sign as Ana López, 60601?", then START/HELP and their synonyms, then language switches,
+then campaign keywords, then (for a member opted out: nothing more) the answer to the pending
+question, then a short help that names the member's own campaign.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from config.campaigns import Catalog
-from config.keywords import HELP, LANGUAGE, OPT_IN, OPT_OUT, RESERVED, SPOKEN_IN, normalize_keyword
+from config.keywords import CONFIRM, DECLINE, HELP, LANGUAGE, OPT_IN, OPT_OUT, RESERVED, SPOKEN_IN, normalize_keyword
 from config.opt_outs import OptOutMatch
 
 IDLE = "idle"
 AWAITING_NAME = "awaiting_name"
 AWAITING_ZIP = "awaiting_zip"
-STEPS = (IDLE, AWAITING_NAME, AWAITING_ZIP)
+AWAITING_CONFIRM = "awaiting_confirm"  # "Sign as Ana López, 60601? Reply YES, or send your full name."
+STEPS = (IDLE, AWAITING_NAME, AWAITING_ZIP, AWAITING_CONFIRM)
 
 MAX_INVALID = 3
 NAME_MIN, NAME_MAX = 2, 100
@@ -47,6 +49,22 @@ class Inbound:
 
 
 @dataclass(frozen=True)
+class LastSigned:
+    """The person's latest signature, as recorded: a second campaign offers to sign with it."""
+
+    campaign: str
+    name: str
+    zip_code: str
+    city: str
+    state: str
+    timezone: str | None
+
+    @property
+    def usable(self) -> bool:  # a forgotten member's signatures keep no name or ZIP
+        return bool(self.name and self.zip_code)
+
+
+@dataclass(frozen=True)
 class State:
     language: str = "en"
     known: bool = False  # False until the member has written once (the language hint applies then)
@@ -57,6 +75,7 @@ class State:
     pending_name: str | None = None
     invalid_count: int = 0
     signed: frozenset[str] = frozenset()
+    last_signed: LastSigned | None = None  # read with the rest, under the member's lock
 
 
 @dataclass(frozen=True)
@@ -200,13 +219,16 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
         cause = "/stop" if command else plain.phrase if plain else word
         return Step(_reset(replace(state, opted_out=True)), (Reply("opted_out"),), (Consent("opt_out", cause),))
 
+    if state.step == AWAITING_CONFIRM and command is None and word in CONFIRM and not state.opted_out:
+        return _confirm(state, catalog)
+
     if command is None and word in OPT_IN:
         new = replace(state, opted_out=False, disclosed=True)  # the reply carries the disclosure
         return Step(new, (Reply("opted_in"), *_pending_question(new, join=True)), (Consent("opt_in", word),))
 
     if command == "help" or (command is None and word in HELP):
         cause = "/help" if command else word
-        return Step(state, (Reply("help", campaign=state.campaign),), (Consent("help", cause),))
+        return Step(state, (Reply("help", campaign=_home(state, catalog)),), (Consent("help", cause),))
 
     if command == "language" or (command is None and word in LANGUAGE):
         if command:
@@ -217,8 +239,7 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
         new = replace(state, language=lang)
         if state.opted_out:
             return Step(new)  # recorded for when they come back; STOP means stop
-        follow_up = _pending_question(new, join=False) or (
-            Reply("no_conversation", campaign=catalog.organization.default_campaign),)
+        follow_up = _pending_question(new, join=False) or (Reply("no_conversation", campaign=_home(new, catalog)),)
         return Step(new, (Reply("language_set"), *follow_up))
 
     if command == "start" or (command is None and word in catalog.keywords):
@@ -227,12 +248,15 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
     if state.opted_out:
         return Step(state)  # STOP means stop: nothing but the reserved words gets an answer
 
-    if state.step == AWAITING_NAME and state.campaign in catalog.campaigns:
+    if state.step in (AWAITING_NAME, AWAITING_CONFIRM) and state.campaign in catalog.campaigns:
         if inbound.media and not (inbound.text or "").strip():
-            return Step(state, (Reply("not_text"), Reply("ask_name", join=True)))
+            return Step(state, (Reply("not_text"), *_pending_question(state, join=True)))
+        if state.step == AWAITING_CONFIRM and word in DECLINE:  # not under that name: ask for theirs
+            return Step(replace(state, step=AWAITING_NAME), (Reply("ask_name"),))
         name, error = check_name(inbound.text or "", catalog)
-        if error:
-            return _invalid(state, error, {"text": clean_name(inbound.text or "")[:30]}, catalog)
+        if error:  # not a name: the offer is not repeated, the name is asked for
+            return _invalid(replace(state, step=AWAITING_NAME), error, {"text": clean_name(inbound.text or "")[:30]},
+                            catalog)
         return Step(replace(state, step=AWAITING_ZIP, pending_name=name, invalid_count=0),
                     (Reply("ask_zip", {"name": name}),))
 
@@ -252,13 +276,12 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
         return Step(new, (Reply("signed", {"name": name, "city": info.city, "state": info.state}, campaign=slug),),
                     (effect,))
 
+    home = _home(state, catalog)
     if inbound.media:
-        return Step(state, (Reply("not_text"), Reply("no_conversation", join=True,
-                                                     campaign=catalog.organization.default_campaign)))
-    default = catalog.organization.default_campaign
-    replies = [Reply("no_conversation", campaign=default)]
+        return Step(state, (Reply("not_text"), Reply("no_conversation", join=True, campaign=home)))
+    replies = [Reply("no_conversation", campaign=home)]
     if first_contact:  # we cannot know their language yet: offer the other one
-        replies.append(Reply("language_offer", campaign=default, join=True))
+        replies.append(Reply("language_offer", campaign=home, join=True))
     return Step(_reset(state), tuple(replies))
 
 
@@ -309,13 +332,41 @@ def _start(state: State, inbound: Inbound, word: str, catalog: Catalog) -> Step:
         return Step(_reset(state), (*replies, Reply("campaign_closed", campaign=slug), *back), tuple(effects))
     if slug in state.signed:
         return Step(_reset(state), (*replies, Reply("already_signed", campaign=slug), *back), tuple(effects))
-    replies += [Reply("campaign_intro", campaign=slug), Reply("ask_name"), *back]
+    last = state.last_signed
+    if last is not None and last.usable:  # signed another campaign: offer the name and ZIP given there
+        question, next_step = Reply("offer_signer", {"name": last.name, "zip": last.zip_code}), AWAITING_CONFIRM
+    else:
+        question, next_step = Reply("ask_name"), AWAITING_NAME
+    replies += [Reply("campaign_intro", campaign=slug), question, *back]
     if not state.disclosed:
         replies.append(Reply("disclosure", join=True))
         effects.append(Consent("opt_in", cause, slug))
         state = replace(state, disclosed=True)
-    new = replace(state, campaign=slug, step=AWAITING_NAME, pending_name=None, invalid_count=0)
+    new = replace(state, campaign=slug, step=next_step, pending_name=None, invalid_count=0)
     return Step(new, tuple(replies), tuple(effects))
+
+
+def _confirm(state: State, catalog: Catalog) -> Step:
+    """YES to "Sign as Ana López, 60601?": the signature, with the name, ZIP, city, state and time
+    zone recorded before."""
+    last = state.last_signed
+    if last is None or not last.usable:  # erased meanwhile: ask afresh
+        return Step(replace(state, step=AWAITING_NAME), (Reply("ask_name"),))
+    slug = state.campaign
+    effect = RecordSignature(slug, last.name, last.zip_code, last.city, last.state, last.timezone)
+    new = replace(_reset(state), signed=state.signed | {slug})
+    return Step(new, (Reply("signed", {"name": last.name, "city": last.city, "state": last.state}, campaign=slug),),
+                (effect,))
+
+
+def _home(state: State, catalog: Catalog) -> str:
+    """The member's own campaign, to name in HELP and the fallback: the one under way, else the one
+    they last signed, else the default (a closed campaign is not offered)."""
+    for slug in (state.campaign, state.last_signed.campaign if state.last_signed else None):
+        campaign = catalog.campaigns.get(slug or "")
+        if campaign is not None and campaign.active:
+            return slug
+    return catalog.organization.default_campaign
 
 
 def _invalid(state: State, error: str, params: dict, catalog: Catalog) -> Step:
@@ -329,6 +380,9 @@ def _invalid(state: State, error: str, params: dict, catalog: Catalog) -> Step:
 def _pending_question(state: State, join: bool) -> tuple[Reply, ...]:
     if state.step == AWAITING_NAME:
         return (Reply("ask_name", join=join),)
+    if state.step == AWAITING_CONFIRM and state.last_signed is not None:
+        last = state.last_signed
+        return (Reply("offer_signer", {"name": last.name, "zip": last.zip_code}, join=join),)
     if state.step == AWAITING_ZIP:
         return (Reply("ask_zip", {"name": state.pending_name or ""}, join=join),)
     return ()

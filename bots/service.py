@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bots import privacy
-from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, State, opt_out_in_words
+from bots.engine import Consent, Engine, Inbound, LastSigned, RecordSignature, Reply, State, opt_out_in_words
 from bots.render import render
 from config.campaigns import Catalog
 from config.keywords import OPT_OUT, normalize_keyword
@@ -67,10 +67,13 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
             created = member is not None
             if member is None:  # another first message from this contact won the insert
                 member = hot.lock_state(conn, channel, address)
+        last = member.last_signature
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
             campaign=member.campaign, step=member.step, pending_name=member.pending_name,
             invalid_count=member.invalid_count, signed=member.signed,
+            last_signed=LastSigned(last.campaign, last.name, last.zip_code, last.city, last.state, last.timezone)
+            if last is not None else None,
         )
         result = engine.step(state, inbound)
         new = result.state

@@ -13,6 +13,10 @@ OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", 
 OPT_IN = frozenset({"START", "UNSTOP", "YES", "SI"})  # SÍ folds to SI
 HELP = frozenset({"HELP", "INFO", "AYUDA"})
 LANGUAGE = {"ESPANOL": "es", "ENGLISH": "en"}  # ESPAÑOL folds to ESPANOL
+# Answers to "Sign as Ana López, 60601? Reply YES, or send your full name" (YES and SÍ are opt-in words
+# otherwise; NO is a name's answer only there).
+CONFIRM = frozenset({"YES", "SI"})
+DECLINE = frozenset({"NO"})
 # The reserved words that tell which language their writer speaks (STOP, INFO are everyone's): a
 # stranger's first message in one of them is answered in that language.
 SPOKEN_IN = {"PARAR": "es", "ALTO": "es", "CANCELAR": "es", "AYUDA": "es", "SI": "es"}

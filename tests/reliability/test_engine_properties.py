@@ -7,10 +7,12 @@ ZIP codes real and fake, the reserved words.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, strategies as st
 
 from bots.engine import (
-    AWAITING_NAME, AWAITING_ZIP, IDLE, MAX_INVALID, STEPS, Consent, Inbound, RecordSignature, State, check_name, step,
+    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, MAX_INVALID, STEPS, Consent, Inbound, LastSigned,
+    RecordSignature, State, check_name, step,
 )
 from bots.render import render
 from config.keywords import HELP, OPT_IN, OPT_OUT, RESERVED, normalize_keyword
@@ -19,7 +21,8 @@ MARKS = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202b", "
          "\ufeff", "\u00ad", "\u0301", "\x00", "\t", "\n", " "]
 EMOJI = ["👍", "✊🏽", "🇲🇽", "❤️", "👨‍👩‍👧", "🙏🏾"]
 WORDS = sorted(RESERVED) + ["SCOMM", "FIRMA", "scomm", "Firma", "ESPAÑOL", "español", "English",
-                             "please stop texting me", "no más mensajes", "We need to stop S-Comm now!"]
+                             "please stop texting me", "no más mensajes", "We need to stop S-Comm now!",
+                             "DREAM", "Sueño", "No", "Sí"]
 NAMES = ["Ana María López", "José", "李小龍", "محمد علي", "O'Brien-Smith", "X", "12345", "Ana\u200fLópez"]
 ZIPS = ["60601", "90210", "10001-1234", "00000", "99999", "6060", "606011", "60 601", "zip 60601"]
 
@@ -59,16 +62,31 @@ def check_state(state: State, catalog) -> None:
         assert state.campaign is None and state.pending_name is None and state.invalid_count == 0
     else:
         assert state.campaign in catalog.campaigns and not state.opted_out
-    if state.step == AWAITING_NAME:
+    if state.step in (AWAITING_NAME, AWAITING_CONFIRM):
         assert state.pending_name is None
+    if state.step == AWAITING_CONFIRM:
+        assert state.last_signed is not None and state.last_signed.usable
     if state.step == AWAITING_ZIP:
         assert check_name(state.pending_name or "", catalog) == (state.pending_name, None)
     assert state.signed <= set(catalog.campaigns)
 
 
-@given(st.lists(inbounds(), min_size=1, max_size=12))
-def test_any_conversation_keeps_the_invariants(catalog, zips, messages):
-    state = State()
+@pytest.fixture(scope="module")
+def two_catalog(tmp_path_factory):
+    from tests.support.campaigns import two_campaigns
+
+    return two_campaigns(tmp_path_factory.mktemp("two"))
+
+
+SIGNER = State(known=True, disclosed=True, signed=frozenset({"end-scomm"}),
+               last_signed=LastSigned("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago"))
+
+
+@pytest.mark.parametrize("who", ["stranger", "signer of another campaign"])
+@given(messages=st.lists(inbounds(), min_size=1, max_size=12))
+def test_any_conversation_keeps_the_invariants(request, zips, who, messages):
+    catalog = request.getfixturevalue("catalog" if who == "stranger" else "two_catalog")
+    state = State() if who == "stranger" else SIGNER
     for inbound in messages:
         before = state
         result = step(before, inbound, catalog, zips)
@@ -101,10 +119,15 @@ def test_any_conversation_keeps_the_invariants(catalog, zips, messages):
         signatures = [e for e in result.effects if isinstance(e, RecordSignature)]
         assert len(signatures) <= 1
         for sig in signatures:
-            # A signature only with a valid name and a real ZIP, for a campaign not signed before.
-            assert before.step == AWAITING_ZIP and not before.opted_out
+            # A signature only with a valid name and a real ZIP, for a campaign not signed before; or
+            # with the name and ZIP of the person's latest signature, when they said YES to it.
+            assert before.step in (AWAITING_ZIP, AWAITING_CONFIRM) and not before.opted_out
             assert check_name(sig.name, catalog) == (sig.name, None)
-            assert sig.name == before.pending_name
+            if before.step == AWAITING_CONFIRM:
+                last = before.last_signed
+                assert (sig.name, sig.zip_code, sig.timezone) == (last.name, last.zip_code, last.timezone)
+            else:
+                assert sig.name == before.pending_name
             info = zips(sig.zip_code)
             assert info is not None and (info.city, info.state) == (sig.city, sig.state)
             assert sig.campaign == before.campaign and sig.campaign not in before.signed

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bots.engine import (
-    AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, Inbound, RecordSignature, State, check_name, check_zip,
+    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, Inbound, RecordSignature, State, check_name,
+    check_zip,
 )
 from bots.render import render
 
@@ -452,3 +453,110 @@ class TestInvisibleCharacters:
             ch = chr(cp)
             if unicodedata.category(ch) == "Cf" and ch not in "\u200c\u200d":
                 assert clean_name(f"Ana{ch}Ló{ch}pez") in ("AnaLópez", "Ana Ló pez"), hex(cp)
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory, zips):
+    """An engine whose catalog has a second campaign, dream-act (DREAM / SUENO)."""
+    from tests.support.campaigns import two_campaigns
+
+    return Engine(two_campaigns(tmp_path_factory.mktemp("two")), zips)
+
+
+def signed_scomm(**changes):
+    """A member who signed end-scomm as Ana López of Chicago (as storage reads them under their lock)."""
+    from bots.engine import LastSigned
+
+    from dataclasses import replace as dc_replace
+
+    last = LastSigned("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago")
+    return dc_replace(State(known=True, disclosed=True, signed=frozenset({"end-scomm"}), last_signed=last), **changes)
+
+
+class TestSecondCampaign:
+    def test_another_campaigns_keyword_offers_the_name_and_zip_already_given(self, two):
+        step = two.step(signed_scomm(), sms("DREAM"))
+        assert keys(step) == ["campaign_intro", "offer_signer"]
+        assert step.replies[1].params == {"name": "Ana López", "zip": "60601"}
+        assert step.state.campaign == "dream-act" and step.state.step == AWAITING_CONFIRM
+        assert render(step.replies, "en", "sms", two.catalog)[1] == \
+            "Sign as Ana Lopez, 60601? Reply YES, or send your full name."
+
+    def test_in_spanish_the_offer_asks_for_si(self, two):
+        step = two.step(signed_scomm(language="es"), sms("SUENO"))
+        assert render(step.replies, "es", "sms", two.catalog)[1] == \
+            "¿Firmar como Ana Lopez, 60601? Responde SI, o envia tu nombre completo."  # GSM-7 has no Í
+
+    @pytest.mark.parametrize("answer", ["YES", "yes!", "Sí", "si", "SI."])
+    def test_yes_signs_with_what_was_recorded(self, two, answer):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms(answer))
+        assert step.effects == (RecordSignature("dream-act", "Ana López", "60601", "Chicago", "IL",
+                                                "America/Chicago"),)
+        assert keys(step) == ["signed"] and step.replies[0].params == {"name": "Ana López", "city": "Chicago",
+                                                                       "state": "IL"}
+        assert step.state.step == IDLE and step.state.signed == {"end-scomm", "dream-act"}
+
+    def test_a_name_instead_goes_on_as_usual(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("Ana María López"))
+        assert keys(step) == ["ask_zip"] and step.state.pending_name == "Ana María López"
+        step = two.step(step.state, sms("90210"))
+        assert step.effects == (RecordSignature("dream-act", "Ana María López", "90210", "Beverly Hills", "CA",
+                                                "America/Los_Angeles"),)
+
+    def test_no_asks_for_the_name(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("No"))
+        assert keys(step) == ["ask_name"] and step.state.step == AWAITING_NAME
+
+    def test_a_bad_name_instead_gets_the_name_prompt(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("12345"))
+        assert keys(step) == ["name_no_letters"] and step.state.step == AWAITING_NAME
+
+    def test_stop_still_stops_and_a_language_switch_repeats_the_offer(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        assert two.step(state, sms("STOP")).state.opted_out
+        step = two.step(state, sms("ESPAÑOL"))
+        assert keys(step) == ["language_set", "offer_signer"] and step.state.step == AWAITING_CONFIRM
+
+    def test_after_an_opt_out_the_offer_comes_with_the_disclosure(self, two):
+        step = two.step(signed_scomm(opted_out=True), sms("DREAM"))
+        assert keys(step) == ["campaign_intro", "offer_signer", "opted_in"] and not step.state.opted_out
+        assert "STOP to cancel" in render(step.replies, "en", "sms", two.catalog)[1]
+
+    def test_no_offer_without_a_usable_signature(self, two):
+        from dataclasses import replace as dc_replace
+
+        erased = dc_replace(signed_scomm().last_signed, name="", zip_code="", city="", state="")
+        assert keys(two.step(signed_scomm(last_signed=erased), sms("DREAM"))) == ["campaign_intro", "ask_name"]
+        assert keys(two.step(State(known=True), sms("DREAM"))) == ["campaign_intro", "ask_name", "disclosure"]
+
+    def test_on_telegram_the_offer_is_the_same(self, two):
+        step = two.step(signed_scomm(), tg(command="start", argument="dream-act"))
+        assert keys(step) == ["campaign_intro", "offer_signer"]
+        assert "Sign as Ana López, 60601?" in render(step.replies, "en", "telegram", two.catalog)[-1]
+
+
+class TestOwnCampaign:
+    """HELP and the "text a keyword" fallback name the member's own campaign, not always the default."""
+
+    def test_help_names_the_campaign_last_signed(self, two):
+        from dataclasses import replace as dc_replace
+
+        state = signed_scomm(signed=frozenset({"dream-act"}))
+        state = dc_replace(state, last_signed=dc_replace(state.last_signed, campaign="dream-act"))
+        for text, key in (("HELP", "help"), ("hello", "no_conversation")):
+            step = two.step(state, sms(text))
+            assert keys(step) == [key] and step.replies[0].campaign == "dream-act"
+            assert "text DREAM" in render(step.replies, "en", "sms", two.catalog)[0]
+
+    def test_help_mid_conversation_names_the_campaign_under_way(self, two):
+        state = two.step(State(), sms("SUENO")).state
+        step = two.step(state, sms("AYUDA"))
+        assert "envia SUENO" in render(step.replies, "es", "sms", two.catalog)[0]
+
+    def test_a_stranger_is_told_the_default_campaign(self, two):
+        step = two.step(State(), sms("hello"))
+        assert step.replies[0].campaign == "end-scomm"
