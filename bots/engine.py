@@ -49,8 +49,9 @@ class Inbound:
 
 
 @dataclass(frozen=True)
-class LastSigned:
-    """The person's latest signature, as recorded: a second campaign offers to sign with it."""
+class Signed:
+    """What a signature records: the campaign, the name, the ZIP and the place it gave. The person's
+    latest one comes in State.last_signed: a second campaign offers to sign with it."""
 
     campaign: str
     name: str
@@ -75,7 +76,7 @@ class State:
     pending_name: str | None = None
     invalid_count: int = 0
     signed: frozenset[str] = frozenset()
-    last_signed: LastSigned | None = None  # read with the rest, under the member's lock
+    last_signed: Signed | None = None  # read with the rest, under the member's lock
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,8 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class RecordSignature:
-    campaign: str
-    name: str
-    zip_code: str
-    city: str
-    state: str
-    timezone: str | None
+class RecordSignature(Signed):
+    """The effect: record this signature."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +208,10 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
 
     if inbound.provider_opt:
         verdict = _provider_opt(state, inbound, word)
+        if verdict is not None and _confirms(verdict.state, command, word, catalog):
+            # YES is one of Twilio's own opt-in words: the opt-in is recorded, and the offer answered
+            signing = _confirm(verdict.state)
+            return Step(signing.state, signing.replies, verdict.effects + signing.effects)
         if verdict is not None:
             return verdict
 
@@ -219,8 +219,8 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
         cause = "/stop" if command else plain.phrase if plain else word
         return Step(_reset(replace(state, opted_out=True)), (Reply("opted_out"),), (Consent("opt_out", cause),))
 
-    if state.step == AWAITING_CONFIRM and command is None and word in CONFIRM and not state.opted_out:
-        return _confirm(state, catalog)
+    if _confirms(state, command, word, catalog):
+        return _confirm(state)
 
     if command is None and word in OPT_IN:
         new = replace(state, opted_out=False, disclosed=True)  # the reply carries the disclosure
@@ -346,7 +346,13 @@ def _start(state: State, inbound: Inbound, word: str, catalog: Catalog) -> Step:
     return Step(new, tuple(replies), tuple(effects))
 
 
-def _confirm(state: State, catalog: Catalog) -> Step:
+def _confirms(state: State, command: str | None, word: str, catalog: Catalog) -> bool:
+    """YES (or SÍ) to a pending "Sign as Ana López, 60601?"."""
+    return state.step == AWAITING_CONFIRM and command is None and word in CONFIRM and not state.opted_out \
+        and state.campaign in catalog.campaigns
+
+
+def _confirm(state: State) -> Step:
     """YES to "Sign as Ana López, 60601?": the signature, with the name, ZIP, city, state and time
     zone recorded before."""
     last = state.last_signed

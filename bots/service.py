@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bots import privacy
-from bots.engine import Consent, Engine, Inbound, LastSigned, RecordSignature, Reply, State, opt_out_in_words
+from bots.engine import Consent, Engine, Inbound, Signed, RecordSignature, Reply, State, opt_out_in_words
 from bots.render import render
 from config.campaigns import Catalog
 from config.keywords import OPT_OUT, normalize_keyword
@@ -71,9 +71,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
             campaign=member.campaign, step=member.step, pending_name=member.pending_name,
-            invalid_count=member.invalid_count, signed=member.signed,
-            last_signed=LastSigned(last.campaign, last.name, last.zip_code, last.city, last.state, last.timezone)
-            if last is not None else None,
+            invalid_count=member.invalid_count, signed=member.signed, last_signed=Signed(*last) if last else None,
         )
         result = engine.step(state, inbound)
         new = result.state

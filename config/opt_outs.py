@@ -136,10 +136,9 @@ def _without(clause: list[str], ignore: frozenset[tuple[str, ...]], longest: int
         return clause
     kept, i = [], 0
     while i < len(clause):
-        for n in range(min(longest, len(clause) - i), 0, -1) if (clause[i],) in ignore or longest > 1 else ():
-            if tuple(clause[i:i + n]) in ignore:
-                i += n
-                break
+        n = next((n for n in range(min(longest, len(clause) - i), 0, -1) if tuple(clause[i:i + n]) in ignore), 0)
+        if n:
+            i += n
         else:
             kept.append(clause[i])
             i += 1

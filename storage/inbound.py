@@ -50,18 +50,6 @@ from storage.models import (
 
 
 @dataclass
-class LastSignature:
-    """The person's latest signature (of any of their chats): what a second campaign offers to sign with."""
-
-    campaign: str
-    name: str
-    zip_code: str
-    city: str
-    state: str
-    timezone: str | None
-
-
-@dataclass
 class MemberState:
     """The locked member, their conversation, their person's signed campaigns and latest signature."""
 
@@ -76,7 +64,8 @@ class MemberState:
     pending_name: str | None = None
     invalid_count: int = 0
     signed: frozenset[str] = frozenset()
-    last_signature: LastSignature | None = None
+    # the person's latest signature (of any of their chats): what a second campaign offers to sign with
+    last_signature: tuple[str, str, str, str, str, str | None] | None = None  # campaign, name, zip, city, state, tz
 
 
 def _now(name: str = "now"):
@@ -521,8 +510,8 @@ def _member(conn: Transaction, row) -> MemberState | None:
     return state
 
 
-def _last(columns: list) -> LastSignature | None:
-    return LastSignature(*columns) if columns[0] is not None else None
+def _last(columns: list) -> tuple | None:
+    return tuple(columns) if columns[0] is not None else None
 
 
 def create_member(conn: Transaction, channel: str, address: str, now: datetime, simulated: bool,

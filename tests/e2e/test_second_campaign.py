@@ -87,3 +87,13 @@ def test_on_telegram_a_linked_persons_signature_is_offered(client, rt, standin):
     with rt.db.uow() as uow:
         assert uow.session.scalars(select(Signature.channel).where(Signature.campaign == "dream-act")).one() == \
             "telegram"
+
+
+def test_yes_signs_with_twilio_advanced_opt_out_on(client, rt):
+    """Twilio takes YES for one of its opt-in words (OptOutType=START) and confirms that itself; the
+    offer is answered all the same."""
+    texts(client, "SCOMM", "Ana María López", "60601")
+    texts(client, "DREAM")
+    (signed,) = [messages(post_sms(client, PHONE, "YES", OptOutType="START"))]
+    assert len(signed) == 1 and "has signed \"Pass the Dream Act\"" in signed[0]
+    assert [s[0] for s in signatures(rt)] == ["end-scomm", "dream-act"]

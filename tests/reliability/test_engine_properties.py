@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from bots.engine import (
-    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, MAX_INVALID, STEPS, Consent, Inbound, LastSigned,
+    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, MAX_INVALID, STEPS, Consent, Inbound, Signed,
     RecordSignature, State, check_name, step,
 )
 from bots.render import render
@@ -79,7 +79,7 @@ def two_catalog(tmp_path_factory):
 
 
 SIGNER = State(known=True, disclosed=True, signed=frozenset({"end-scomm"}),
-               last_signed=LastSigned("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago"))
+               last_signed=Signed("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago"))
 
 
 @pytest.mark.parametrize("who", ["stranger", "signer of another campaign"])
@@ -104,9 +104,11 @@ def test_any_conversation_keeps_the_invariants(request, zips, who, messages):
         if before.opted_out and result.replies:
             assert inbound.command is not None or word in RESERVED or word in catalog.keywords or plain, \
                 (inbound, result)
-        # Twilio already answered its own opt-out handling: we never send a second confirmation.
+        # Twilio already answered its own opt-out handling: we never send a second confirmation (a YES
+        # Twilio took for its opt-in word still answers "Sign as ...?": that reply says it is signed).
         if provider in ("STOP", "START", "HELP"):
-            assert result.replies == ()
+            assert result.replies == () or (provider == "START" and before.step == AWAITING_CONFIRM
+                                            and [r.key for r in result.replies] == ["signed"])
         if provider == "STOP" or (not provider and inbound.command is None and (word in OPT_OUT or plain)) or \
                 (not provider and inbound.command == "stop"):
             assert state.opted_out and state.step == IDLE

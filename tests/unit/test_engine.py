@@ -465,11 +465,11 @@ def two(tmp_path_factory, zips):
 
 def signed_scomm(**changes):
     """A member who signed end-scomm as Ana López of Chicago (as storage reads them under their lock)."""
-    from bots.engine import LastSigned
+    from bots.engine import Signed
 
     from dataclasses import replace as dc_replace
 
-    last = LastSigned("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago")
+    last = Signed("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago")
     return dc_replace(State(known=True, disclosed=True, signed=frozenset({"end-scomm"}), last_signed=last), **changes)
 
 
@@ -496,6 +496,15 @@ class TestSecondCampaign:
         assert keys(step) == ["signed"] and step.replies[0].params == {"name": "Ana López", "city": "Chicago",
                                                                        "state": "IL"}
         assert step.state.step == IDLE and step.state.signed == {"end-scomm", "dream-act"}
+
+    def test_yes_signs_when_twilio_advanced_opt_out_took_it_for_an_opt_in(self, two):
+        """YES is one of Twilio's own opt-in words: with Advanced Opt-Out it arrives as OptOutType=START.
+        The opt-in is recorded without a second confirmation, and the answer to the offer still signs."""
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("Yes", provider_opt="START"))
+        assert keys(step) == ["signed"]
+        assert [type(e).__name__ for e in step.effects] == ["Consent", "RecordSignature"]
+        assert step.effects[0].kind == "opt_in" and step.effects[1].campaign == "dream-act"
 
     def test_a_name_instead_goes_on_as_usual(self, two):
         state = two.step(signed_scomm(), sms("DREAM")).state
