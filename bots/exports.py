@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from datetime import timezone
 from typing import Iterator
 
@@ -15,14 +16,26 @@ COLUMNS = ["signed_at", "campaign", "channel", "name", "zip", "city", "state", "
 CONTACT_COLUMN = "contact"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_CHARS = frozenset(_FORMULA_START)
-
-
 _PLAIN_NUMBER = re.compile(r"\+[0-9]{7,15}")  # an E.164 contact: digits only, nothing a spreadsheet can run
+# A first character that calls for a closer look (neutralise): a formula starter, a space, or (tested
+# in _row as above "~") anything outside ASCII, such as a fullwidth ＝ or an invisible mark before '='.
+_SUSPECT = _FORMULA_CHARS | {" "}
+
+
+def _formula_start(cell: str) -> str:
+    """The character a spreadsheet would read first: past spaces and invisible format characters,
+    in its compatibility form (fullwidth ＝ and small ﹦ read as '=')."""
+    for ch in cell:
+        if ch in _FORMULA_CHARS:
+            return ch
+        if not (ch.isspace() or unicodedata.category(ch) == "Cf"):
+            return unicodedata.normalize("NFKC", ch)[:1]
+    return ""
 
 
 def neutralise(cell: str) -> str:
     """A cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP's advice)."""
-    if cell[:1] in _FORMULA_CHARS and not _PLAIN_NUMBER.fullmatch(cell):
+    if _formula_start(cell) in _FORMULA_CHARS and not _PLAIN_NUMBER.fullmatch(cell):
         return "'" + cell
     return cell
 
@@ -34,11 +47,13 @@ def _row(row: tuple, include_contact: bool) -> list[str]:
     # our own codes, never formulas; the rest came from outside and is neutralised (the test of the
     # first character inline: this runs a million times for a million signatures).
     utc = signed_at.replace(tzinfo=timezone.utc) if signed_at.tzinfo is None else signed_at.astimezone(timezone.utc)
-    f = _FORMULA_CHARS
+    f = _SUSPECT
     cells = [
         utc.isoformat(timespec="seconds")[:19] + "Z", campaign, channel,
-        neutralise(name) if name[:1] in f else name, neutralise(zip_code) if zip_code[:1] in f else zip_code,
-        neutralise(city) if city[:1] in f else city, neutralise(state) if state[:1] in f else state,
+        neutralise(name) if name[:1] in f or name[:1] > "~" else name,
+        neutralise(zip_code) if zip_code[:1] in f or zip_code[:1] > "~" else zip_code,
+        neutralise(city) if city[:1] in f or city[:1] > "~" else city,
+        neutralise(state) if state[:1] in f or state[:1] > "~" else state,
         language, "true" if opted_out else "false",
     ]
     if include_contact:

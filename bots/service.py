@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bots import channels, privacy
-from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, State
+from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, Signed, State, opt_out_in_words
 from bots.events import ContactShared, Event, GroupPost, Reachability
+from config.campaigns import Catalog
 from config.keywords import OPT_OUT, normalize_keyword
 from storage import inbound as hot
 from storage import repository as repo
@@ -35,13 +36,15 @@ log = logging.getLogger(__name__)
 
 # The per-sender inbound limit: no person types this many texts a minute; a script does. Over it, a
 # message is counted and dropped (the provider gets an empty answer, so it neither retries nor sends
-# anything), except opt-outs, which always work.
+# anything), except opt-outs (in plain words too), which always work.
 INBOUND_LIMIT_PER_MINUTE = 30
 
 
-def always_handled(inbound: Inbound) -> bool:
-    """Messages that the inbound limit never drops: STOP and its synonyms, and the provider's verdicts."""
-    return bool(inbound.provider_opt) or inbound.command == "stop" or normalize_keyword(inbound.text or "") in OPT_OUT
+def always_handled(inbound: Inbound, catalog: Catalog) -> bool:
+    """Messages that the inbound limit never drops: STOP and its synonyms, opt-outs in plain words, and
+    the provider's verdicts."""
+    return bool(inbound.provider_opt) or inbound.command == "stop" or \
+        normalize_keyword(inbound.text or "") in OPT_OUT or opt_out_in_words(inbound, catalog) is not None
 
 
 def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datetime, *,
@@ -53,7 +56,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     and run on the driver's connection; on PostgreSQL a message costs two round trips (BEGIN with the
     admission and the read; the writes with COMMIT), three when it signs."""
     with uow.inbound() as conn:
-        admission = _admit(conn, inbound, now, limit)
+        admission = _admit(conn, inbound, now, limit, engine.catalog)
         if isinstance(admission, Outcome):
             return admission
         channel, address = inbound.channel, inbound.address
@@ -65,10 +68,11 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
             created = member is not None
             if member is None:  # another first message from this contact won the insert
                 member = hot.lock_state(conn, channel, address)
+        last = member.last_signature
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
             campaign=member.campaign, step=member.step, pending_name=member.pending_name,
-            invalid_count=member.invalid_count, signed=member.signed,
+            invalid_count=member.invalid_count, signed=member.signed, last_signed=Signed(*last) if last else None,
         )
         result = engine.step(state, inbound)
         new = result.state
@@ -96,7 +100,8 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     return Outcome(messages, new.language, signed=signed)
 
 
-def _admit(conn: hot.Transaction, inbound: Inbound, now: datetime, limit: int | None) -> hot.Admission | Outcome:
+def _admit(conn: hot.Transaction, inbound: Inbound, now: datetime, limit: int | None,
+           catalog: Catalog) -> hot.Admission | Outcome:
     """The checks before a message is handled: count it against its sender's per-minute limit, claim
     the provider's message id and lock and read the member (storage.inbound.admit). The admission to
     go on with; else the answer to give now: throttled (only the counter committed: a flood stores
@@ -105,7 +110,7 @@ def _admit(conn: hot.Transaction, inbound: Inbound, now: datetime, limit: int | 
     admission = hot.admit(conn, inbound.channel, inbound.address, inbound.provider_id, now, window)
     member = admission.member
     if limit is not None and admission.count > limit and (
-            not always_handled(inbound) or (member is not None and member.opted_out)):
+            not always_handled(inbound, catalog) or (member is not None and member.opted_out)):
         # a STOP flood from a member already opted out: confirmed once already, nothing more to record
         if admission.count == limit + 1:
             log.warning("inbound limit: more than %d messages this minute from %s on %s; dropping the rest",
@@ -172,7 +177,7 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
     counts contacts too; a forgotten chat or number that comes back starts opted out."""
     with uow:
         session = uow.session
-        admission = _admit(hot.Transaction.within(session), inbound, now, limit)
+        admission = _admit(hot.Transaction.within(session), inbound, now, limit, engine.catalog)
         if isinstance(admission, Outcome):
             return admission
         member, created = repo.lock_member(session, inbound.channel, inbound.address, now,

@@ -10,6 +10,7 @@ campaign file. Nothing here touches the database (storage reads and writes the r
 from __future__ import annotations
 
 import difflib
+import functools
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ import tomli_w
 
 from config import gsm
 from config.keywords import RESERVED, normalize_keyword
-from config.settings import SHIPPED_CAMPAIGNS, TEXTS_DIR
+from config.opt_outs import OptOutPhrases, parse_opt_outs
+from config.settings import SHIPPED_CAMPAIGNS, SHIPPED_OPT_OUTS, TEXTS_DIR
 
 LANGUAGES = ("en", "es")
 SMS_SUMMARY_MAX_SEGMENTS = 2
@@ -78,6 +80,7 @@ class Catalog:
     texts: Mapping[str, Mapping[str, str]]
     keywords: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # keyword -> (slug, language)
     languages: tuple[str, ...] = LANGUAGES
+    opt_outs: OptOutPhrases = field(default_factory=OptOutPhrases)  # opt-outs in plain words
 
     @property
     def default_campaign(self) -> Campaign:
@@ -182,8 +185,21 @@ def valid_slug(slug) -> bool:
         all(c.isascii() and (c.isalnum() or c == "-") for c in slug)
 
 
+def load_opt_outs(path: Path = SHIPPED_OPT_OUTS) -> OptOutPhrases:
+    """The opt-outs in plain words (config/opt_outs.toml), every problem in it reported at once."""
+    phrases, problems = parse_opt_outs(read_file(path), LANGUAGES)
+    if problems:
+        raise CampaignFileError(path, problems)
+    return phrases
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_opt_outs() -> OptOutPhrases:
+    return load_opt_outs()
+
+
 def parse_catalog(data: dict, source: Path | str, texts: Mapping[str, Mapping[str, str]], *,
-                  other_slugs: Collection[str] = ()) -> Catalog:
+                  other_slugs: Collection[str] = (), opt_outs: OptOutPhrases | None = None) -> Catalog:
     """The catalog that ``data`` (a campaign file as TOML reads it, or the same shape from the database
     or a form) describes; CampaignFileError with every problem found, in words for the person who
     wrote it. ``other_slugs``: campaigns that exist besides these (in the database, when a file or a
@@ -301,7 +317,7 @@ def parse_catalog(data: dict, source: Path | str, texts: Mapping[str, Mapping[st
     )
     return Catalog(org, MappingProxyType(campaigns),
                    MappingProxyType({k: MappingProxyType(v) for k, v in texts.items()}),
-                   MappingProxyType(keywords))
+                   MappingProxyType(keywords), opt_outs=opt_outs if opt_outs is not None else _shipped_opt_outs())
 
 
 def read_file(path: Path | str) -> dict:
@@ -319,9 +335,10 @@ def read_file(path: Path | str) -> dict:
         raise CampaignFileError(path, [Problem(f"is not valid TOML: {exc}")]) from None
 
 
-def load_catalog(path: Path | str | None = None, texts_dir: Path = TEXTS_DIR) -> Catalog:
+def load_catalog(path: Path | str | None = None, texts_dir: Path = TEXTS_DIR,
+                  opt_outs_path: Path = SHIPPED_OPT_OUTS) -> Catalog:
     path = Path(path) if path else SHIPPED_CAMPAIGNS
-    return parse_catalog(read_file(path), path, load_texts(texts_dir))
+    return parse_catalog(read_file(path), path, load_texts(texts_dir), opt_outs=load_opt_outs(opt_outs_path))
 
 
 # --- back to the file's shape ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Mapping
 CONFIG_DIR = Path(__file__).resolve().parent
 SHIPPED_CAMPAIGNS = CONFIG_DIR / "campaigns.toml"
 TEXTS_DIR = CONFIG_DIR / "texts"
+SHIPPED_OPT_OUTS = CONFIG_DIR / "opt_outs.toml"
 
 
 class SettingsError(ValueError):

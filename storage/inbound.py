@@ -16,8 +16,8 @@ it no round trip):
 1. ``admit``: BEGIN; one statement that counts the message against its sender's per-minute limit,
    claims the provider's message id and locks the member's row; then ``lock_state``, a statement of
    its own (so it reads what a concurrent message of the same member committed before the lock was
-   ours): the member, their conversation and the campaigns their person signed. All three go in one
-   pipeline;
+   ours): the member, their conversation, and the campaigns their person signed and their latest
+   signature. All three go in one pipeline;
 2. ``add_signature`` (the signature and the campaign counter, one statement), when the engine asks;
 3. ``save_and_commit``: the consent events, the member, the conversation and the reply kept for
    retries (one statement), and COMMIT, in one pipeline.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (Boolean, Connection, Engine, bindparam, case, delete, exists, func, literal, literal_column,
-                        select, update)
+                        select, true, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
@@ -51,7 +51,7 @@ from storage.models import (
 
 @dataclass
 class MemberState:
-    """The locked member, their conversation and their person's signed campaigns."""
+    """The locked member, their conversation, their person's signed campaigns and latest signature."""
 
     id: int
     simulated: bool
@@ -64,6 +64,8 @@ class MemberState:
     pending_name: str | None = None
     invalid_count: int = 0
     signed: frozenset[str] = frozenset()
+    # the person's latest signature (of any of their chats): what a second campaign offers to sign with
+    last_signature: tuple[str, str, str, str, str, str | None] | None = None  # campaign, name, zip, city, state, tz
 
 
 def _now(name: str = "now"):
@@ -114,15 +116,42 @@ class _Statements:
                       .correlate(Member).scalar_subquery())
             return own, linked
 
-        self.lock_state = (
+        # The person's latest signature: the greater of the two latest ids, the root's own and its linked
+        # members' (ids grow, and one person's signatures are written under its lock), looked up by that
+        # id. On PostgreSQL a LATERAL subquery, so that it is an index lookup per member whatever plan is
+        # cached (a plain join was planned as a hash join over all signatures); SQLite has no LATERAL and
+        # looks a rowid up by its value anyway.
+        last = aliased(Signature, name="last_signature")
+        greatest = func.greatest if self.pg else func.max  # SQLite's max() of two values is theirs
+        none = literal_column("0")
+
+        def latest_id(root):
+            own = select(func.max(Signature.id)).where(Signature.member_id == root).correlate(Member).scalar_subquery()
+            linked = (select(func.max(Signature.id)).select_from(mate)
+                      .join(Signature, Signature.member_id == mate.id).where(mate.person_id == root)
+                      .correlate(Member).scalar_subquery())
+            return greatest(func.coalesce(own, none), func.coalesce(linked, none))
+
+        last_columns = (last.campaign, last.name, last.zip_code, last.city, last.state, last.timezone)
+
+        def with_latest(stmt, root):
+            if self.pg:
+                # LIMIT keeps the planner from flattening it into that hash join
+                found = select(*last_columns).where(last.id == latest_id(root)).limit(literal_column("1")).lateral("latest")
+                return stmt.add_columns(*found.c).outerjoin(found, true())
+            return stmt.add_columns(*last_columns).outerjoin(last, last.id == latest_id(root))
+
+        root = func.coalesce(Member.person_id, Member.id)
+        self.lock_state = with_latest(
             select(Member.id, Member.simulated, Member.person_id, Member.language,
                    Member.opted_out_at.is_not(None), Member.disclosed_at.is_not(None),
                    Conversation.member_id, Conversation.campaign, Conversation.step, Conversation.pending_name,
-                   Conversation.invalid_count, *signed(func.coalesce(Member.person_id, Member.id)))
-            .outerjoin(Conversation, Conversation.member_id == Member.id)
-            .where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_address"))
-            .with_for_update(of=Member))
-        self.signed = select(*signed(bindparam("p_person", type_=Member.id.type)))
+                   Conversation.invalid_count, *signed(root))
+            .outerjoin(Conversation, Conversation.member_id == Member.id), root,
+        ).where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_address")) \
+            .with_for_update(of=Member)
+        person = bindparam("p_person", type_=Member.id.type)
+        self.signed = with_latest(select(*signed(person)).select_from(Member), person).where(Member.id == person)
         self.lock_person = select(Member.id).where(Member.id == bindparam("p_person")).with_for_update()
         # A contact that was forgotten (its erased member's address is forgotten_token) starts opted out.
         forgotten = exists().where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_token"))
@@ -468,16 +497,21 @@ def _member(conn: Transaction, row) -> MemberState | None:
     if row is None:
         return None
     (member_id, simulated, person_id, language, opted_out, disclosed,
-     conv_id, campaign, step, pending, invalid, signed_own, signed_linked) = row
+     conv_id, campaign, step, pending, invalid, signed_own, signed_linked, *last) = row
     state = MemberState(member_id, bool(simulated), person_id, language, bool(opted_out), bool(disclosed),
-                        signed=_campaigns(signed_own, signed_linked))
+                        signed=_campaigns(signed_own, signed_linked), last_signature=_last(last))
     if conv_id is not None:
         state.campaign, state.step, state.pending_name, state.invalid_count = campaign, step, pending, invalid
     if person_id is not None:
         st = _for(conn)
         _run(conn, st.lock_person, _p(person=person_id)).fetchone()
-        state.signed = _campaigns(*_run(conn, st.signed, _p(person=person_id)).fetchone())
+        signed_own, signed_linked, *last = _run(conn, st.signed, _p(person=person_id)).fetchone()
+        state.signed, state.last_signature = _campaigns(signed_own, signed_linked), _last(last)
     return state
+
+
+def _last(columns: list) -> tuple | None:
+    return tuple(columns) if columns[0] is not None else None
 
 
 def create_member(conn: Transaction, channel: str, address: str, now: datetime, simulated: bool,

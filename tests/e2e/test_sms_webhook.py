@@ -256,3 +256,25 @@ def test_export_times_are_utc_whatever_the_database_sessions_time_zone(client, r
         if chicago:
             db.dispose()
     assert [r[0] for r in rows] == ["2026-11-27T18:00:00Z"]
+
+
+def test_names_that_hide_a_formula_are_neutralised_in_the_export(client, rt):
+    """Bidi isolates around a formula leave the name when it is signed; a fullwidth ＝, or invisible
+    characters before a formula in a row stored before the cleaner existed, get the apostrophe too."""
+    from bots.exports import export_lines
+
+    sign_up(client, name="\u2066=HYPERLINK(\"http://x\")\u2069")
+    sign_up(client, phone="+13125550102", name="＝HYPERLINK(\"http://x\")", zip_code="10001")
+    sign_up(client, phone="+13125550103", name="Ana Old Row", zip_code="10001")
+    sign_up(client, phone="+13125550104", name="Ana Old Row Two", zip_code="10001")
+    with rt.db.uow() as uow:
+        uow.session.execute(Signature.__table__.update().where(Signature.name == "Ana Old Row")
+                            .values(name="\u200b\u2066+SUM(1,2)\u2069"))
+        uow.session.execute(Signature.__table__.update().where(Signature.name == "Ana Old Row Two")
+                            .values(name="\u00ad\ufe6bcmd"))
+        uow.commit()
+    with rt.db.uow() as uow:
+        assert "\u2066" not in uow.session.scalars(select(Signature.name).order_by(Signature.id)).first()
+    rows = list(csv.DictReader(io.StringIO("".join(export_lines(rt, "end-scomm")))))
+    assert [r["name"] for r in rows] == ["'=HYPERLINK(\"http://x\")", "'＝HYPERLINK(\"http://x\")",
+                                         "'\u200b\u2066+SUM(1,2)\u2069", "'\u00ad\ufe6bcmd"]

@@ -4,43 +4,17 @@ buttons; a deep link picks its petition; an unknown slug gets the default with a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from config.campaigns import load_catalog
-from config.settings import SHIPPED_CAMPAIGNS
 from tests.support import telegram_updates as tu
+from tests.support.campaigns import two_campaigns
 from tests.support.telegram_fixtures import settings, standin  # noqa: F401 - fixtures
-
-SECOND = '''
-
-[[campaigns]]
-slug = "dream-act"
-goal = 5000
-active = true
-
-[campaigns.keywords]
-DREAM = "en"
-SUENO = "es"
-
-[campaigns.en]
-title = "Pass the Dream Act"
-summary = "Pass the Dream Act: give young immigrants a path to stay."
-statement = "We ask Congress to pass the Dream Act."
-
-[campaigns.es]
-title = "Aprueben el Dream Act"
-summary = "Aprueben el Dream Act: un camino para que los jóvenes inmigrantes se queden."
-statement = "Pedimos al Congreso que apruebe el Dream Act."
-'''
 
 
 @pytest.fixture
 def catalog(tmp_path):
-    path = Path(tmp_path) / "campaigns.toml"
-    path.write_text(SHIPPED_CAMPAIGNS.read_text(encoding="utf-8") + SECOND, encoding="utf-8")
-    return load_catalog(path)
+    return two_campaigns(tmp_path)
 
 
 def markup(message):

@@ -183,3 +183,35 @@ def test_export_batches_come_in_order_from_a_fetching_thread_that_stops_with_the
     gen.close()
     assert not any(t.name == "export-fetch" for t in threading.enumerate())
     assert len(fetched) <= 4  # at most the batches queued ahead and one in the thread's hands
+
+
+def test_the_member_read_brings_the_persons_latest_signature(database):
+    """lock_state reads, under the member's lock, the latest signature of the person (their own chat or
+    a linked one): what a second campaign offers to sign with."""
+    sms, tg, other = (make_member(database, a) for a in ("+13125550101", "+13125550102", "+13125550103"))
+    fields = dict(zip_code="60601", city="Chicago", state="IL", timezone="America/Chicago", language="en", now=NOW)
+    with database.uow().inbound() as tx:
+        assert hot.lock_state(tx, "sms", "+13125550101").last_signature is None
+        sign(tx, sms, campaign="end-scomm", name="Ana López", **fields)
+        sign(tx, sms, campaign="dream-act", name="Ana M. López", **dict(fields, zip_code="90210", city="Beverly Hills",
+                                                                         state="CA", timezone="America/Los_Angeles"))
+        tx.commit()
+    with database.uow().inbound() as tx:
+        last = hot.lock_state(tx, "sms", "+13125550101").last_signature
+        assert last == ("dream-act", "Ana M. López", "90210", "Beverly Hills", "CA", "America/Los_Angeles")
+        assert hot.lock_state(tx, "sms", "+13125550102").last_signature is None
+    with database.uow() as uow:  # the second chat is linked to the first as one person
+        uow.session.get(Member, tg.id).person_id = sms.id
+        uow.commit()
+    with database.uow().inbound() as tx:
+        assert hot.lock_state(tx, "sms", "+13125550102").last_signature[1] == "Ana M. López"
+        sign(tx, other, campaign="end-scomm", name="Someone Else", **fields)
+        tx.commit()
+    with database.uow() as uow:  # a linked chat's newer signature is the person's latest
+        uow.session.add(Signature(member_id=tg.id, campaign="third", channel="telegram", name="Ana Lopez",
+                                  zip_code="10001", city="New York", state="NY", language="en", signed_at=NOW))
+        uow.commit()
+    with database.uow().inbound() as tx:
+        assert hot.lock_state(tx, "sms", "+13125550101").last_signature[2] == "10001"
+        assert hot.lock_state(tx, "sms", "+13125550102").last_signature[2] == "10001"
+        assert hot.lock_state(tx, "sms", "+13125550103").last_signature[1] == "Someone Else"

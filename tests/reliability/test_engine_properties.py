@@ -7,10 +7,12 @@ ZIP codes real and fake, the reserved words.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, strategies as st
 
 from bots.engine import (
-    AWAITING_NAME, AWAITING_ZIP, IDLE, MAX_INVALID, STEPS, Consent, Inbound, RecordSignature, State, check_name, step,
+    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, MAX_INVALID, STEPS, Consent, Inbound, Signed,
+    RecordSignature, State, check_name, step,
 )
 from bots import channels
 from config.keywords import HELP, OPT_IN, OPT_OUT, RESERVED, normalize_keyword
@@ -22,7 +24,9 @@ def render(replies, language, channel, catalog):
 MARKS = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202e", "\u2060",
          "\ufeff", "\u00ad", "\u0301", "\x00", "\t", "\n", " "]
 EMOJI = ["👍", "✊🏽", "🇲🇽", "❤️", "👨‍👩‍👧", "🙏🏾"]
-WORDS = sorted(RESERVED) + ["SCOMM", "FIRMA", "scomm", "Firma", "ESPAÑOL", "español", "English"]
+WORDS = sorted(RESERVED) + ["SCOMM", "FIRMA", "scomm", "Firma", "ESPAÑOL", "español", "English",
+                             "please stop texting me", "no más mensajes", "We need to stop S-Comm now!",
+                             "DREAM", "Sueño", "No", "Sí"]
 NAMES = ["Ana María López", "José", "李小龍", "محمد علي", "O'Brien-Smith", "X", "12345", "Ana\u200fLópez"]
 ZIPS = ["60601", "90210", "10001-1234", "00000", "99999", "6060", "606011", "60 601", "zip 60601"]
 
@@ -62,16 +66,31 @@ def check_state(state: State, catalog) -> None:
         assert state.campaign is None and state.pending_name is None and state.invalid_count == 0
     else:
         assert state.campaign in catalog.campaigns and not state.opted_out
-    if state.step == AWAITING_NAME:
+    if state.step in (AWAITING_NAME, AWAITING_CONFIRM):
         assert state.pending_name is None
+    if state.step == AWAITING_CONFIRM:
+        assert state.last_signed is not None and state.last_signed.usable
     if state.step == AWAITING_ZIP:
         assert check_name(state.pending_name or "", catalog) == (state.pending_name, None)
     assert state.signed <= set(catalog.campaigns)
 
 
-@given(st.lists(inbounds(), min_size=1, max_size=12))
-def test_any_conversation_keeps_the_invariants(catalog, zips, messages):
-    state = State()
+@pytest.fixture(scope="module")
+def two_catalog(tmp_path_factory):
+    from tests.support.campaigns import two_campaigns
+
+    return two_campaigns(tmp_path_factory.mktemp("two"))
+
+
+SIGNER = State(known=True, disclosed=True, signed=frozenset({"end-scomm"}),
+               last_signed=Signed("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago"))
+
+
+@pytest.mark.parametrize("who", ["stranger", "signer of another campaign"])
+@given(messages=st.lists(inbounds(), min_size=1, max_size=12))
+def test_any_conversation_keeps_the_invariants(request, zips, who, messages):
+    catalog = request.getfixturevalue("catalog" if who == "stranger" else "two_catalog")
+    state = State() if who == "stranger" else SIGNER
     for inbound in messages:
         before = state
         result = step(before, inbound, catalog, zips)
@@ -85,12 +104,16 @@ def test_any_conversation_keeps_the_invariants(catalog, zips, messages):
 
         # STOP means stop: an opted-out member gets nothing, except for the reserved words, a campaign
         # keyword or a bot command (a new, explicit request).
+        plain = inbound.command is None and catalog.opt_outs.match(inbound.text) is not None
         if before.opted_out and result.replies:
-            assert inbound.command is not None or word in RESERVED or word in catalog.keywords, (inbound, result)
-        # Twilio already answered its own opt-out handling: we never send a second confirmation.
+            assert inbound.command is not None or word in RESERVED or word in catalog.keywords or plain, \
+                (inbound, result)
+        # Twilio already answered its own opt-out handling: we never send a second confirmation (a YES
+        # Twilio took for its opt-in word still answers "Sign as ...?": that reply says it is signed).
         if provider in ("STOP", "START", "HELP"):
-            assert result.replies == ()
-        if provider == "STOP" or (not provider and inbound.command is None and word in OPT_OUT) or \
+            assert result.replies == () or (provider == "START" and before.step == AWAITING_CONFIRM
+                                            and [r.key for r in result.replies] == ["signed"])
+        if provider == "STOP" or (not provider and inbound.command is None and (word in OPT_OUT or plain)) or \
                 (not provider and inbound.command == "stop"):
             assert state.opted_out and state.step == IDLE
             assert any(isinstance(e, Consent) and e.kind == "opt_out" for e in result.effects)
@@ -102,10 +125,15 @@ def test_any_conversation_keeps_the_invariants(catalog, zips, messages):
         signatures = [e for e in result.effects if isinstance(e, RecordSignature)]
         assert len(signatures) <= 1
         for sig in signatures:
-            # A signature only with a valid name and a real ZIP, for a campaign not signed before.
-            assert before.step == AWAITING_ZIP and not before.opted_out
+            # A signature only with a valid name and a real ZIP, for a campaign not signed before; or
+            # with the name and ZIP of the person's latest signature, when they said YES to it.
+            assert before.step in (AWAITING_ZIP, AWAITING_CONFIRM) and not before.opted_out
             assert check_name(sig.name, catalog) == (sig.name, None)
-            assert sig.name == before.pending_name
+            if before.step == AWAITING_CONFIRM:
+                last = before.last_signed
+                assert (sig.name, sig.zip_code, sig.timezone) == (last.name, last.zip_code, last.timezone)
+            else:
+                assert sig.name == before.pending_name
             info = zips(sig.zip_code)
             assert info is not None and (info.city, info.state) == (sig.city, sig.state)
             assert sig.campaign == before.campaign and sig.campaign not in before.signed
@@ -132,6 +160,6 @@ def test_opted_out_member_hears_only_reserved_words(catalog, zips, reserved, oth
     state = step(State(), Inbound("sms", "+13125550101", "STOP"), catalog, zips).state
     result = step(state, Inbound("sms", "+13125550101", other), catalog, zips)
     word = normalize_keyword(other)
-    if word not in RESERVED and word not in catalog.keywords:
+    if word not in RESERVED and word not in catalog.keywords and catalog.opt_outs.match(other) is None:
         assert result.replies == () and result.effects == ()
     assert step(state, Inbound("sms", "+13125550101", reserved), catalog, zips).replies

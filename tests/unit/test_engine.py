@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bots.engine import (
-    AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, Inbound, RecordSignature, State, check_name, check_zip,
+    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, Inbound, RecordSignature, State, check_name,
+    check_zip,
 )
 from bots import channels
 
@@ -125,11 +126,36 @@ class TestInvalidAnswers:
         assert keys(engine.step(state, sms("00000"))) == ["zip_unknown"]
         assert engine.step(state, sms("00000")).replies[0].params["zip"] == "00000"
 
+    @pytest.mark.parametrize("text", ["Ana López", "ana maría lópez", "José Núñez-Ortiz", "Mary O'Brien",
+                                      "  Ana   López  ", "محمد علي"])
+    def test_a_name_given_for_the_zip_corrects_the_name(self, engine, text):
+        state, _ = run(engine, ["SCOMM", "Ana", "x"])
+        step = engine.step(state, sms(text))
+        name = " ".join(text.split())
+        assert keys(step) == ["name_corrected"] and step.replies[0].params == {"name": name}
+        assert step.state.step == AWAITING_ZIP and step.state.pending_name == name
+        assert step.state.invalid_count == 0 and not step.effects
+        assert engine.step(step.state, sms("60601")).effects[0].name == name
+
+    @pytest.mark.parametrize("text,error", [
+        ("Chicago", "zip_format"), ("6060 Main St", "zip_format"), ("Where do I find my ZIP?", "zip_format"),
+        ("Apt 4B", "zip_format"), ("00000", "zip_unknown"), ("🙂 🙂", "zip_format"), ("Ana, López", "zip_format"),
+    ])
+    def test_what_does_not_read_as_a_name_is_a_bad_zip(self, engine, text, error):
+        state, _ = run(engine, ["SCOMM", "Ana"])
+        step = engine.step(state, sms(text))
+        assert keys(step) == [error] and step.state.pending_name == "Ana"
+
     def test_three_invalid_answers_give_help_to_start_again(self, engine):
         state, steps = run(engine, ["SCOMM", "Ana López", "x", "y", "z"])
-        assert keys(steps[-1]) == ["zip_format", "too_many_attempts"]
+        assert keys(steps[-1]) == ["too_many_attempts"]  # not "reply with your ZIP" as well: it is over
+        assert steps[-1].replies[0].campaign == "end-scomm"
         assert state.step == IDLE and not state.signed
         assert keys(engine.step(state, sms("60601"))) == ["no_conversation"]
+
+    def test_three_invalid_names_say_only_that_it_starts_again(self, engine):
+        state, steps = run(engine, ["SCOMM", "1", "2", "3"])
+        assert keys(steps[-1]) == ["too_many_attempts"] and state.step == IDLE
 
     def test_valid_answer_resets_the_count(self, engine):
         state, _ = run(engine, ["SCOMM", "1", "2", "Ana López", "x", "y"])
@@ -170,6 +196,89 @@ class TestConsent:
         step = engine.step(state, sms("SCOMM"))
         assert not step.state.opted_out and step.state.step == AWAITING_NAME
         assert Consent("opt_in", "SCOMM", "end-scomm") in step.effects
+
+    @pytest.mark.parametrize("before,expected", [
+        (["SCOMM", "Ana López", "60601", "STOP"], ["already_signed", "opted_in"]),
+        (["SCOMM", "STOP"], ["campaign_intro", "ask_name", "opted_in"]),
+        (["SCOMM", "Ana López", "STOP"], ["campaign_intro", "ask_name", "opted_in"]),
+        (["SCOMM", "please stop texting me"], ["campaign_intro", "ask_name", "opted_in"]),
+    ])
+    def test_keyword_after_an_opt_out_says_messages_come_again_with_the_disclosure(self, engine, catalog,
+                                                                                   before, expected):
+        state, _ = run(engine, before)
+        assert state.disclosed and state.opted_out
+        step = engine.step(state, sms("SCOMM"))
+        assert keys(step) == expected and step.replies[-1].join
+        assert step.effects == (Consent("opt_in", "SCOMM", "end-scomm"),)
+        text = render(step.replies, "en", "sms", catalog)[-1]
+        for needed in ("subscribed again", "Presente.org petition alerts", "up to 4 msgs/month",
+                       "Msg & data rates may apply", "Reply HELP for help, STOP to cancel"):
+            assert needed in text, text
+
+    def test_spanish_keyword_after_parar_carries_the_spanish_disclosure(self, engine, catalog):
+        state, _ = run(engine, ["FIRMA", "Ana López", "60601", "PARAR"])
+        step = engine.step(state, sms("firma"))
+        assert keys(step) == ["already_signed", "opted_in"]
+        text = render(step.replies, "es", "sms", catalog)[-1]
+        for needed in ("suscribiste de nuevo", "Alertas de peticiones de Presente.org", "hasta 4 msjs/mes",
+                       "Pueden aplicar tarifas", "Responde AYUDA para ayuda, PARAR para cancelar"):
+            assert needed in text, text
+
+    def test_keyword_of_a_closed_campaign_after_stop_still_says_messages_come_again(self, engine, catalog):
+        from dataclasses import replace as dc_replace
+        from types import MappingProxyType
+
+        closed = dc_replace(catalog, campaigns=MappingProxyType(
+            {"end-scomm": dc_replace(catalog.campaigns["end-scomm"], active=False)}))
+        state, _ = run(engine, ["STOP"])
+        step = Engine(closed, engine.zips).step(state, sms("SCOMM"))
+        assert keys(step) == ["campaign_closed", "opted_in"] and not step.state.opted_out
+
+    def test_start_after_stop_carries_the_disclosure_too(self, engine, catalog):
+        state, _ = run(engine, ["SCOMM", "STOP"])
+        text = render(engine.step(state, sms("START")).replies, "en", "sms", catalog)[0]
+        assert "up to 4 msgs/month" in text and "Msg & data rates may apply" in text
+
+    def test_telegram_start_after_stop_says_messages_come_again(self, engine, catalog):
+        state = engine.step(engine.step(State(), tg(command="start")).state, tg(command="stop")).state
+        step = engine.step(state, tg(command="start"))
+        assert keys(step) == ["campaign_intro", "ask_name", "opted_in"]
+        assert "/stop" in render(step.replies, "en", "telegram", catalog)[-1]
+
+    @pytest.mark.parametrize("word", ["SÍ", "si", "Sí!", " SI. "])
+    def test_spanish_yes_opts_back_in_after_parar(self, engine, word):
+        state, _ = run(engine, ["FIRMA", "PARAR"])
+        step = engine.step(state, sms(word))
+        assert keys(step) == ["opted_in"] and not step.state.opted_out and step.state.language == "es"
+        assert step.effects == (Consent("opt_in", "SI"),)
+
+    @pytest.mark.parametrize("word,lang", [("ESPAÑOL", "es"), ("english", "en")])
+    def test_language_switch_after_stop_is_recorded_silently(self, engine, word, lang):
+        state, _ = run(engine, ["SCOMM" if lang == "es" else "FIRMA", "STOP"])
+        step = engine.step(state, sms(word))
+        assert step.replies == () and step.effects == ()
+        assert step.state.language == lang and step.state.opted_out
+        assert render(engine.step(step.state, sms("HELP")).replies, lang, "sms", engine.catalog)
+
+    def test_language_command_after_stop_is_recorded_silently(self, engine):
+        state = engine.step(State(), tg(command="stop")).state
+        step = engine.step(state, tg("/language es", command="language", argument="es"))
+        assert step.replies == () and step.state.language == "es" and step.state.opted_out
+
+    @pytest.mark.parametrize("word,key", [("AYUDA", "help"), ("ayuda!", "help"), ("PARAR", "opted_out"),
+                                          ("Alto", "opted_out"), ("cancelar", "opted_out")])
+    def test_a_stranger_who_starts_in_spanish_is_answered_in_spanish(self, engine, word, key):
+        step = engine.step(State(), sms(word))
+        assert keys(step) == [key] and step.state.language == "es"
+
+    @pytest.mark.parametrize("word", ["HELP", "STOP", "INFO", "CANCEL"])
+    def test_a_stranger_who_starts_with_an_english_or_shared_word_stays_in_english(self, engine, word):
+        assert engine.step(State(), sms(word)).state.language == "en"
+
+    def test_a_known_member_keeps_their_language_when_they_write_ayuda(self, engine):
+        state, _ = run(engine, ["SCOMM"])
+        step = engine.step(state, sms("AYUDA"))
+        assert keys(step) == ["help"] and step.state.language == "en"
 
     @pytest.mark.parametrize("word", ["HELP", "info", "Ayuda"])
     def test_help_words_keep_the_conversation(self, engine, word):
@@ -285,9 +394,182 @@ class TestRendering:
         intro = render([Reply("campaign_intro", campaign="end-scomm")], "en", "telegram", catalog)[0]
         assert intro.startswith("<b>End S-Comm Now</b>") and "terminate the S-Comm program immediately" in intro
 
+    @pytest.mark.parametrize("texts", [
+        ["SCOMM"], ["FIRMA"],
+        ["SCOMM", "Ana María López", "60601", "STOP", "SCOMM"], ["FIRMA", "Ana María López", "60601", "PARAR", "FIRMA"],
+        ["SCOMM", "STOP", "SCOMM"], ["FIRMA", "PARAR", "FIRMA"], ["STOP", "START"], ["PARAR", "SI"],
+    ])
+    def test_messages_with_the_disclosure_fit_two_gsm7_segments(self, engine, catalog, texts):
+        from config.gsm import segments
+
+        state, steps = run(engine, texts)
+        for message in render(steps[-1].replies, state.language, "sms", catalog):
+            assert segments(message) in (("GSM-7", 1), ("GSM-7", 2)), message
+
     def test_disclosure_content(self, engine, catalog):
         step = engine.step(State(), sms("SCOMM"))
         text = " ".join(render(step.replies, "en", "sms", catalog))
         for needed in ("Presente.org", "msgs/month", "Msg & data rates may apply", "Reply HELP for help",
                        "STOP to cancel"):
             assert needed in text
+
+
+class TestInvisibleCharacters:
+    """A name cannot carry characters that change how it looks (bidi overrides and isolates) or hide
+    inside it (soft hyphens, zero-width marks): staff read it, the export's formula guard checks it."""
+
+    @pytest.mark.parametrize("text,name", [
+        ("\u2066Ana López\u2069", "Ana López"),
+        ("\u2067=HYPERLINK(\"x\")\u2069", "=HYPERLINK(\"x\")"),
+        ("\u2068Ana\u2069 \u2066López\u2069", "Ana López"),
+        ("Ana Ló\u00adpez", "Ana López"),
+        ("\u200eAna López\u200f", "Ana López"),
+        ("\u202eAna López", "Ana López"),
+        ("Ana\u2061 López\u2064", "Ana López"),
+        ("\u061cمحمد علي", "محمد علي"),
+        ("\ufeffAna López", "Ana López"),
+        ("Ana López\U000e0001\U000e0041", "Ana López"),
+        ("\ufff9Ana\ufffb López", "Ana López"),
+        ("Ana\u200bLópez", "Ana López"),  # a zero-width space is a space
+        ("Ana\tLópez\n", "Ana López"),
+        ("\u200c=cmd\u200d", "=cmd"),  # a joiner with no letters around it joins nothing
+    ])
+    def test_format_characters_leave_the_name(self, catalog, text, name):
+        from bots.engine import clean_name
+
+        assert clean_name(text) == name
+        assert check_name(text, catalog) == (name, None)
+
+    def test_joiners_inside_a_word_stay(self):
+        """Persian and Indic spellings need the zero-width (non-)joiner between letters."""
+        from bots.engine import clean_name
+
+        assert clean_name("مهدی\u200cزاده") == "مهدی\u200cزاده"
+        assert clean_name("ന\u0d4d\u200dക") == "ന\u0d4d\u200dക"
+
+    def test_every_format_character_but_the_joiners_is_gone(self):
+        import sys
+        import unicodedata
+
+        from bots.engine import clean_name
+
+        for cp in range(sys.maxunicode + 1):
+            ch = chr(cp)
+            if unicodedata.category(ch) == "Cf" and ch not in "\u200c\u200d":
+                assert clean_name(f"Ana{ch}Ló{ch}pez") in ("AnaLópez", "Ana Ló pez"), hex(cp)
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory, zips):
+    """An engine whose catalog has a second campaign, dream-act (DREAM / SUENO)."""
+    from tests.support.campaigns import two_campaigns
+
+    return Engine(two_campaigns(tmp_path_factory.mktemp("two")), zips)
+
+
+def signed_scomm(**changes):
+    """A member who signed end-scomm as Ana López of Chicago (as storage reads them under their lock)."""
+    from bots.engine import Signed
+
+    from dataclasses import replace as dc_replace
+
+    last = Signed("end-scomm", "Ana López", "60601", "Chicago", "IL", "America/Chicago")
+    return dc_replace(State(known=True, disclosed=True, signed=frozenset({"end-scomm"}), last_signed=last), **changes)
+
+
+class TestSecondCampaign:
+    def test_another_campaigns_keyword_offers_the_name_and_zip_already_given(self, two):
+        step = two.step(signed_scomm(), sms("DREAM"))
+        assert keys(step) == ["campaign_intro", "offer_signer"]
+        assert step.replies[1].params == {"name": "Ana López", "zip": "60601"}
+        assert step.state.campaign == "dream-act" and step.state.step == AWAITING_CONFIRM
+        assert render(step.replies, "en", "sms", two.catalog)[1] == \
+            "Sign as Ana Lopez, 60601? Reply YES, or send your full name."
+
+    def test_in_spanish_the_offer_asks_for_si(self, two):
+        step = two.step(signed_scomm(language="es"), sms("SUENO"))
+        assert render(step.replies, "es", "sms", two.catalog)[1] == \
+            "¿Firmar como Ana Lopez, 60601? Responde SI, o envia tu nombre completo."  # GSM-7 has no Í
+
+    @pytest.mark.parametrize("answer", ["YES", "yes!", "Sí", "si", "SI."])
+    def test_yes_signs_with_what_was_recorded(self, two, answer):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms(answer))
+        assert step.effects == (RecordSignature("dream-act", "Ana López", "60601", "Chicago", "IL",
+                                                "America/Chicago"),)
+        assert keys(step) == ["signed"] and step.replies[0].params == {"name": "Ana López", "city": "Chicago",
+                                                                       "state": "IL"}
+        assert step.state.step == IDLE and step.state.signed == {"end-scomm", "dream-act"}
+
+    def test_yes_signs_when_twilio_advanced_opt_out_took_it_for_an_opt_in(self, two):
+        """YES is one of Twilio's own opt-in words: with Advanced Opt-Out it arrives as OptOutType=START.
+        The opt-in is recorded without a second confirmation, and the answer to the offer still signs."""
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("Yes", provider_opt="START"))
+        assert keys(step) == ["signed"]
+        assert [type(e).__name__ for e in step.effects] == ["Consent", "RecordSignature"]
+        assert step.effects[0].kind == "opt_in" and step.effects[1].campaign == "dream-act"
+
+    def test_a_name_instead_goes_on_as_usual(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("Ana María López"))
+        assert keys(step) == ["ask_zip"] and step.state.pending_name == "Ana María López"
+        step = two.step(step.state, sms("90210"))
+        assert step.effects == (RecordSignature("dream-act", "Ana María López", "90210", "Beverly Hills", "CA",
+                                                "America/Los_Angeles"),)
+
+    def test_no_asks_for_the_name(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("No"))
+        assert keys(step) == ["ask_name"] and step.state.step == AWAITING_NAME
+
+    def test_a_bad_name_instead_gets_the_name_prompt(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        step = two.step(state, sms("12345"))
+        assert keys(step) == ["name_no_letters"] and step.state.step == AWAITING_NAME
+
+    def test_stop_still_stops_and_a_language_switch_repeats_the_offer(self, two):
+        state = two.step(signed_scomm(), sms("DREAM")).state
+        assert two.step(state, sms("STOP")).state.opted_out
+        step = two.step(state, sms("ESPAÑOL"))
+        assert keys(step) == ["language_set", "offer_signer"] and step.state.step == AWAITING_CONFIRM
+
+    def test_after_an_opt_out_the_offer_comes_with_the_disclosure(self, two):
+        step = two.step(signed_scomm(opted_out=True), sms("DREAM"))
+        assert keys(step) == ["campaign_intro", "offer_signer", "opted_in"] and not step.state.opted_out
+        assert "STOP to cancel" in render(step.replies, "en", "sms", two.catalog)[1]
+
+    def test_no_offer_without_a_usable_signature(self, two):
+        from dataclasses import replace as dc_replace
+
+        erased = dc_replace(signed_scomm().last_signed, name="", zip_code="", city="", state="")
+        assert keys(two.step(signed_scomm(last_signed=erased), sms("DREAM"))) == ["campaign_intro", "ask_name"]
+        assert keys(two.step(State(known=True), sms("DREAM"))) == ["campaign_intro", "ask_name", "disclosure"]
+
+    def test_on_telegram_the_offer_is_the_same(self, two):
+        step = two.step(signed_scomm(), tg(command="start", argument="dream-act"))
+        assert keys(step) == ["campaign_intro", "offer_signer"]
+        assert "Sign as Ana López, 60601?" in render(step.replies, "en", "telegram", two.catalog)[-1]
+
+
+class TestOwnCampaign:
+    """HELP and the "text a keyword" fallback name the member's own campaign, not always the default."""
+
+    def test_help_names_the_campaign_last_signed(self, two):
+        from dataclasses import replace as dc_replace
+
+        state = signed_scomm(signed=frozenset({"dream-act"}))
+        state = dc_replace(state, last_signed=dc_replace(state.last_signed, campaign="dream-act"))
+        for text, key in (("HELP", "help"), ("hello", "no_conversation")):
+            step = two.step(state, sms(text))
+            assert keys(step) == [key] and step.replies[0].campaign == "dream-act"
+            assert "text DREAM" in render(step.replies, "en", "sms", two.catalog)[0]
+
+    def test_help_mid_conversation_names_the_campaign_under_way(self, two):
+        state = two.step(State(), sms("SUENO")).state
+        step = two.step(state, sms("AYUDA"))
+        assert "envia SUENO" in render(step.replies, "es", "sms", two.catalog)[0]
+
+    def test_a_stranger_is_told_the_default_campaign(self, two):
+        step = two.step(State(), sms("hello"))
+        assert step.replies[0].campaign == "end-scomm"
