@@ -80,6 +80,12 @@ class Catalog:
     def active_campaigns(self) -> list[Campaign]:
         return [c for c in self.campaigns.values() if c.active]
 
+    def phrase(self, key: str, language: str, **values) -> str:
+        """A text of the catalog (not a reply), filled in: labels of the delivery package, the flyer
+        and the public page."""
+        texts = self.texts.get(language) or self.texts["en"]
+        return texts[key].format(**values) if values else texts[key]
+
     def template(self, key: str, language: str, channel: str) -> str:
         texts = self.texts.get(language) or self.texts["en"]
         return texts.get(f"{key}.{channel}") or texts[key]

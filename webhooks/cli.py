@@ -162,5 +162,8 @@ main.add_command(telegram_group)
 from webhooks.cli_broadcast import register as _register_broadcast  # noqa: E402 - broadcast, worker (issue 4)
 _register_broadcast(main)
 
+from webhooks.cli_delivery import register as _register_delivery  # noqa: E402 - deliver, flyer
+_register_delivery(main)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
