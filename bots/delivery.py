@@ -180,13 +180,10 @@ def _summary(session, req: Request, to_date) -> tuple[Summary, dict[int, str]]:
     counts: dict[str, int] = {}
     first: datetime | None = None
     last: datetime | None = None
-    for code, n, earliest, latest in repo.delivery_summary(session, req.campaign, req.state):
+    for code, n, earliest, latest in repo.delivery_summary(session, req.campaign, req.state, later):
         counts[code] = n
         first = earliest if first is None else min(first, earliest)
         last = latest if last is None else max(last, latest)
-    for code in later.values():
-        if code in counts:
-            counts[code] -= 1
     states = sorted(((code, n) for code, n in counts.items() if n > 0), key=lambda kv: (-kv[1], kv[0]))
     erased = 0 if req.state else repo.erased_signers(session, req.campaign)
     listed = sum(n for _, n in states)
@@ -258,7 +255,7 @@ def _cover(doc: Document, rt: Runtime, req: Request, s: Summary, made: datetime)
     doc.paragraph(text.statement, doc.regular, 11, 15.5, after=10)
     note = labels(f"delivery_names_{req.names}")
     if s.erased:
-        note += " " + labels("delivery_erased", count=f"{s.erased:,}")
+        note += " " + labels("delivery_erased_one" if s.erased == 1 else "delivery_erased", count=f"{s.erased:,}")
     note += " " + labels("delivery_dates_zone", zone=rt.settings.timezone)
     doc.paragraph(note, doc.regular, 9, 12.5, GRAY, after=18)
     _state_table(doc, req, s)

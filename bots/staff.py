@@ -36,6 +36,7 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 # Audit actions.
 SIGN_IN, SIGN_OUT, EXPORT, MEMBER_LOOKUP, MEMBER_VIEW, BROADCAST, BROADCAST_CANCEL = (
     "sign_in", "sign_out", "export", "member_lookup", "member_view", "broadcast", "broadcast_cancel")
+DELIVERY = "delivery"  # the delivery package PDF: names go to the petition's target
 
 
 class StaffError(ValueError):

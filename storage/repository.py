@@ -274,15 +274,18 @@ def later_signatures(session: Session, campaign: str) -> dict[int, str]:
     return later
 
 
-def delivery_summary(session: Session, campaign: str, state: str | None = None) -> list[tuple[str, int, datetime, datetime]]:
-    """(state, signatures, first signed_at, last signed_at) per state, of the listed signatures (the
-    later signatures of a person are not taken off here: see later_signatures)."""
+def delivery_summary(session: Session, campaign: str, state: str | None = None,
+                     later: Mapping[int, str] | None = None) -> list[tuple[str, int, datetime, datetime]]:
+    """(state, signatures, first signed_at, last signed_at) per state, of the listed signatures, without
+    ``later`` (later_signatures: a few ids)."""
     signed_at = type_coerce(Signature.signed_at, DateTime(timezone=True))
     stmt = (select(Signature.state, func.count(), func.min(signed_at), func.max(signed_at))
             .join(Member, Member.id == Signature.member_id).where(*_listed(campaign))
             .group_by(Signature.state).order_by(Signature.state))
     if state is not None:
         stmt = stmt.where(Signature.state == state)
+    if later:
+        stmt = stmt.where(Signature.id.not_in(list(later)))
     return [tuple(row) for row in session.execute(stmt)]
 
 
