@@ -306,22 +306,30 @@ SIZE, LEADING = 9.0, 11.5
 
 def _signers(doc: Document, req: Request, rows, s: Summary, to_date) -> Iterator[None]:
     """One page group per state: its heading, the column heads, then numbered rows; a page is written
-    (and yielded) as soon as it is full."""
+    (and yielded) as soon as it is full. A million rows pass here: what repeats (cities, dates, row
+    numbers, y positions) is encoded and measured once."""
     labels, regular = doc.labels, doc.regular
-    date_right = doc.right
+    encode, width = regular.encode, regular.width
+    right = doc.right
     name_room, city_room = CITY_X - NAME_X - 10, STATE_X - CITY_X - 10
     counts = dict(s.states)
     short = req.names == "short"
     heads = [(MARGIN + 26, labels("delivery_col_number"), "right"), (NAME_X, labels("delivery_col_name"), "left"),
              (CITY_X, labels("delivery_col_city"), "left"), (STATE_X, labels("delivery_col_state"), "left"),
-             (date_right, labels("delivery_col_date"), "right")]
+             (right, labels("delivery_col_date"), "right")]
+    name_x, city_x, state_x = f"{NAME_X:.2f}", f"{CITY_X:.2f}", f"{STATE_X:.2f}"
+    ys: dict[float, str] = {}
+    cities: dict[str, list[str]] = {}
+    days: dict[float, tuple[str, str]] = {}  # by the quarter hour: every time zone's offset is a multiple
+    numbers: dict[int, tuple[str, str]] = {}
     state = None
+    code_hex = ""
     number = 0
-    cells: list[tuple[float, float, str]] = []
+    items: list[str] = []
     shade = 0
 
     def start(code: str, continued: bool) -> None:
-        nonlocal cells, shade
+        nonlocal items, shade
         name = state_name(code, req.language)
         header = labels("delivery_continued" if continued else "delivery_state_heading", state=name, code=code)
         page = doc.new_page(header)
@@ -330,20 +338,19 @@ def _signers(doc: Document, req: Request, rows, s: Summary, to_date) -> Iterator
             page.text(MARGIN, doc.y, header, doc.bold, 12)
         else:
             doc.y -= 20
-            width = page.text(MARGIN, doc.y, header, doc.bold, 18)
-            page.text(MARGIN + width + 10, doc.y, labels.signatures(counts.get(code, 0)), regular, 11, GRAY)
+            heading = page.text(MARGIN, doc.y, header, doc.bold, 18)
+            page.text(MARGIN + heading + 10, doc.y, labels.signatures(counts.get(code, 0)), regular, 11, GRAY)
         doc.y -= 20
         for x, text, align in heads:
             page.text(x, doc.y, text, doc.bold, 8, GRAY, align=align)
         doc.y -= 5
-        page.line(MARGIN, doc.y, doc.right, doc.y, 0.5, 0.6)
+        page.line(MARGIN, doc.y, right, doc.y, 0.5, 0.6)
         doc.y -= 2
-        cells = []
+        items = []
         shade = 0
 
     def flush() -> None:
-        if cells:
-            doc.page.rows(regular, SIZE, cells)
+        doc.page.shown(regular, SIZE, items)
         doc.finish_page()
 
     for code, city, name, signed_at in rows:
@@ -351,33 +358,49 @@ def _signers(doc: Document, req: Request, rows, s: Summary, to_date) -> Iterator
             if state is not None:
                 flush()
                 yield
-            state, number = code, 0
+            state, number, code_hex = code, 0, encode(code)
             start(code, False)
         number += 1
-        shown = short_name(name) if short else name
-        name_lines = regular.wrap(shown, SIZE, name_room, 3)
-        city_lines = regular.wrap(city, SIZE, city_room, 2)
-        lines = max(len(name_lines), len(city_lines))
+        name_lines = regular.wrap(short_name(name) if short else name, SIZE, name_room, 3)
+        city_lines = cities.get(city)
+        if city_lines is None:
+            city_lines = cities[city] = [f"<{encode(line)}>" for line in regular.wrap(city, SIZE, city_room, 2)]
+        lines = len(name_lines) if len(name_lines) >= len(city_lines) else len(city_lines)
         height = lines * LEADING + 2
         if doc.y - height < MARGIN + 6:
             flush()
             yield
             start(code, True)
-        page = doc.page
-        y = doc.y - LEADING + 2
+        top = doc.y
         if shade:
-            page.rect(MARGIN, doc.y - height, doc.right - MARGIN, height, LIGHT)
+            doc.page.rect(MARGIN, top - height, right - MARGIN, height, LIGHT)
         shade ^= 1
-        for i, line in enumerate(name_lines):
-            cells.append((NAME_X, y - i * LEADING, line))
-        for i, line in enumerate(city_lines):
-            cells.append((CITY_X, y - i * LEADING, line))
-        cells.append((STATE_X, y, code))
-        day = to_date(signed_at).isoformat()
-        cells.append((date_right - regular.width(day, SIZE), y, day))
-        num = f"{number:,}"
-        cells.append((MARGIN + 26 - regular.width(num, SIZE), y, num))
-        doc.y -= height
+        y = top - LEADING + 2
+        for i in range(lines):
+            line_y = y - i * LEADING
+            y_text = ys.get(line_y)
+            if y_text is None:
+                y_text = ys[line_y] = f"{line_y:.2f} Tm "
+            if i < len(name_lines):
+                items.append(f"{name_x} {y_text}<{encode(name_lines[i])}>")
+            if i < len(city_lines):
+                items.append(f"{city_x} {y_text}{city_lines[i]}")
+            if i == 0:
+                if signed_at.tzinfo is None:  # SQLite gives naive UTC
+                    signed_at = signed_at.replace(tzinfo=timezone.utc)
+                stamp = signed_at.timestamp() // 900
+                day = days.get(stamp)
+                if day is None:
+                    text = to_date(signed_at).isoformat()
+                    day = days[stamp] = (f"{right - width(text, SIZE):.2f} ", f"<{encode(text)}>")
+                num = numbers.get(number)
+                if num is None:
+                    text = f"{number:,}"
+                    num = numbers[number] = (f"{MARGIN + 26 - width(text, SIZE):.2f} ", f"<{encode(text)}>")
+                items.append(f"{state_x} {y_text}<{code_hex}>")
+                items.append(f"{day[0]}{y_text}{day[1]}")
+                items.append(f"{num[0]}{y_text}{num[1]}")
+        doc.y = top - height
     if state is not None:
         flush()
         yield
