@@ -27,16 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
 from bench.common import log  # noqa: E402
+from bench.datascale import COUNTER_SQL, MEMBERS_SQL  # noqa: E402  (the same members, set-wise)
 
 TARGET_S = 120.0
 TARGET_RSS_MB = 200.0
 
-MEMBERS_SQL = """
-INSERT INTO members (channel, address, language, simulated, created_at, last_seen_at, disclosed_at, opted_out_at)
-SELECT 'sms', '+1' || (2000000000 + g)::text, CASE WHEN g % 3 = 0 THEN 'es' ELSE 'en' END, false,
-       now(), now(), now(), CASE WHEN g % 50 = 0 THEN now() END
-FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
-"""
 # Thirty places in twelve states; names of two to six words (some wrap in their column), with accents.
 PLACES = [("IL", "Chicago"), ("IL", "Evanston"), ("IL", "Cicero"), ("CA", "Los Angeles"), ("CA", "San Diego"),
           ("CA", "San Buenaventura (Ventura)"), ("CA", "Fresno"), ("TX", "Houston"), ("TX", "El Paso"),
@@ -64,12 +59,6 @@ SELECT m.id, :campaign, 'sms',
        false, timestamptz '2026-01-01' + (m.id * 5 || ' seconds')::interval
 FROM members m WHERE m.id BETWEEN CAST(:lo AS bigint) AND CAST(:hi AS bigint)
 """
-COUNTER_SQL = """
-INSERT INTO campaign_counts (campaign, signatures) VALUES (:campaign, :n)
-ON CONFLICT (campaign) DO UPDATE SET signatures = excluded.signatures
-"""
-
-
 def load_rows(url: str, start: int, stop: int) -> float:
     from sqlalchemy import create_engine, text
 

@@ -306,8 +306,8 @@ SIZE, LEADING = 9.0, 11.5
 
 def _signers(doc: Document, req: Request, rows, s: Summary, to_date) -> Iterator[None]:
     """One page group per state: its heading, the column heads, then numbered rows; a page is written
-    (and yielded) as soon as it is full. A million rows pass here: what repeats (cities, dates, row
-    numbers, y positions) is encoded and measured once."""
+    (and yielded) as soon as it is full. A million rows pass here: what repeats (cities, dates,
+    y positions) is encoded and measured once."""
     labels, regular = doc.labels, doc.regular
     encode, width = regular.encode, regular.width
     right = doc.right
@@ -321,7 +321,6 @@ def _signers(doc: Document, req: Request, rows, s: Summary, to_date) -> Iterator
     ys: dict[float, str] = {}
     cities: dict[str, list[str]] = {}
     days: dict[float, tuple[str, str]] = {}  # by the quarter hour: every time zone's offset is a multiple
-    numbers: dict[int, tuple[str, str]] = {}
     state = None
     code_hex = ""
     number = 0
@@ -393,13 +392,12 @@ def _signers(doc: Document, req: Request, rows, s: Summary, to_date) -> Iterator
                 if day is None:
                     text = to_date(signed_at).isoformat()
                     day = days[stamp] = (f"{right - width(text, SIZE):.2f} ", f"<{encode(text)}>")
-                num = numbers.get(number)
-                if num is None:
-                    text = f"{number:,}"
-                    num = numbers[number] = (f"{MARGIN + 26 - width(text, SIZE):.2f} ", f"<{encode(text)}>")
+                    if len(days) > 50000:  # bounded: memory stays flat however long the campaign ran
+                        days.clear()
+                text = f"{number:,}"
                 items.append(f"{state_x} {y_text}<{code_hex}>")
                 items.append(f"{day[0]}{y_text}{day[1]}")
-                items.append(f"{num[0]}{y_text}{num[1]}")
+                items.append(f"{MARGIN + 26 - width(text, SIZE):.2f} {y_text}<{encode(text)}>")
         doc.y = top - height
     if state is not None:
         flush()
