@@ -89,6 +89,9 @@ def render(rt: Runtime, slug: str, language: str, ways: list[signup.Way]) -> byt
     page.text(center, y, catalog.phrase("flyer_scan", language), regular, 13, align="center")
     y -= 16
     _codes(page, ways, regular, bold, y)
+    if rt.settings.public_url:  # the campaign's public page, for those who would rather type an address
+        page.text(center, MARGIN + 12, f"{rt.settings.public_url}/c/{slug}".removeprefix("https://"), bold, 14,
+                  ACCENT, align="center")
     writer.add_page(page)
     writer.close(title=text.title, author=catalog.organization.name, subject=big, created=rt.now())
     return out.getvalue()

@@ -197,9 +197,11 @@ def test_flyer_codes_open_the_right_chats(db_url, tmp_path, language, keyword):
 
 def test_flyer_default_file_and_only_configured_channels(db_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run(db_url, "flyer", "--campaign", "end-scomm", FIRMA_SMS_NUMBER="56565")
+    result = run(db_url, "flyer", "--campaign", "end-scomm", FIRMA_SMS_NUMBER="56565",
+                 FIRMA_PUBLIC_URL="https://firma.example.org")
     assert result.exit_code == 0, result.output
     assert S.qr_codes(tmp_path / "end-scomm-flyer.pdf", tmp_path) == ["sms:56565?body=SCOMM"]
+    assert "firma.example.org/c/end-scomm" in S.pdf_text(tmp_path / "end-scomm-flyer.pdf")  # the public page
 
 
 def test_flyer_asks_telegram_for_the_bot_username(db_url, tmp_path, telegram):

@@ -27,8 +27,8 @@ def prod_client(rt):
 
 
 def test_root_leads_to_the_simulator_in_development_and_the_campaign_page_in_production(client, prod_client):
-    assert client.get("/").headers["Location"].endswith("/simulator/") or \
-        client.get("/").headers["Location"].endswith("/simulator")
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/simulator/"
     response = prod_client.get("/")
     assert response.status_code == 302 and response.headers["Location"].endswith("/c/end-scomm")
 
