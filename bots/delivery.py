@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Iterator
 from zoneinfo import ZoneInfo
 
-from bots.pdf import Font, Page, Writer
+from bots.pdf import BOLD, REGULAR, Font, FontMissing, Page, Writer, find_font
 from bots.runtime import Runtime
 from config.campaigns import LANGUAGES, Catalog
 from config.settings import CONFIG_DIR
@@ -57,6 +57,7 @@ class Request:
 
     @property
     def filename(self) -> str:
+        """The console's download name (the state in it, for a folder of one file per state)."""
         return f"{self.campaign}{'-' + self.state.lower() if self.state else ''}-delivery.pdf"
 
 
@@ -72,6 +73,10 @@ def check(rt: Runtime, campaign: str, state: str | None = None, names: str = "fu
         state = state.strip().upper()
         if state not in state_names():
             raise DeliveryError(f"{state!r} is not a US state or territory code (like IL, CA or PR)")
+    try:
+        find_font(REGULAR), find_font(BOLD)
+    except FontMissing as exc:
+        raise DeliveryError(str(exc)) from None
     with rt.db.reader() as uow:
         summary = repo.delivery_summary(uow.session, campaign, state)
     if not summary:

@@ -8,7 +8,7 @@ import io
 from typing import Callable
 
 from bots import signup
-from bots.pdf import Page, Writer
+from bots.pdf import BOLD, REGULAR, FontMissing, Page, Writer, find_font
 from bots.runtime import Runtime
 from config.campaigns import LANGUAGES
 
@@ -28,6 +28,10 @@ def ways_to_sign(rt: Runtime, slug: str, language: str,
         raise FlyerError(f"no campaign {slug!r}; the campaigns are: {', '.join(rt.catalog.campaigns)}")
     if language not in LANGUAGES:
         raise FlyerError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    try:
+        find_font(REGULAR), find_font(BOLD)
+    except FontMissing as exc:
+        raise FlyerError(str(exc)) from None
     lookup = bot_username or signup.telegram_username_lookup(rt.settings)
 
     def username() -> str | None:

@@ -34,14 +34,13 @@ def _write_atomically(path: str, chunks) -> None:
 def deliver(ctx: click.Context, slug: str, output: str | None, state: str | None, names: str, language: str):
     """The delivery package: a PDF with a cover and the signers grouped by state."""
     from bots import delivery
-    from bots.pdf import FontMissing
 
     rt = ctx.find_root().obj.ready_runtime()
     try:
         req = delivery.check(rt, slug, state, names, language)
-        path = output or req.filename
+        path = output or f"{slug}-delivery.pdf"
         _write_atomically(path, delivery.render(rt, req))
-    except (delivery.DeliveryError, FontMissing) as exc:
+    except delivery.DeliveryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {path}", err=True)
 
@@ -54,13 +53,12 @@ def deliver(ctx: click.Context, slug: str, output: str | None, state: str | None
 def flyer(ctx: click.Context, slug: str, language: str, output: str | None):
     """A one-page Letter flyer: "Text KEYWORD to NUMBER" and a QR code for each way to sign."""
     from bots import flyer as flyers
-    from bots.pdf import FontMissing
 
     rt = ctx.find_root().obj.ready_runtime()
     try:
         ways = flyers.ways_to_sign(rt, slug, language)
         data = flyers.render(rt, slug, language, ways)
-    except (flyers.FlyerError, FontMissing) as exc:
+    except flyers.FlyerError as exc:
         raise click.ClickException(str(exc)) from None
     path = output or f"{slug}-flyer.pdf"
     _write_atomically(path, [data])

@@ -222,3 +222,14 @@ def test_flyer_bad_input_is_one_clear_line(db_url, tmp_path):
                  TELEGRAM_BOT_TOKEN="1:x", TELEGRAM_API_URL="http://127.0.0.1:9", TELEGRAM_WEBHOOK_SECRET="s")
     assert result.exit_code == 1 and "set TELEGRAM_BOT_USERNAME" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "f.pdf").exists()
+
+
+def test_default_file_and_a_missing_font(seeded, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(seeded, "deliver", "--campaign", "end-scomm", "--state", "TX")
+    assert result.exit_code == 0 and (tmp_path / "end-scomm-delivery.pdf").exists(), result.output
+    monkeypatch.setattr("bots.pdf.FONT_DIRS", (str(tmp_path / "no-fonts"),))
+    for command in (["deliver"], ["flyer"]):
+        result = run(seeded, *command, "--campaign", "end-scomm", "-o", str(tmp_path / "x.pdf"), **CHANNELS)
+        assert result.exit_code == 1 and "apt-get install fonts-dejavu-core" in result.output, result.output
+        assert "Traceback" not in result.output and not (tmp_path / "x.pdf").exists()
