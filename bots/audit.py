@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 # Audit actions.
 SIGN_IN, SIGN_OUT, EXPORT, MEMBER_LOOKUP, MEMBER_VIEW, BROADCAST, BROADCAST_CANCEL = (
     "sign_in", "sign_out", "export", "member_lookup", "member_view", "broadcast", "broadcast_cancel")
+DELIVERY = "delivery"  # the delivery package PDF: names go to the petition's target
 
 
 def audit(db: Database, staff: StaffInfo, action: str, target: str | None, detail: str | None, ip: str | None,

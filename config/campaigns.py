@@ -90,6 +90,13 @@ class Catalog:
     def active_campaigns(self) -> list[Campaign]:
         return [c for c in self.campaigns.values() if c.active]
 
+    def phrase(self, key: str, language: str, **values) -> str:
+        """A text of texts/public.LANG.toml (not a reply), filled in: the delivery package, the flyer
+        and the public page."""
+        texts = self.texts.get(language) or self.texts["en"]
+        text = texts[f"public.{key}"]
+        return text.format(**values) if values else text
+
     def template(self, key: str, language: str, variant: str | None = None) -> str:
         """The system text ``key`` in ``language``; a channel's own wording (``key.variant``) first."""
         texts = self.texts.get(language) or self.texts["en"]
@@ -111,6 +118,14 @@ def load_texts(directory: Path = TEXTS_DIR) -> dict[str, dict[str, str]]:
             problems.append(f"{path.name}: cannot be read: {exc}")
             continue
         texts[lang] = {str(k): str(v) for k, v in data.items()}
+        public = directory / f"public.{lang}.toml"  # the delivery package, flyer and public page: "public.KEY"
+        if public.exists():
+            try:
+                extra = tomllib.loads(public.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                problems.append(f"{public.name}: cannot be read: {exc}")
+                continue
+            texts[lang].update({f"public.{k}": str(v) for k, v in extra.items()})
     if problems:
         raise CampaignFileError(directory, problems)
     reference = texts["en"]

@@ -70,6 +70,46 @@ def _proxies(raw: str) -> int:
     return int(raw)
 
 
+def _sms_number(raw: str | None) -> str | None:
+    """A short code (56565) or a phone number, kept as the organization prints it (+1 312-555-0100)."""
+    if raw is None:
+        return None
+    digits = re.sub(r"[\s().-]", "", raw)
+    if not re.fullmatch(r"\+?[0-9]{3,15}", digits):
+        raise SettingsError(f"FIRMA_SMS_NUMBER must be a short code or a phone number, like 56565 or "
+                            f"+1 312 555 0100, not {raw!r}")
+    return raw
+
+
+def _whatsapp_from(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if not re.fullmatch(r"whatsapp:\+[1-9][0-9]{6,14}", raw):
+        raise SettingsError(f"TWILIO_WHATSAPP_FROM must look like whatsapp:+13125550100, not {raw!r}")
+    return raw
+
+
+def _bot_username(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    name = raw.removeprefix("@")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{3,31}", name):
+        raise SettingsError(f"TELEGRAM_BOT_USERNAME must be the bot's username, like FirmaBot, not {raw!r}")
+    return name
+
+
+def _timezone(raw: str | None) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if raw is None:
+        return "America/New_York"
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"FIRMA_TIMEZONE must be a time zone name like America/Chicago, not {raw!r}") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///firma.db"
@@ -89,6 +129,10 @@ class Settings:
     telegram_webhook_secret: str | None = field(default=None, repr=False)
     telegram_api_url: str = "https://api.telegram.org"
     trusted_proxies: int = 0  # reverse proxies in front that set X-Forwarded-For / -Proto
+    sms_number: str | None = None  # the number or short code members text, as printed (flyer, public page)
+    twilio_whatsapp_from: str | None = None  # whatsapp:+1...; WhatsApp is configured when set
+    telegram_bot_username: str | None = None  # for t.me deep links; else asked of getMe
+    timezone: str = "America/New_York"  # the organization's time zone (dates in deliveries)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -117,6 +161,10 @@ class Settings:
             telegram_webhook_secret=opt("TELEGRAM_WEBHOOK_SECRET"),
             telegram_api_url=(opt("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/"),
             trusted_proxies=_proxies(env.get("FIRMA_TRUSTED_PROXIES", "")),
+            sms_number=_sms_number(opt("FIRMA_SMS_NUMBER")),
+            twilio_whatsapp_from=_whatsapp_from(opt("TWILIO_WHATSAPP_FROM")),
+            telegram_bot_username=_bot_username(opt("TELEGRAM_BOT_USERNAME")),
+            timezone=_timezone(opt("FIRMA_TIMEZONE")),
         )
 
     def with_(self, **changes) -> "Settings":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from sqlalchemy import DateTime, Select, delete, func, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -163,14 +163,27 @@ def recount(session: Session, campaign: str) -> int:
     return n
 
 
-def export_query(campaign: str) -> Select:
-    """The campaign's signatures in signing order, with two trailing columns: the person, and whether
-    that person has more than one chat (then only their first signature is exported: stream_export)."""
+def _person_columns():
+    """The person a signature's member is, and whether that person has more than one chat."""
     person = func.coalesce(Member.person_id, Member.id)
     mate = aliased(Member)
     # "someone links to this member": one small set (linked chats are few), evaluated once, not per row
     shared = or_(Member.person_id.is_not(None),
                  Member.id.in_(select(mate.person_id).where(mate.person_id.is_not(None))))
+    return person, shared
+
+
+def _listed(campaign: str) -> tuple:
+    """The signatures an export or a delivery lists: not simulated, not erased on request (those are
+    counted, never listed)."""
+    return (Signature.campaign == campaign, Signature.simulated.is_(False),
+            Member.address.not_like(FORGOTTEN_PREFIX + "%"))
+
+
+def export_query(campaign: str) -> Select:
+    """The campaign's signatures in signing order, with two trailing columns: the person, and whether
+    that person has more than one chat (then only their first signature is exported: stream_export)."""
+    person, shared = _person_columns()
     # signed_at as the driver gives it (aware on PostgreSQL, naive UTC on SQLite), without UTCDateTime's
     # conversion per row: the export converts each once, to its text (bots.exports)
     signed_at = type_coerce(Signature.signed_at, DateTime(timezone=True)).label("signed_at")
@@ -179,8 +192,7 @@ def export_query(campaign: str) -> Select:
                    Member.opted_out_at.is_not(None).label("opted_out"), Member.address,
                    person.label("person"), shared.label("shared"))
             .join(Member, Member.id == Signature.member_id)
-            .where(Signature.campaign == campaign, Signature.simulated.is_(False),
-                   Member.address.not_like(FORGOTTEN_PREFIX + "%"))  # erased on request: counted, not exported
+            .where(*_listed(campaign))
             .order_by(Signature.signed_at, Signature.id))
 
 
@@ -243,6 +255,63 @@ def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterato
                 if person in seen:
                     continue
                 seen.add(person)
+            yield tuple(cells)
+
+
+def later_signatures(session: Session, campaign: str) -> dict[int, str]:
+    """The signatures the export leaves out (id -> state): a person with several chats is listed once,
+    by their first signature (stream_export). Only linked chats are read: a small set."""
+    person, shared = _person_columns()
+    rows = session.execute(select(Signature.id, person, Signature.state).join(Member, Member.id == Signature.member_id)
+                           .where(*_listed(campaign), shared).order_by(Signature.signed_at, Signature.id))
+    seen: set[int] = set()
+    later: dict[int, str] = {}
+    for signature_id, who, where in rows:
+        if who in seen:
+            later[signature_id] = where
+        else:
+            seen.add(who)
+    return later
+
+
+def delivery_summary(session: Session, campaign: str, state: str | None = None,
+                     later: Mapping[int, str] | None = None) -> list[tuple[str, int, datetime, datetime]]:
+    """(state, signatures, first signed_at, last signed_at) per state, of the listed signatures, without
+    ``later`` (later_signatures: a few ids)."""
+    signed_at = type_coerce(Signature.signed_at, DateTime(timezone=True))
+    stmt = (select(Signature.state, func.count(), func.min(signed_at), func.max(signed_at))
+            .join(Member, Member.id == Signature.member_id).where(*_listed(campaign))
+            .group_by(Signature.state).order_by(Signature.state))
+    if state is not None:
+        stmt = stmt.where(Signature.state == state)
+    if later:
+        stmt = stmt.where(Signature.id.not_in(list(later)))
+    return [tuple(row) for row in session.execute(stmt)]
+
+
+def erased_signers(session: Session, campaign: str) -> int:
+    """People whose signature is kept, anonymised, after they asked to be forgotten."""
+    return session.scalar(select(func.count(func.distinct(func.coalesce(Member.person_id, Member.id))))
+                          .select_from(Signature).join(Member, Member.id == Signature.member_id)
+                          .where(Signature.campaign == campaign, Signature.simulated.is_(False),
+                                 Member.address.like(FORGOTTEN_PREFIX + "%"))) or 0
+
+
+def stream_delivery(session: Session, campaign: str, state: str | None, later: Mapping[int, str],
+                    batch: int = 5000) -> Iterator[tuple]:
+    """(state, city, name, signed_at) of the listed signatures, by state, city and signing time, one per
+    person (``later`` from later_signatures), fetched in batches like stream_export."""
+    signed_at = type_coerce(Signature.signed_at, DateTime(timezone=True))
+    stmt = (select(Signature.id, Signature.state, Signature.city, Signature.name, signed_at)
+            .join(Member, Member.id == Signature.member_id).where(*_listed(campaign))
+            .order_by(Signature.state, Signature.city, Signature.signed_at, Signature.id))
+    if state is not None:
+        stmt = stmt.where(Signature.state == state)
+    result = session.connection().execute(stmt.execution_options(yield_per=batch))
+    for rows in _prefetched(result.partitions()):
+        for signature_id, *cells in rows:
+            if later and signature_id in later:
+                continue
             yield tuple(cells)
 
 

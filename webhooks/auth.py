@@ -24,8 +24,9 @@ from webhooks import runtime
 csrf = CSRFProtect()
 
 SESSION_HOURS = 12
-# The providers' webhooks and the public API: no staff session (no cookie looked for), no CSRF token.
-NOT_STAFF_PREFIXES = ("/webhooks/", "/api/")
+# The providers' webhooks, the public API and the public campaign pages: no staff session (no cookie
+# looked for, so no "Vary: Cookie" on pages that caches share), no CSRF token.
+NOT_STAFF_PREFIXES = ("/webhooks/", "/api/", "/c/")
 PUBLIC_STAFF_ENDPOINTS = {"staff.login"}
 
 

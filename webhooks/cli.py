@@ -240,5 +240,8 @@ main.add_command(cli_telegram.telegram_group)
 main.add_command(cli_broadcast.broadcast)
 main.add_command(cli_broadcast.worker)
 
+from webhooks.cli_delivery import register as _register_delivery  # noqa: E402 - deliver, flyer
+_register_delivery(main)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -2,7 +2,8 @@
 
 The pages load their scripts and styles from /static only (no inline script), so a strict
 Content-Security-Policy costs nothing and stops an injected <script> from running even if some
-template forgot to escape. Pages are never framed (clickjacking) nor cached by shared caches.
+template forgot to escape. Pages are never framed (clickjacking) nor cached by shared caches, except
+the public campaign counter made for other sites' iframes (FRAMEABLE), which any site may frame.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from flask import Flask, Response, abort, request
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+FRAMEABLE = {"public.campaign_embed"}  # endpoints any site may show in an <iframe>
+FRAMEABLE_CSP = CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
 
 
 def install(app: Flask) -> None:
@@ -30,9 +33,11 @@ def install(app: Flask) -> None:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         # "same-origin", not "no-referrer": Flask-WTF checks the Referer of staff form posts over https.
         headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("X-Frame-Options", "DENY")
+        frameable = request.endpoint in FRAMEABLE
+        if not frameable:
+            headers.setdefault("X-Frame-Options", "DENY")
         if response.mimetype == "text/html" or request.path.startswith("/staff"):
-            headers.setdefault("Content-Security-Policy", CSP)
+            headers.setdefault("Content-Security-Policy", FRAMEABLE_CSP if frameable else CSP)
             headers.setdefault("Cache-Control", "no-store")
         if app.config.get("PREFERRED_URL_SCHEME") == "https" or app.config.get("SESSION_COOKIE_SECURE"):
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -93,7 +93,10 @@ def campaign(slug: str):
     stats = figures.campaign_stats(rt, slug, rt.now())
     if stats is None:
         abort(404, f"no campaign {slug!r}")
+    from bots.delivery import state_name
+
     return render_template("staff/campaign.html", s=stats, page="dashboard",
+                           state_choices=sorted((code, state_name(code, "en")) for code, _ in stats.by_state if code),
                            channels=charts.ranked_bars(stats.by_channel),
                            languages=charts.ranked_bars(stats.by_language),
                            states=charts.ranked_bars(stats.by_state),
@@ -115,6 +118,44 @@ def export(slug: str):
     response = Response(stream_with_context(export_lines(rt, slug, include_contact)),
                         mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     return response
+
+
+@bp.post("/campaigns/<slug>/delivery")
+def delivery(slug: str):
+    """The delivery package PDF (as `firma deliver`), streamed; written to the audit log first."""
+    from bots import delivery as packages
+
+    rt = runtime()
+    if slug not in rt.catalog.campaigns:
+        abort(404, f"no campaign {slug!r}")
+    form = request.form
+    try:
+        req = packages.check(rt, slug, form.get("state") or None, form.get("names", "short"),
+                             form.get("language", "en"))
+    except packages.DeliveryError as exc:
+        return render_template("staff/error.html", title="The delivery cannot be made", message=str(exc)), 400
+    now = rt.now()
+    audit.audit(rt.db, current_staff(), audit.DELIVERY, slug,
+              f"names {req.names}, {req.state or 'all states'}, {req.language}", client_ip(), now)
+    return Response(stream_with_context(packages.render(rt, req)), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{req.filename}"'})
+
+
+@bp.post("/campaigns/<slug>/flyer")
+def flyer(slug: str):
+    """The printable flyer (as `firma flyer`)."""
+    from bots import flyer as flyers
+
+    rt = runtime()
+    if slug not in rt.catalog.campaigns:
+        abort(404, f"no campaign {slug!r}")
+    language = request.form.get("language", "en")
+    try:
+        ways = flyers.ways_to_sign(rt, slug, language)
+    except flyers.FlyerError as exc:
+        return render_template("staff/error.html", title="The flyer cannot be made", message=str(exc)), 400
+    return Response(flyers.render(rt, slug, language, ways), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{slug}-flyer.pdf"'})
 
 
 # --- member lookup ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from bots.broadcast_plan import SendResult
 if TYPE_CHECKING:
     from bots.broadcast_plan import TextCheck
     from bots.engine import Inbound, Reply
-    from config.campaigns import Catalog
+    from config.campaigns import Campaign, Catalog
     from config.settings import Settings
 
 
@@ -44,6 +44,22 @@ class Sender(Protocol):
     async def __aexit__(self, *exc) -> None: ...
 
     async def send(self, to: str, body: str) -> SendResult: ...
+
+
+@dataclass(frozen=True)
+class Signup:
+    """One way to start signing on a channel, for posters, flyers and the public page: ``uri`` opens
+    the chat with the keyword ready (or the bot's start), and is drawn as a QR code."""
+
+    channel: str
+    label: str  # "Text message", "WhatsApp", "Telegram"
+    instruction: str  # "Text SCOMM to 56565"
+    uri: str
+    open_label: str  # the public page's button: "Open my messages"
+    keyword: str = ""
+    number: str = ""  # as printed
+    headline: str = ""  # a poster's big line, when it differs from the instruction
+    fine_print: str | None = None  # what must be printed beside the call to action (SMS: the disclosure)
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,10 @@ class Channel(Protocol):
 
     def check_broadcast(self, template: str, language: str, stop_notice: str | None) -> TextCheck:
         """A broadcast text checked for this channel (BroadcastError when it cannot be sent)."""
+
+    def signup(self, settings: Settings, catalog: Catalog, campaign: Campaign, language: str) -> Signup | None:
+        """How a member starts signing ``campaign`` here (None: not configured); ProviderRefused when
+        the provider must be asked and does not answer."""
 
     def simulate(self, address: str, text: str, language: str | None, button: str | None) -> Inbound:
         """The message a simulator user typed (or the button pressed), as a real one would arrive."""

@@ -4,15 +4,17 @@ STOP notice and are priced per segment."""
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
+from urllib.parse import quote
 
 from bots import broadcast_plan as plan
 from bots.channels import phones, twilio_messaging as twilio
-from bots.channels.base import Simulated
+from bots.channels.base import Signup, Simulated
 from bots.engine import Inbound, Reply
 from bots.render import compose
 from config import gsm
-from config.campaigns import Catalog
+from config.campaigns import Campaign, Catalog
 from config.settings import Settings
 
 MAX_SEGMENTS = 10  # Twilio refuses bodies over 1600 characters; ten segments is already a lot
@@ -77,6 +79,23 @@ class Sms:
             raise plan.BroadcastError(f"the {language} SMS takes {n} segments ({len(sample)} characters); "
                                       f"the most is {MAX_SEGMENTS}")
         return plan.TextCheck(language, self.name, sample, enc, n, len(sample))
+
+    def signup(self, settings: Settings, catalog: Catalog, campaign: Campaign, language: str) -> Signup | None:
+        number = settings.sms_number  # as the organization prints it: "56565", "(312) 555-0100"
+        if not number:
+            return None
+        keyword = campaign.keyword(language)
+        org = catalog.organization
+        # A printed call to action for SMS carries the programme's disclosure (carriers audit it).
+        disclosure = catalog.template("disclosure", language).format_map({
+            "program": org.program.get(language) or org.program["en"],
+            "frequency": org.frequency.get(language) or org.frequency["en"]})
+        return Signup(self.name, catalog.phrase("channel_sms", language),
+                      catalog.phrase("signup_sms", language, keyword=keyword, number=number),
+                      f"sms:{re.sub(r'[^0-9+]', '', number)}?body={quote(keyword)}",
+                      catalog.phrase("page_open_sms", language), keyword, number,
+                      headline=catalog.phrase("flyer_text_to", language, keyword=keyword, number=number),
+                      fine_print=disclosure)
 
     # --- the simulator ---------------------------------------------------------------------------
 

@@ -75,6 +75,16 @@ def test_datascale_smoke(postgres_database):
 
 @pytest.mark.slow
 @pytest.mark.postgresql  # a PostgreSQL-only bench: the PostgreSQL leg of CI runs it and may not skip it
+def test_delivery_smoke(postgres_database):
+    out = run_bench("delivery.py")
+    (row,) = results(out, "DELIVERY_RESULTS")
+    assert row["rows"] == row["listed"] == 10_000, row  # every signer is a row of the PDF's text
+    assert row["deliver_s"] > 0 and row["deliver_peak_rss_mb"] > 0 and row["pages"] > 100, row
+    assert row["export_s"] > 0 and "baseline firma export" in out, row
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql  # a PostgreSQL-only bench: the PostgreSQL leg of CI runs it and may not skip it
 def test_broadcast_smoke(postgres_database):
     from tests.support.postgres import PG_SERVER
 

@@ -10,15 +10,17 @@ No python-telegram-bot ``Application``/``ConversationHandler``: state stays in t
 from __future__ import annotations
 
 import html
+import threading
 from typing import Sequence
+from urllib.parse import quote
 
 from bots import broadcast_plan as plan
-from bots.channels.base import Simulated
+from bots.channels.base import ProviderRefused, Signup, Simulated
 from bots.channels.telegram import replies, updates
 from bots.channels.telegram.sender import TelegramSender
 from bots.engine import Inbound, Reply
 from bots.render import compose, split_long
-from config.campaigns import Catalog
+from config.campaigns import Campaign, Catalog
 from config.settings import Settings
 
 MESSAGE_LIMIT = 4096  # characters in one Bot API message
@@ -31,6 +33,10 @@ def _escape(reply: Reply, text: str) -> str:
         title, _, rest = text.partition("\n\n")
         text = f"<b>{title}</b>\n\n{rest}"
     return text
+
+
+_usernames: dict[str, str] = {}  # the bot's username per token: asked of getMe once per process
+_usernames_lock = threading.Lock()
 
 
 class Telegram:
@@ -88,6 +94,34 @@ class Telegram:
             raise plan.BroadcastError(f"the {language} Telegram text has {len(sample)} characters; the most is "
                                       f"{MESSAGE_LIMIT - 200}")
         return plan.TextCheck(language, self.name, sample, "text", 1, len(sample))
+
+    def bot_username(self, settings: Settings) -> str | None:
+        """TELEGRAM_BOT_USERNAME, else the bot's own answer to getMe (asked once per process)."""
+        if settings.telegram_bot_username:
+            return settings.telegram_bot_username
+        token = settings.telegram_bot_token
+        if not token:
+            return None
+        with _usernames_lock:
+            if token not in _usernames:
+                from bots.channels.telegram.gateway import Gateway
+
+                name = Gateway(token, settings.telegram_api_url).username()
+                if name:
+                    _usernames[token] = name
+            return _usernames.get(token)
+
+    def signup(self, settings: Settings, catalog: Catalog, campaign: Campaign, language: str) -> Signup | None:
+        if not settings.telegram_bot_token and not settings.telegram_bot_username:
+            return None
+        bot = self.bot_username(settings)
+        if not bot:
+            raise ProviderRefused("Telegram did not tell the bot's username (getMe failed); "
+                                  "set TELEGRAM_BOT_USERNAME or check TELEGRAM_BOT_TOKEN")
+        return Signup(self.name, catalog.phrase("channel_telegram", language),
+                      catalog.phrase("signup_telegram", language, bot=bot),
+                      f"https://t.me/{bot}?start={quote(campaign.slug)}",
+                      catalog.phrase("page_open_telegram", language), "", "@" + bot)
 
     # --- the simulator -------------------------------------------------------------------------------
 
