@@ -153,7 +153,9 @@ def gunicorn(app: str, env: dict, workers: int = 2, worker_class: str = "sync", 
             proc.wait()
 
 
-def wait_ready(server: Server, workers: int, timeout: float = 30.0) -> None:
+def wait_ready(server: Server, workers: int, timeout: float = 90.0) -> None:
+    """Until every worker answers /healthz. A worker's start takes about 1.5 s of CPU (the ZIP table,
+    the compiled statements, the catalog); on a machine loaded ten deep that is 10 s or more each."""
     deadline = time.monotonic() + timeout
     ok = 0
     while time.monotonic() < deadline:
