@@ -79,6 +79,9 @@ class Toy:
         sample = self.broadcast_text(template, plan.SAMPLE_NAME, stop_notice)
         return plan.TextCheck(language, self.name, sample, "text", 1, len(sample))
 
+    def signup(self, settings, catalog: Catalog, campaign, language: str):
+        return None  # nothing to print on a poster
+
     def simulate(self, address: str, text: str, language: str | None, button: str | None) -> Inbound:
         return Inbound(channel=self.name, address=address, text=text, simulated=True)
 
