@@ -62,6 +62,7 @@ class Options:
     # holds where the provider counts (a loaded host delays requests unevenly).
     headroom: float = 0.15
     reap_every: float = 2.0
+    hand_over_window: float = 0.002  # hand-overs this close together share one transaction
 
 
 @dataclass
@@ -103,6 +104,8 @@ class Worker:
         self._pace_mark: tuple[float, int] | None = None
         self._buffer: list[tuple[dict, tuple]] = []
         self._unswept = False  # SMS SIDs were written since kept early status callbacks were last looked at
+        self._handing: list[tuple[sql.Claimed, asyncio.Future]] = []  # hand-overs waiting for this moment's batch
+        self._hand_lead = 0.02  # seconds before its slot that a message is handed over
         self._templates: dict[int, Broadcast] = {}
         self._templates_lock = threading.Lock()
         self._flush_lock = asyncio.Lock()
@@ -407,8 +410,63 @@ class Worker:
             asyncio.create_task(reserve())
         return await fut
 
+    @staticmethod
+    async def _sleep_until(at: float) -> None:
+        delay = at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _hand_over(self, row: sql.Claimed) -> bool | None:
+        """Hand this claim to the provider (sql.hand_over): True to call the provider, False when it must
+        not be sent, None when the database is unavailable. The hand-overs of a moment (a few ms, any
+        channel) share one transaction."""
+        fut = asyncio.get_running_loop().create_future()
+        self._handing.append((row, fut))
+        if len(self._handing) == 1:
+            asyncio.create_task(self._hand_over_batch())
+        return await fut
+
+    async def _hand_over_batch(self) -> None:
+        await asyncio.sleep(self.o.hand_over_window)  # let the other hand-overs of this moment join
+        batch, self._handing = self._handing, []
+        began = time.time()
+        try:
+            result = await self._db(self._hand_over_step, [row for row, _ in batch], pause=False)
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        # Hand over this far ahead of the slots, so that the commit does not make them late. Up at
+        # once on a slow one, down slowly.
+        self._hand_lead = min(0.25, max(0.95 * self._hand_lead,
+                                        2 * (time.time() - began) + self.o.hand_over_window))
+        for row, fut in batch:
+            fut.set_result(None if result is _DOWN else row.id in result.handed)
+
+    def _hand_over_step(self, rows: list[sql.Claimed]) -> sql.HandOver:
+        with self.rt.db.uow() as uow:
+            done = sql.hand_over(uow.session, [(r.id, r.member_id, r.lease_until) for r in rows], self.rt.now())
+            uow.commit()
+        if done.skipped:
+            log.info("%d messages not sent: opted out or cancelled after they were claimed", len(done.skipped))
+        return done
+
     async def _send(self, channel: str, row: sql.Claimed, slot: float) -> None:
         try:
+            # Hand it over just before its slot: the last look at the member and the broadcast, and the
+            # point after which an opt-out waits for this message rather than stopping it.
+            await self._sleep_until(slot - self._hand_lead)
+            try:
+                handed = await self._hand_over(row)
+            except Exception:  # noqa: BLE001 - not handed over, so not sent: back to the queue
+                log.exception("handing delivery %s over failed", row.id)
+                handed = None
+            if handed is None:  # the database could not say: back to the queue, unsent
+                self._outcome(channel, row, plan.SendResult(plan.PAUSE, error_code="late", retry_after=0.0))
+                return
+            if not handed:  # opted out or cancelled since the claim (written), or no longer this worker's
+                self.stats.add("skipped")
+                return
             tolerance = self.o.headroom / 3  # a third of the slack for our own lateness, the rest for the network
             on_time = False
             for _ in range(10):

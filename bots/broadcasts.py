@@ -3,7 +3,9 @@ list, and the Twilio status callback. Creating a broadcast only writes rows; wor
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -18,7 +20,9 @@ from config.campaigns import Catalog
 from storage import broadcasts as sql
 from storage import staff_queries as staff_q
 from storage.models import Broadcast
-from storage.uow import UnitOfWork
+from storage.uow import UnitOfWork, unavailable
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BroadcastError", "BroadcastRequest", "Preview", "preview", "create_broadcast", "progress",
            "list_broadcasts", "record_status", "stop_notice"]
@@ -184,16 +188,17 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
 @dataclass(frozen=True)
 class Cancelled:
     id: int
-    cancelled: int  # messages that will not go out
-    in_flight: int  # messages already handed to a worker, which finish as they would
+    cancelled: int  # messages that will not go out: queued, held, or claimed by a worker but not handed over
+    in_flight: int  # messages already handed to the provider, which finish as they would
     already: bool = False  # it was cancelled before (nothing changed now)
     finished: bool = False  # every message had gone out already: nothing to cancel
 
 
 def cancel_broadcast(rt: Runtime, broadcast_id: int, by: str) -> Cancelled | None:
-    """Stop a broadcast: every message not yet handed to the provider is skipped as `cancelled`, and
-    a worker skips any that comes back later (a retry). Messages in flight finish. None when there
-    is no such broadcast. Cancelling twice changes nothing the second time.
+    """Stop a broadcast: every message not yet handed to the provider (queued, held, or claimed by a
+    worker and waiting for its rate slot) is skipped as `cancelled`, and a worker skips any that comes
+    back later (a retry). Messages already with the provider finish. None when there is no such
+    broadcast. Cancelling twice changes nothing the second time.
 
     The deliveries are updated before the broadcast row is locked, the order a worker takes them in
     (it claims deliveries, then marks their broadcast started), so the two never deadlock."""
@@ -205,7 +210,7 @@ def cancel_broadcast(rt: Runtime, broadcast_id: int, by: str) -> Cancelled | Non
         if b is None:
             return None
         already = b.cancelled_at is not None
-        in_flight = sql.status_counts(s, broadcast_id).get("sending", 0)
+        in_flight = sql.status_counts(s, broadcast_id).get("sending", 0)  # what is left: handed over
         if not already and not n and not in_flight:
             return Cancelled(broadcast_id, 0, 0, finished=True)  # everything had gone out: nothing to stop
         if not already:
@@ -251,9 +256,15 @@ class Progress:
     broadcast: Broadcast
     counts: dict[str, int]
     next_release: datetime | None
+    handed: int = 0  # of the `sending`: handed to the provider (the rest wait for their rate slot)
 
     def n(self, *statuses: str) -> int:
         return sum(self.counts.get(s, 0) for s in statuses)
+
+    @property
+    def not_sent(self) -> int:
+        """Messages not handed to the provider yet: queued, held, or claimed by a worker (a cancel stops them)."""
+        return self.n("pending", "held", "sending") - self.handed
 
     @property
     def done(self) -> int:
@@ -269,7 +280,8 @@ def progress(rt: Runtime, broadcast_id: int) -> Progress | None:
         b = uow.session.get(Broadcast, broadcast_id)
         if b is None:
             return None
-        result = Progress(b, sql.status_counts(uow.session, b.id), sql.next_release(uow.session, b.id))
+        result = Progress(b, sql.status_counts(uow.session, b.id), sql.next_release(uow.session, b.id),
+                          sql.handed_over_count(uow.session, b.id))
         uow.session.expunge(b)  # a plain value for the caller, not expired by the unit of work's rollback
         return result
 
@@ -278,6 +290,42 @@ def list_broadcasts(rt: Runtime, limit: int = 20) -> list[Progress]:
     with rt.db.reader() as uow:
         ids = list(uow.session.scalars(select(Broadcast.id).order_by(Broadcast.id.desc()).limit(limit)))
     return [p for p in (progress(rt, i) for i in ids) if p is not None]
+
+
+# --- an opt-out and the messages on their way --------------------------------------------------
+
+# How long an opt-out's answer waits for a message already handed to the provider: the provider's
+# answer and the worker's next write of outcomes take well under a second; this bound only matters
+# when the provider hangs (the senders give up after 15 s) or the worker died mid-call. It stays under
+# the 15 s Twilio waits for a webhook's answer.
+IN_FLIGHT_PATIENCE = 10.0
+IN_FLIGHT_POLL = 0.02
+
+
+def wait_in_flight(uow: UnitOfWork, member_id: int, now: datetime, patience: float = IN_FLIGHT_PATIENCE) -> bool:
+    """Called after an opt-out has committed, before it is answered: wait until no broadcast message to
+    the member is still on its way to the provider. No worker hands one over after that commit
+    (storage.broadcasts.hand_over), and one handed over before it has reached the provider when this
+    returns, so nothing reaches the provider after the confirmation. Usually one indexed read that
+    finds nothing. False when it gave up (the database unavailable, or ``patience`` spent)."""
+    deadline = time.monotonic() + patience
+    try:
+        while True:
+            with uow:
+                if not sql.in_flight_to(uow.session, member_id, now):
+                    return True
+            if time.monotonic() >= deadline:
+                log.warning("an opt-out is answered while a broadcast message to member %s is still with a "
+                            "worker after %.0f s (a provider that hangs, or a worker that died mid-call)",
+                            member_id, patience)
+                return False
+            time.sleep(IN_FLIGHT_POLL)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        log.warning("an opt-out is answered without checking for messages in flight: the database is "
+                    "unavailable (%s)", exc.__class__.__name__)
+        return False
 
 
 # --- Twilio status callbacks ---------------------------------------------------------------------

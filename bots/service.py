@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bots import channels, privacy
+from bots import broadcasts, channels, privacy
 from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, Signed, State, opt_out_in_words
 from bots.events import ContactShared, Event, GroupPost, Reachability
 from config.campaigns import Catalog
@@ -97,6 +97,10 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                             opted_out=new.opted_out, disclosed=new.disclosed, campaign=new.campaign, step=new.step,
                             pending_name=new.pending_name, invalid_count=new.invalid_count,
                             response=_stored(messages, new.language, signed), now=now)
+    if any(isinstance(effect, Consent) and effect.kind == "opt_out" for effect in result.effects):
+        # committed: no worker hands a message to this member over now; one handed over before must
+        # reach the provider before the confirmation does
+        broadcasts.wait_in_flight(uow, member.id, now)
     return Outcome(messages, new.language, signed=signed)
 
 

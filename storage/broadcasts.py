@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Protocol, Sequence
 
-from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, literal, select, text, update
+from sqlalchemy import Select, and_, bindparam, case, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.models import Broadcast, ConsentEvent, Delivery, EarlyStatus, Member, SendThrottle, Signature
@@ -144,10 +144,68 @@ def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
 
 
 def mark_sending(session: Session, ids: Sequence[int], now: datetime, lease_until: datetime) -> None:
+    """Claimed by a worker, with a lease; not yet handed to the provider (see hand_over)."""
     if ids:
         session.execute(update(Delivery).where(Delivery.id.in_(ids))
                         .values(status="sending", attempts=Delivery.attempts + 1, lease_until=lease_until,
-                                updated_at=now).execution_options(synchronize_session=False))
+                                handed_over_at=None, updated_at=now).execution_options(synchronize_session=False))
+
+
+@dataclass(frozen=True)
+class HandOver:
+    handed: frozenset[int]  # go to the provider now
+    skipped: dict[int, str]  # never sent: id -> "opted_out" or "cancelled" (written as `skipped`)
+
+
+def hand_over(session: Session, claims: Sequence[tuple[int, int, datetime]], now: datetime) -> HandOver:
+    """Just before the provider calls: mark these claims (delivery id, member id, the claim's lease) as
+    handed to the provider, only where the member is still subscribed (not opted out, not unreachable)
+    and the broadcast not cancelled; the others are `skipped` in the same transaction, and never sent.
+    A claim that is no longer this worker's (its lease ran out, a cancel skipped it) is neither.
+
+    Ordered against a STOP: the members' rows are locked FOR SHARE until commit. A STOP's transaction
+    locks its member's row FOR UPDATE (storage.inbound), so one of the two waits for the other: either
+    the STOP committed first, and the lock re-reads the row (READ COMMITTED) and finds them opted out;
+    or the hand-over committed first, and the STOP, once committed, finds the message in flight
+    (in_flight_to) and waits for it before it is answered. On SQLite the two are write transactions:
+    one writer at a time orders them the same way. Against a cancel: both update the delivery rows,
+    so one waits for the other and re-reads them (cancel_open skips claims not handed over)."""
+    if not claims:
+        return HandOver(frozenset(), {})
+    members = sorted({m for _, m, _ in claims})
+    subscribed = set(session.scalars(
+        select(Member.id).where(Member.id.in_(members), Member.opted_out_at.is_(None),
+                                Member.unreachable_at.is_(None))
+        .order_by(Member.id).with_for_update(read=True)))
+    live = ~exists().where(Broadcast.id == Delivery.broadcast_id, Broadcast.cancelled_at.is_not(None))
+    by_lease: dict[datetime, list[tuple[int, int]]] = {}
+    for delivery_id, member_id, lease in claims:
+        by_lease.setdefault(lease, []).append((delivery_id, member_id))
+    handed: set[int] = set()
+    skipped: dict[int, str] = {}
+    for lease, rows in by_lease.items():
+        mine = (Delivery.status == "sending", Delivery.lease_until == lease, Delivery.handed_over_at.is_(None))
+        go = [d for d, m in rows if m in subscribed]
+        if go:
+            handed |= set(session.scalars(
+                update(Delivery).where(Delivery.id.in_(go), live, *mine)
+                .values(handed_over_at=now).returning(Delivery.id).execution_options(synchronize_session=False)))
+        rest = [d for d, _ in rows if d not in handed]
+        if rest:
+            reason = case((live, literal("opted_out")), else_=literal("cancelled"))
+            skipped.update(session.execute(
+                update(Delivery).where(Delivery.id.in_(rest), *mine)
+                .values(status="skipped", error_code=reason, lease_until=None, updated_at=now)
+                .returning(Delivery.id, Delivery.error_code).execution_options(synchronize_session=False)).all())
+    return HandOver(frozenset(handed), skipped)
+
+
+def in_flight_to(session: Session, member_id: int, now: datetime) -> bool:
+    """Whether a message to this member is on its way to the provider: handed over by a worker that has
+    not yet written the provider's answer (and whose lease still holds)."""
+    return bool(session.scalar(select(exists().where(
+        Delivery.member_id == member_id, text("deliveries.status = 'sending'"),
+        Delivery.handed_over_at.is_not(None), Delivery.lease_until > now))))
 
 
 def mark_skipped(session: Session, ids: Sequence[int], now: datetime, reason: str) -> None:
@@ -246,6 +304,13 @@ def status_counts(session: Session, broadcast_id: int) -> dict[str, int]:
     q = (select(Delivery.status, func.count()).where(Delivery.broadcast_id == broadcast_id)
          .group_by(Delivery.status))
     return {k: v for k, v in session.execute(q)}
+
+
+def handed_over_count(session: Session, broadcast_id: int) -> int:
+    """The broadcast's messages with the provider, whose answer the worker has not written yet."""
+    return session.scalar(select(func.count()).select_from(Delivery)
+                          .where(Delivery.broadcast_id == broadcast_id, Delivery.status == "sending",
+                                 Delivery.handed_over_at.is_not(None))) or 0
 
 
 def next_release(session: Session, broadcast_id: int) -> datetime | None:
@@ -363,11 +428,15 @@ def lock_broadcast(session: Session, broadcast_id: int) -> Broadcast | None:
 
 
 def cancel_open(session: Session, broadcast_id: int, now: datetime) -> int:
-    """Skip every delivery of the broadcast not yet handed to a provider (pending or held) as
-    `cancelled`. Rows a worker holds at this moment (PostgreSQL) are waited for: by then they are
-    `sending`, and finish as they would. Returns how many were cancelled."""
+    """Skip every delivery of the broadcast not yet handed to a provider as `cancelled`: pending, held,
+    and claimed by a worker that has not handed it over yet (it waits for its rate slot). Rows a worker
+    holds at this moment (PostgreSQL: a claim, or a hand-over, not yet committed) are waited for and
+    read again: claimed, they are cancelled; handed over, they finish as they would. Returns how many
+    were cancelled."""
     res = session.execute(update(Delivery)
-                          .where(Delivery.broadcast_id == broadcast_id, Delivery.status.in_(("pending", "held")))
-                          .values(status="skipped", error_code="cancelled", updated_at=now)
+                          .where(Delivery.broadcast_id == broadcast_id,
+                                 Delivery.status.in_(("pending", "held", "sending")),
+                                 (Delivery.status != "sending") | Delivery.handed_over_at.is_(None))
+                          .values(status="skipped", error_code="cancelled", lease_until=None, updated_at=now)
                           .execution_options(synchronize_session=False))
     return res.rowcount or 0

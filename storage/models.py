@@ -288,6 +288,10 @@ class Delivery(Base):
         Index("ix_deliveries_lease", "lease_until",
               postgresql_where=text("status = 'sending'"), sqlite_where=text("status = 'sending'")),
         Index("ix_deliveries_broadcast_status", "broadcast_id", "status"),
+        # A member's messages claimed by a worker: an opt-out waits for those already handed to the
+        # provider before it is answered. Only rows in flight have entries.
+        Index("ix_deliveries_in_flight", "member_id",
+              postgresql_where=text("status = 'sending'"), sqlite_where=text("status = 'sending'")),
         # Status callbacks find their delivery by Twilio's SID; unsent rows (NULL) stay out of it,
         # so materialising a million deliveries does not write a million index entries.
         Index("ix_deliveries_provider_id", "provider_id",
@@ -305,6 +309,10 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the worker handed this claim to the provider: set, just before the provider call, only while
+    # the member is still subscribed and the broadcast not cancelled (storage.broadcasts.hand_over).
+    # NULL on a `sending` row: claimed, waiting for its rate slot, not sent.
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_id: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(32))

@@ -236,7 +236,7 @@ def cancel(ctx: click.Context, broadcast_id: int, yes: bool):
     if p is None:
         raise click.ClickException(f"no broadcast #{broadcast_id}")
     if not yes:
-        click.confirm(f"Stop broadcast #{broadcast_id}? {p.n('pending', 'held'):,} of its "
+        click.confirm(f"Stop broadcast #{broadcast_id}? {p.not_sent:,} of its "
                       f"{p.broadcast.recipients:,} messages have not gone out yet and will not be sent", abort=True)
     result = svc.cancel_broadcast(rt, broadcast_id, by="cli")
     if result.finished:

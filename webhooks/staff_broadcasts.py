@@ -188,6 +188,7 @@ def _progress_data(p: bsvc.Progress, now: datetime) -> dict:
         "id": b.id, "state": state, "finished": state == "finished", "recipients": b.recipients,
         "counts": {s: p.counts.get(s, 0) for s in STATUSES}, "done": p.done, "open": p.open,
         "percent": round(100.0 * p.done / total, 1),
+        "not_sent": p.not_sent, "with_provider": p.handed,
         "rate": round(rate, 2) if rate is not None else None,
         "held_until": p.next_release.isoformat() if p.next_release else None,
         "started_at": b.started_at.isoformat() if b.started_at else None,

@@ -382,7 +382,7 @@ def test_a_cancelled_broadcast_sends_nothing_more_even_a_retry(brt, twilio):
     # One message is in flight (a worker handed it to Twilio) when staff cancel: it finishes as it would.
     with brt.db.uow() as uow:
         first = uow.session.scalars(select(Delivery).where(Delivery.broadcast_id == b.id).order_by(Delivery.id)).first()
-        first.status = "sending"
+        first.status, first.handed_over_at = "sending", utcnow()
         uow.commit()
     result = broadcasts.cancel_broadcast(brt, b.id, by="staff@example.org")
     assert (result.cancelled, result.in_flight, result.already) == (2, 1, False)
@@ -402,6 +402,86 @@ def test_a_cancelled_broadcast_sends_nothing_more_even_a_retry(brt, twilio):
     assert again.already and again.cancelled == 0
     with brt.db.uow() as uow:
         assert uow.session.get(Broadcast, b.id).cancelled_by == "staff@example.org"  # the first one stays
+
+
+@pytest.mark.parametrize("rate", [1.0, 25.0])
+def test_cancel_stops_messages_a_worker_claimed_and_counts_them_as_not_sent(brt, twilio, rate):
+    """A worker claims a second's worth of messages ahead of their rate slots; a cancel in that second
+    stops them: none reaches Twilio after the cancel has returned, and the report counts them as not
+    sent, not as "already with the provider"."""
+    brt.settings = brt.settings.with_(sms_rate=rate)
+    n = 4 if rate == 1.0 else 60
+    h.add_signers_bulk(brt, n)
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    worker = h.WorkerThread(brt, Options(drain=True, poll=0.05))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while (p := broadcasts.progress(brt, b.id)).n("sending") == p.handed and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert p.n("sending") - p.handed >= 1  # claimed, waiting for its slot
+    result = broadcasts.cancel_broadcast(brt, b.id, by="staff@example.org")
+    returned = time.time()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and worker.error is None, worker.error
+    after = [r for r in twilio.requests if r.path.endswith("/Messages.json") and r.arrived > returned]
+    assert after == []
+    counts = h.status_of(brt, b.id)
+    assert counts.get("skipped", 0) == result.cancelled >= 1
+    assert counts.get("sent", 0) == len(twilio.messages) <= n - result.cancelled
+    assert {(d.status, d.error_code) for d in h.deliveries(brt, b.id) if d.status != "sent"} == {("skipped", "cancelled")}
+
+
+def test_a_hand_over_waits_for_a_stop_being_handled_then_skips_the_message(brt):
+    """The ordering the hand-over relies on: a STOP whose transaction holds the member's row (the
+    inbound path locks it first) makes a worker's hand-over wait; once the STOP commits, the hand-over
+    reads the member again and skips the message instead of sending it."""
+    import threading
+
+    member_id = h.add_signer(brt, "+13125550001")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    lease = utcnow() + timedelta(minutes=2)
+    with brt.db.uow() as uow:
+        d = uow.session.scalars(select(Delivery).where(Delivery.broadcast_id == b.id)).one()
+        d.status, d.lease_until, delivery_id = "sending", lease, d.id
+        uow.commit()
+    result = {}
+
+    def hand_over():
+        with brt.db.uow() as uow:
+            result["done"] = sql.hand_over(uow.session, [(delivery_id, member_id, lease)], utcnow())
+            uow.commit()
+
+    worker = threading.Thread(target=hand_over)
+    with brt.db.uow() as stop:
+        stop.session.scalars(select(Member).where(Member.id == member_id).with_for_update()).one().opted_out_at = utcnow()
+        stop.session.flush()
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive()  # waits for the STOP
+        stop.commit()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert result["done"].handed == frozenset() and result["done"].skipped == {delivery_id: "opted_out"}
+    assert h.status_of(brt, b.id) == {"skipped": 1}
+
+
+def test_the_cancel_report_counts_claimed_messages_as_not_sent(brt):
+    """The CLI's prompt and the console count what a cancel stops: queued, held and claimed but not
+    handed over; only messages handed to the provider are "already with the provider"."""
+    for i in range(1, 5):
+        h.add_signer(brt, f"+1312555000{i}")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    lease = utcnow() + timedelta(minutes=2)
+    with brt.db.uow() as uow:
+        rows = uow.session.scalars(select(Delivery).where(Delivery.broadcast_id == b.id).order_by(Delivery.id)).all()
+        rows[0].status, rows[0].lease_until, rows[0].handed_over_at = "sending", lease, utcnow()  # with Twilio
+        rows[1].status, rows[1].lease_until = "sending", lease  # claimed, waiting for its slot
+        uow.commit()
+    p = broadcasts.progress(brt, b.id)
+    assert (p.not_sent, p.handed) == (3, 1)
+    result = broadcasts.cancel_broadcast(brt, b.id, by="staff@example.org")
+    assert (result.cancelled, result.in_flight) == (3, 1)
+    assert h.status_of(brt, b.id) == {"sending": 1, "skipped": 3}
 
 
 def test_cancelling_a_finished_or_unknown_broadcast_changes_nothing(brt, twilio):
