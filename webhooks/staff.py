@@ -169,7 +169,9 @@ def members():
     query = request.form.get("q", "").strip()[:64]
     rt = runtime()
     found = member_svc.find_members(rt, query)
-    audit.audit(rt.db, current_staff(), audit.MEMBER_LOOKUP, None, f"{query} -> {len(found)} found", client_ip(), rt.now())
+    # Who looked and when, never what was typed: the audit log is read by all staff and outlives an erasure.
+    target = ",".join(str(m.id) for m in found[:10]) or None
+    audit.audit(rt.db, current_staff(), audit.MEMBER_LOOKUP, target, f"{len(found)} found", client_ip(), rt.now())
     if len(found) == 1:
         return redirect(url_for("staff.member", member_id=found[0].id), code=303)
     if not channels.contact_candidates(query):
