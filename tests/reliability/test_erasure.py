@@ -85,3 +85,23 @@ def test_after_forget_a_dump_holds_neither_the_number_nor_the_name(client, rt, c
         lookups = [(a.staff_email, a.detail, a.at is not None)
                    for a in uow.session.scalars(select(AuditLog).where(AuditLog.action == "member_lookup"))]
     assert lookups == [(EMAIL, "1 found", True)] * 3
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)  # PostgreSQL's counterpart is VACUUM (SECURITY.md)
+def test_after_forget_the_sqlite_files_hold_neither_the_number_nor_the_name(client, rt):
+    """SQLite keeps deleted and overwritten rows in free space and in the write-ahead log until they
+    are reused: forget overwrites them (secure_delete) and checkpoints the log."""
+    for body in ("SCOMM", NAME, "60601"):
+        assert post_sms(client, PHONE, body).status_code == 200
+    broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", "Thanks {first_name}, we won!", None))
+    assert invoke(rt, "member", "forget", PHONE, "--yes").exit_code == 0
+    path = make_url(rt.settings.database_url).database
+    raw = b""
+    for suffix in ("", "-wal"):
+        try:
+            with open(path + suffix, "rb") as fh:
+                raw += fh.read()
+        except FileNotFoundError:
+            pass
+    for form in ("3125550102", "Ana Mar", "Ana Maria", "Lopez", "López"):
+        assert form.encode() not in raw, form
