@@ -33,6 +33,15 @@ class ProviderRefused(RuntimeError):
     """The provider refused a call (a wrong token, a URL it will not take); the message is its reason."""
 
 
+class ProviderUnavailable(RuntimeError):
+    """A sender cannot start: the provider refused its credentials or cannot be reached. The message
+    is one line naming the settings to check, never a secret; the worker pauses that channel."""
+
+
+# How long a channel waits after the provider refused its credentials, before trying again.
+CREDENTIALS_PAUSE_S = 60.0
+
+
 @runtime_checkable
 class Sender(Protocol):
     """Sends one text to one address; one per worker event loop (``async with``)."""
