@@ -25,6 +25,27 @@ if TYPE_CHECKING:
 SIMULATED_PREFIX = "sim:"
 
 
+MAX_DEPTH = 32  # providers' payloads nest a dozen levels at most; deeper is not one of theirs
+
+
+def too_deep(value, limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` (decoded JSON) nests deeper than ``limit``: checked without recursion, so a
+    body nested a thousand levels cannot exhaust the stack of what reads it next."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 class NotConfigured(RuntimeError):
     """A channel's provider settings are missing; the message names the variables."""
 
