@@ -33,13 +33,19 @@ def check_template(text: str | None, what: str = "--message") -> str:
     if not text:
         raise BroadcastError(f"{what} is empty")
     try:
-        fields = [f for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+        parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
         raise BroadcastError(f"{what} has a stray brace ({exc}); write {{{{ or }}}} for a literal brace") from None
-    unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
-    if unknown:
-        raise BroadcastError(f"{what} uses {', '.join('{' + u + '}' for u in unknown)}; "
-                             f"only {{name}} and {{first_name}} can be filled in")
+    # Placeholders are staff-facing words, not Python's format language: {name:x}, {name!r},
+    # {name[0]} or a width would crash or surprise at send time.
+    bad = []
+    for f, spec, conv in parts:
+        written = "{" + f + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+        if f not in PLACEHOLDERS or spec or conv:
+            bad.append(written)
+    if bad:
+        raise BroadcastError(f"{what} uses {', '.join(dict.fromkeys(bad))}; only {{name}} and {{first_name}} can be "
+                             "filled in, written exactly so (nothing else inside the braces)")
     return text
 
 
@@ -48,9 +54,15 @@ def first_name(name: str) -> str:
     return parts[0] if parts else ""
 
 
+_FILL = re.compile(r"\{\{|\}\}|\{(name|first_name)\}")
+
+
 def personalise(template: str, name: str) -> str:
+    """{name} and {first_name} filled in, {{ and }} as single braces, anything else left as written
+    (a broadcast stored before check_template refused format specs still sends)."""
     name = (name or "").strip()
-    return template.format(name=name or "friend", first_name=first_name(name) or "friend")
+    values = {"name": name or "friend", "first_name": first_name(name) or "friend"}
+    return _FILL.sub(lambda m: values[m.group(1)] if m.group(1) else m.group(0)[0], template)
 
 
 def with_stop_notice(template: str, name: str, stop_notice: str | None) -> str:

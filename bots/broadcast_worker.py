@@ -69,6 +69,8 @@ class Options:
 class Stats:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started: float = field(default_factory=time.monotonic)
+    # Channels that could not send when the worker stopped: why (one line, no secret).
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] += n
@@ -121,12 +123,10 @@ class Worker:
 
     async def run(self) -> Stats:
         async with contextlib.AsyncExitStack() as stack:
-            for sender in self.senders.values():
-                await stack.enter_async_context(sender)
             self._install_signals()
             flusher = asyncio.create_task(self._flusher())
             try:
-                await asyncio.gather(*(self._channel_loop(ch) for ch in self.senders))
+                await asyncio.gather(*(self._channel_loop(ch, stack) for ch in self.senders))
             finally:
                 self.stop.set()
                 await self._wait_idle()
@@ -155,7 +155,32 @@ class Worker:
         while any(self._inflight.values()):
             await asyncio.sleep(0.01)
 
-    async def _channel_loop(self, channel: str) -> None:
+    async def _open(self, channel: str, stack: contextlib.AsyncExitStack) -> bool:
+        """Start the channel's sender. While its provider refuses the credentials or cannot be reached,
+        the channel waits (one line says why) and is tried again, doubling the wait up to five
+        minutes; the other channels send meanwhile. A draining worker gives up on it at once."""
+        wait = 5.0
+        while not self.stop.is_set():
+            try:
+                await stack.enter_async_context(self.senders[channel])
+            except channels.ProviderUnavailable as exc:
+                if self.stats.unavailable.get(channel) != str(exc):
+                    log.error("%s is paused: %s. Its messages wait; the other channels keep sending%s",
+                              channels.label(channel), exc, "" if self.o.drain else " (trying again)")
+                self.stats.unavailable[channel] = str(exc)
+                if self.o.drain:
+                    return False
+                await self._sleep(wait)
+                wait = min(wait * 2, 300.0)
+                continue
+            if self.stats.unavailable.pop(channel, None):
+                log.warning("%s is reachable again: sending", channels.label(channel))
+            return True
+        return False
+
+    async def _channel_loop(self, channel: str, stack: contextlib.AsyncExitStack) -> None:
+        if not await self._open(channel, stack):
+            return
         rate = self.rate(channel)
         interval = (1.0 + self.o.headroom) / rate
         per_claim = max(1, min(self.o.batch, math.ceil(rate * self.o.horizon)))
@@ -164,6 +189,10 @@ class Worker:
         size = min(per_claim, 50)
         tolerance = self.o.headroom / 3
         while not self.stop.is_set():
+            if self.o.drain and channel in self.stats.unavailable:  # refused mid-run: its rows wait
+                while self._inflight[channel]:
+                    await asyncio.sleep(0.01)
+                return
             if time.monotonic() - self._last_reap >= self.o.reap_every:
                 self._last_reap = time.monotonic()
                 n = await self._db(self._reap)
@@ -511,6 +540,7 @@ class Worker:
         effect: tuple = ()
         if r.kind == plan.SENT:
             out["status"] = "sent"
+            self.stats.unavailable.pop(channel, None)
         elif r.kind in (plan.FAILED, plan.UNKNOWN):
             out["status"] = "failed" if r.kind == plan.FAILED else "unknown"
         elif r.kind == plan.OPTED_OUT:
@@ -534,10 +564,15 @@ class Worker:
             # only put the delivery back in the queue. None of these counts as an attempt.
             wait = max(0.0, r.retry_after if r.retry_after is not None else 1.0)
             until = time.time() + wait
-            if r.error_code == "429":
+            if r.error_code not in ("paused", "late"):  # the provider's 429, or credentials it refused
                 if until > self._paused_until[channel]:
                     self._paused_until[channel] = until
-                    log.warning("%s asked us to wait %.0f s (429): pausing the channel", channel, wait)
+                    if r.cause:
+                        log.error("%s is paused for %.0f s: %s", channels.label(channel), wait, r.cause)
+                    else:
+                        log.warning("%s asked us to wait %.0f s (429): pausing the channel", channel, wait)
+                if r.cause:
+                    self.stats.unavailable[channel] = r.cause
                 effect = ("pause", channel, until)
                 self.stats.add("paused")
             out["status"], out["due_at"], out["attempts_delta"] = "pending", now + timedelta(seconds=wait), -1

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from config.gsm import to_gsm
 from storage import broadcasts as broadcast_sql
+from storage import db
 from storage import repository as repo
 from storage.uow import UnitOfWork
 
@@ -84,6 +85,7 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
                              campaign=None, text_sent=None, now=now)
             contacts += 1
         uow.commit()
+        db.checkpoint(uow.session.get_bind())
     return Forgotten(channel, kept, contacts)
 
 

@@ -50,12 +50,15 @@ class Redactor(logging.Filter):
             self._secrets |= {s for s in secrets if s and len(s) >= 8}
 
     def redact(self, text: str) -> str:
+        return mask_phone(self.redact_secrets(text))
+
+    def redact_secrets(self, text: str) -> str:
+        """Secrets only: for messages to the operator, who may need the number they typed."""
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, REDACTED)
         text = _BOT_TOKEN.sub(REDACTED, text)
-        text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
-        return mask_phone(text)
+        return _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_firma_redacted", False):

@@ -70,23 +70,61 @@ def _proxies(raw: str) -> int:
     return int(raw)
 
 
+def _phone(raw: str) -> str | None:
+    """``raw`` as E.164 when phonenumbers reads it as a possible number (US spellings without a country
+    code are read as US numbers), else None."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(raw, "US")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def _sms_number(raw: str | None) -> str | None:
     """A short code (56565) or a phone number, kept as the organization prints it (+1 312-555-0100)."""
     if raw is None:
         return None
-    digits = re.sub(r"[\s().-]", "", raw)
-    if not re.fullmatch(r"\+?[0-9]{3,15}", digits):
+    if not (re.fullmatch(r"[0-9]{5,6}", raw) or _phone(raw)):  # US short codes are 5 or 6 digits
         raise SettingsError(f"FIRMA_SMS_NUMBER must be a short code or a phone number, like 56565 or "
                             f"+1 312 555 0100, not {raw!r}")
     return raw
 
 
+def _from_number(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    number = _phone(raw)
+    if number is None:
+        raise SettingsError(f"TWILIO_FROM_NUMBER must be a phone number, like +13125550100, not {raw!r}")
+    return number
+
+
 def _whatsapp_from(raw: str | None) -> str | None:
     if raw is None:
         return None
-    if not re.fullmatch(r"whatsapp:\+[1-9][0-9]{6,14}", raw):
+    number = raw.removeprefix("whatsapp:")
+    if not raw.startswith("whatsapp:+") or _phone(number) != number:
         raise SettingsError(f"TWILIO_WHATSAPP_FROM must look like whatsapp:+13125550100, not {raw!r}")
     return raw
+
+
+def _public_url(raw: str | None) -> str | None:
+    """The base URL the providers call: Twilio signs the full URL, scheme included, so a value without
+    one can never match a signature."""
+    from urllib.parse import urlsplit
+
+    if raw is None:
+        return None
+    url = raw.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"FIRMA_PUBLIC_URL must be the URL the providers call, with its scheme, like "
+                            f"https://sms.example.org, not {raw!r}")
+    return url
 
 
 def _bot_username(raw: str | None) -> str | None:
@@ -146,7 +184,7 @@ class Settings:
         return cls(
             database_url=opt("FIRMA_DATABASE_URL") or "sqlite:///firma.db",
             campaigns_path=Path(opt("FIRMA_CAMPAIGNS") or SHIPPED_CAMPAIGNS),
-            public_url=(opt("FIRMA_PUBLIC_URL") or "").rstrip("/") or None,
+            public_url=_public_url(opt("FIRMA_PUBLIC_URL")),
             secret_key=secret or secrets.token_hex(32),
             secret_key_generated=secret is None,
             quiet_hours=parse_quiet_hours(env.get("FIRMA_QUIET_HOURS", "20:00-09:00")),
@@ -155,7 +193,7 @@ class Settings:
             twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=opt("TWILIO_AUTH_TOKEN"),
             twilio_messaging_service_sid=opt("TWILIO_MESSAGING_SERVICE_SID"),
-            twilio_from_number=opt("TWILIO_FROM_NUMBER"),
+            twilio_from_number=_from_number(opt("TWILIO_FROM_NUMBER")),
             twilio_api_url=(opt("TWILIO_API_URL") or "https://api.twilio.com").rstrip("/"),
             telegram_bot_token=opt("TELEGRAM_BOT_TOKEN"),
             telegram_webhook_secret=opt("TELEGRAM_WEBHOOK_SECRET"),

@@ -174,6 +174,9 @@ def make_engine(url: str, **kwargs) -> Engine:
                 if fcntl is not None:
                     dbapi_connection.lock_file = str(Path(engine.url.database).resolve()) + "-writer.lock"
             cur.execute("PRAGMA foreign_keys=ON")
+            # Deleted and overwritten rows are zeroed, not left in free space for anyone with the file
+            # (an erased member's number and name); the cost is a write of what a delete frees.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
@@ -246,6 +249,41 @@ def head_revision(url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
+def _first_line(exc: BaseException) -> str:
+    """The driver's own words, first line only (SQLAlchemy adds the statement and a link below)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0].strip() if text else orig.__class__.__name__
+
+
+def describe_error(exc: BaseException, url: str) -> str | None:
+    """One line saying what is wrong with opening the database ``url`` and what to do, or None when
+    ``exc`` is not such a problem. Never the password."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    if isinstance(exc, NoSuchModuleError) or (isinstance(exc, ModuleNotFoundError) and exc.name):
+        return (f"the database driver FIRMA_DATABASE_URL asks for is not installed ({_first_line(exc)}): use "
+                "postgresql+psycopg://... (psycopg is installed with firma) or sqlite:///firma.db")
+    if isinstance(exc, ArgumentError) or (isinstance(exc, ValueError) and "URL" in str(exc)):
+        return ("FIRMA_DATABASE_URL is not a database URL: use sqlite:///firma.db or "
+                "postgresql+psycopg://user:password@host/dbname")
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001
+        return None
+    if isinstance(exc, (DBAPIError, sqlite3.Error)):
+        if parsed.get_backend_name() == "sqlite":
+            folder = Path(parsed.database or ".").resolve().parent
+            if not folder.is_dir():
+                return (f"cannot open the SQLite database {parsed.database}: the folder {folder} does not exist "
+                        "(create it, or set FIRMA_DATABASE_URL)")
+            return f"cannot open the SQLite database {parsed.database}: {_first_line(exc)}"
+        where = parsed.render_as_string(hide_password=True)
+        return (f"cannot reach the database at {where}: {_first_line(exc)} (check FIRMA_DATABASE_URL and that the "
+                "server is running)")
+    return None
+
+
 class SchemaNotReady(RuntimeError):
     """The database cannot be used as it is; the message says what the operator should do."""
 
@@ -260,11 +298,24 @@ def prepare(url: str) -> None:
     try:
         current = current_revision(engine)
     except (SQLAlchemyError, OSError) as exc:
-        raise SchemaNotReady(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from None
+        raise SchemaNotReady(describe_error(exc, url) or f"cannot reach the database: {_first_line(exc)}") from None
     finally:
         engine.dispose()
     if current != head_revision(url):
         raise SchemaNotReady("the database schema is not up to date: run `firma db upgrade` first")
+
+
+def checkpoint(engine: Engine) -> None:
+    """SQLite: copy the write-ahead log into the database file and empty it, so the old versions of
+    pages it holds (rows just erased) leave the disk now rather than at the next checkpoint. Another
+    process reading at that moment keeps the log; the next checkpoint empties it."""
+    if not is_sqlite(engine):
+        return
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except SQLAlchemyError:  # busy: the next automatic checkpoint does it
+        pass
 
 
 def ping(engine: Engine) -> bool:

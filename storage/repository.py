@@ -15,6 +15,7 @@ from storage.models import (
     CampaignCount,
     ConsentEvent,
     Conversation,
+    Delivery,
     InboundCounter,
     Member,
     ProcessedMessage,
@@ -345,6 +346,11 @@ def forget_member_data(session: Session, member: Member, token: str, now: dateti
             for model, column in ((ConsentEvent, ConsentEvent.text_sent), (ProcessedMessage, ProcessedMessage.response)):
                 session.execute(update(model).where(column.like(pattern, escape="\\"))
                                 .values({column.key: func.replace(column, form, "[forgotten]")}))
+    # Broadcast messages made for them held the number and the name (the console showed the text):
+    # the rows stay for the broadcast's counts, naming nobody; those not yet sent are not sent.
+    session.execute(update(Delivery).where(Delivery.member_id == member.id, Delivery.status.in_(("pending", "held")))
+                    .values(status="skipped", error_code="forgotten", updated_at=now))
+    session.execute(update(Delivery).where(Delivery.member_id == member.id).values(address=token, name=""))
     member.address = token
     if member.opted_out_at is None:
         member.opted_out_at = now

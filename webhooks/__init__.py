@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from flask import Flask, current_app, jsonify, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from bots.runtime import Runtime
 from config import redaction
@@ -27,11 +28,20 @@ def runtime() -> Runtime:
     return current_app.extensions["firma"]
 
 
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` in every route: a number a database id column can hold (64-bit), else no match."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2 ** 63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
     """The app on ``rt``, or on a Runtime built here from the environment (gunicorn). An app that
     built its own Runtime, or is given CATALOG_WATCH=True (`firma serve`), keeps its catalog current
     with a watcher thread (bots/catalog.py): campaign edits from any process reach it in seconds."""
     app = Flask(__name__)
+    app.url_map.converters["int"] = DatabaseId  # /staff/members/<2**70> is a 404, not an overflow in the driver
     watch = rt is None
     if rt is None:
         from config.settings import Settings

@@ -109,7 +109,7 @@ def client_ip() -> str:
 
 def safe_next(target: str | None) -> str:
     """Only a path inside the console (no open redirect to another site)."""
-    if target:
+    if target and target.isprintable() and " " not in target:  # no CR/LF (urlsplit drops them silently)
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and parts.path.startswith("/staff") and "//" not in parts.path \
                 and "\\" not in target:

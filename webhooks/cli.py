@@ -4,6 +4,7 @@ calls a service function, prints."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -33,6 +34,10 @@ class Context:
 
     @property
     def runtime(self):
+        """The runtime, once the database is usable (see ready_runtime)."""
+        return self.ready_runtime()
+
+    def _build_runtime(self):
         if self._runtime is None:
             from bots.runtime import Runtime
 
@@ -44,6 +49,12 @@ class Context:
 
     def ready_runtime(self):
         """The runtime, once the database is usable (SQLite created or migrated; others at head)."""
+        if self._runtime is None:
+            self.ready_database()
+        return self._build_runtime()
+
+    def ready_database(self) -> str:
+        """Make the database usable (as ready_runtime) and return its URL."""
         from storage import db
 
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -51,7 +62,7 @@ class Context:
             db.prepare(self.settings.database_url)
         except db.SchemaNotReady as exc:
             raise click.ClickException(str(exc)) from None
-        return self.runtime
+        return self.settings.database_url
 
 
 def _campaign_problems(exc: CampaignFileError) -> str:
@@ -64,12 +75,55 @@ def _campaign_problems(exc: CampaignFileError) -> str:
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
+DEBUG_HINT = "FIRMA_DEBUG=1 or `firma --debug ...` shows the traceback"
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _debugging(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get("firma.debug")) or os.environ.get("FIRMA_DEBUG", "").strip() not in ("", "0")
+
+
+def _database_url(ctx: click.Context) -> str | None:
+    obj = ctx.find_object(Context)
+    if obj is not None and obj._settings is not None:
+        return obj._settings.database_url
+    return os.environ.get("FIRMA_DATABASE_URL", "").strip() or "sqlite:///firma.db"
+
+
+class Guarded(click.Group):
+    """The `firma` group: whatever goes wrong in a command reaches the operator as one line (what is
+    wrong, what to do), with secrets redacted and a non-zero exit; never a traceback, unless asked for
+    (FIRMA_DEBUG=1 or --debug), and then redacted too."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            exc.message = redaction.install().redact_secrets(exc.message)
+            raise
+        except (click.exceptions.Abort, click.exceptions.Exit, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last word on any failure
+            redactor = redaction.install()
+            if _debugging(ctx):
+                import traceback
+
+                click.echo(redactor.redact("".join(traceback.format_exception(exc))), err=True, nl=False)
+            from storage.db import describe_error
+
+            line = describe_error(exc, _database_url(ctx) or "")
+            if line is None:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                line = f"{exc.__class__.__name__}{': ' + first if first else ''} ({DEBUG_HINT})"
+            raise click.ClickException(redactor.redact(line)) from None
+
+
+@click.group(cls=Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="firma")
+@click.option("--debug", "debug", is_flag=True, help="Print the traceback of an unexpected error (redacted).")
 @click.pass_context
-def main(ctx: click.Context):
+def main(ctx: click.Context, debug: bool = False):
     """firma: sign petitions by SMS and Telegram, and send updates to signers."""
+    ctx.meta["firma.debug"] = debug
     ctx.ensure_object(Context)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redaction.install()  # phone numbers masked in every log line; secrets added once settings are read

@@ -274,4 +274,9 @@ def worker(ctx: click.Context, drain: bool, concurrency: int, batch: int, lease:
         raise click.ClickException(str(exc)) from None
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.counts.items()) if v)
     click.echo(f"worker done: {counts or 'nothing was due'}")
+    if stats.unavailable:
+        from bots import channels
+
+        raise click.ClickException("; ".join(f"{channels.label(ch)} did not send: {why}"
+                                             for ch, why in sorted(stats.unavailable.items())))
 

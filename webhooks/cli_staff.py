@@ -18,7 +18,7 @@ from bots import staff_accounts as svc
 def _db(obj):
     from storage.uow import Database
 
-    return Database(obj.settings.database_url)
+    return Database(obj.ready_database())
 
 
 def _password() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from urllib.parse import urlsplit
 
 import click
 
@@ -12,6 +13,7 @@ import click
 pass_ctx = click.pass_obj
 
 WEBHOOK_PATH = "/webhooks/telegram"
+OFFICIAL_API_HOST = "api.telegram.org"
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as secret_token
 
 
@@ -60,7 +62,8 @@ def set_webhook(obj, drop_pending_updates: bool):
     gateway = _gateway(obj)
     if not settings.public_url:
         raise click.ClickException("FIRMA_PUBLIC_URL is not set: the https address Telegram should call")
-    if not settings.public_url.startswith("https://"):
+    official = urlsplit(settings.telegram_api_url).hostname == OFFICIAL_API_HOST
+    if official and not settings.public_url.startswith("https://"):  # a self-hosted Bot API server takes http
         raise click.ClickException(f"FIRMA_PUBLIC_URL must start with https:// (Telegram requires it), not {settings.public_url}")
     secret = settings.telegram_webhook_secret
     if not secret:

@@ -11,7 +11,7 @@ import re
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
 from bots import channels, service
-from bots.channels.base import SIMULATED_PREFIX
+from bots.channels.base import SIMULATED_PREFIX, too_deep
 from webhooks import runtime
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
@@ -46,7 +46,12 @@ def page():
 def send():
     if not request.is_json:
         abort(415, "send JSON: {\"channel\", \"address\", \"text\"}")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        data = None
+    if isinstance(data, dict) and too_deep(data):
+        abort(400, "the body nests too deeply")
     if not isinstance(data, dict):
         abort(400, "the body is not a JSON object")
     name, address, text = data.get("channel"), data.get("address"), data.get("text", "")

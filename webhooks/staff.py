@@ -167,9 +167,13 @@ def members():
     if request.method == "GET":
         return render_template("staff/members.html", page="members", query="", results=None)
     query = request.form.get("q", "").strip()[:64]
+    if not query.isprintable():  # a NUL or a control character is no contact, and PostgreSQL refuses a NUL
+        query = ""
     rt = runtime()
     found = member_svc.find_members(rt, query)
-    audit.audit(rt.db, current_staff(), audit.MEMBER_LOOKUP, None, f"{query} -> {len(found)} found", client_ip(), rt.now())
+    # Who looked and when, never what was typed: the audit log is read by all staff and outlives an erasure.
+    target = ",".join(str(m.id) for m in found[:10]) or None
+    audit.audit(rt.db, current_staff(), audit.MEMBER_LOOKUP, target, f"{len(found)} found", client_ip(), rt.now())
     if len(found) == 1:
         return redirect(url_for("staff.member", member_id=found[0].id), code=303)
     if not channels.contact_candidates(query):
@@ -197,6 +201,8 @@ AUDIT_PAGE = 100
 @bp.get("/audit")
 def audit_log():
     before = request.args.get("before", type=int)
+    if before is not None and not 0 < before <= 2 ** 63 - 1:
+        abort(400, "before must be an entry's number")
     entries = audit.audit_entries(runtime().db, AUDIT_PAGE, before)
     older = entries[-1].id if len(entries) == AUDIT_PAGE else None
     return render_template("staff/audit.html", page="audit", entries=entries, older=older,

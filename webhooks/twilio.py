@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, request
+import logging
+import threading
+import time
+
+from flask import Blueprint, Response, abort, current_app, request
 
 from bots import broadcasts, service
 from bots.channels import twilio_messaging as twilio
@@ -11,6 +15,7 @@ from storage.uow import retry_on_disconnect
 from webhooks import runtime
 
 bp = Blueprint("twilio", __name__, url_prefix="/webhooks/twilio")
+log = logging.getLogger("firma.twilio")
 
 
 def signed_url() -> str:
@@ -30,10 +35,33 @@ def verified_form():
     if request.mimetype != "application/x-www-form-urlencoded":
         abort(403, "not a Twilio request")
     form = request.form
-    if not twilio.signature_ok(token, signed_url(), form, request.headers.get("X-Twilio-Signature"),
+    url = signed_url()
+    if not twilio.signature_ok(token, url, form, request.headers.get("X-Twilio-Signature"),
                             request.headers.get("X-Twilio-Webhooks-Signature-Settings")):
+        _warn_mismatch(url)
         abort(403, "invalid Twilio signature")
     return form
+
+
+MISMATCH_WARNING_EVERY_S = 60.0
+
+
+def _warn_mismatch(url: str) -> None:
+    """One warning a minute per process (a forger, or every message of a misconfigured host, would
+    otherwise fill the log), naming what the operator needs to fix a wrong FIRMA_PUBLIC_URL."""
+    state = current_app.extensions.setdefault("firma.signature_mismatch", {"at": None, "since": 0,
+                                                                             "lock": threading.Lock()})
+    now = time.monotonic()
+    with state["lock"]:
+        if state["at"] is not None and now - state["at"] < MISMATCH_WARNING_EVERY_S:
+            state["since"] += 1
+            return
+        state["at"], skipped, state["since"] = now, state["since"], 0
+    seen = "; ".join(f"{k}: {v}" for k, v in request.headers.items() if k.lower().startswith("x-forwarded-")) or "none"
+    log.warning("a Twilio signature did not match (403): checked against %s; X-Forwarded-* headers seen: %s; "
+                "Host: %s.%s If Twilio calls another address, set FIRMA_PUBLIC_URL to it (scheme, host, port); "
+                "behind a proxy, see FIRMA_TRUSTED_PROXIES", url, seen, request.host,
+                f" ({skipped} more since the last warning)" if skipped else "")
 
 
 @bp.post("/sms")

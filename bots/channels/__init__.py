@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import threading
 
-from bots.channels.base import SIMULATED_PREFIX, Channel, NotConfigured, ProviderRefused, Sender, Simulated
+from bots.channels.base import (SIMULATED_PREFIX, Channel, NotConfigured, ProviderRefused, ProviderUnavailable,
+                                Sender, Simulated)
 
-__all__ = ["Channel", "NotConfigured", "ProviderRefused", "Sender", "Simulated", "get", "names", "channels", "label",
+__all__ = ["Channel", "NotConfigured", "ProviderRefused", "ProviderUnavailable", "Sender", "Simulated", "get", "names", "channels", "label",
            "contact_candidates", "phone_home", "register", "unregister"]
 
 # "module:attribute" of each channel, in the order staff see them. The first channel whose addresses

@@ -25,12 +25,42 @@ if TYPE_CHECKING:
 SIMULATED_PREFIX = "sim:"
 
 
+MAX_DEPTH = 32  # providers' payloads nest a dozen levels at most; deeper is not one of theirs
+
+
+def too_deep(value, limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` (decoded JSON) nests deeper than ``limit``: checked without recursion, so a
+    body nested a thousand levels cannot exhaust the stack of what reads it next."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 class NotConfigured(RuntimeError):
     """A channel's provider settings are missing; the message names the variables."""
 
 
 class ProviderRefused(RuntimeError):
     """The provider refused a call (a wrong token, a URL it will not take); the message is its reason."""
+
+
+class ProviderUnavailable(RuntimeError):
+    """A sender cannot start: the provider refused its credentials or cannot be reached. The message
+    is one line naming the settings to check, never a secret; the worker pauses that channel."""
+
+
+# How long a channel waits after the provider refused its credentials, before trying again.
+CREDENTIALS_PAUSE_S = 60.0
 
 
 @runtime_checkable

@@ -17,8 +17,8 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bots.broadcast_plan import FAILED, OPTED_OUT, RETRY, SENT, UNKNOWN, SendResult
-from bots.channels.base import NotConfigured
+from bots.broadcast_plan import FAILED, OPTED_OUT, PAUSE, RETRY, SENT, UNKNOWN, SendResult
+from bots.channels.base import CREDENTIALS_PAUSE_S, NotConfigured
 from config.settings import Settings
 
 STATUS_PATH = "/webhooks/twilio/status"
@@ -174,7 +174,13 @@ class TwilioSender:
         return SendResult(SENT, provider_id=msg.sid)
 
 
+AUTHENTICATE = 20003  # a wrong account SID or auth token
+
+
 def classify_error(status: int, code: int | None) -> SendResult:
+    if status == 401 or code == AUTHENTICATE:  # no message can go out: pause the channel, fail nothing
+        return SendResult(PAUSE, error_code=str(code or status), retry_after=CREDENTIALS_PAUSE_S,
+                          cause="Twilio refused TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN (check them in the Twilio Console)")
     if code == UNSUBSCRIBED:
         return SendResult(OPTED_OUT, error_code=str(UNSUBSCRIBED), cause=f"twilio:{UNSUBSCRIBED}")
     if status >= 500 or status == 429 or code == TOO_MANY_REQUESTS:

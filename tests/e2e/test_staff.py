@@ -369,9 +369,10 @@ def test_audit_log_records_and_shows_staff_actions(client, rt, clock, staff_user
     client.post("/staff/campaigns/end-scomm/export", data={"csrf_token": token, "include_contact": "on"})
     client.post("/staff/members", data={"q": PHONE, "csrf_token": token}, follow_redirects=True)
     page = client.get("/staff/audit").get_data(as_text=True)
-    for words in ("sign in", "export", "with contact", "member lookup", f"{PHONE} -&gt; 1 found", "member view",
+    for words in ("sign in", "export", "with contact", "member lookup", "1 found", "member view",
                   "192.0.2.44", EMAIL):
         assert words in page, words
+    assert PHONE not in page and "3125550101" not in page  # what was typed is not kept
     client.post("/staff/logout", data={"csrf_token": token})
     assert [a[:2] for a in audit_rows(rt)] == [(EMAIL, "sign_in"), (EMAIL, "export"), (EMAIL, "member_lookup"),
                                                (EMAIL, "member_view"), (EMAIL, "sign_out")]

@@ -57,7 +57,8 @@ def test_set_webhook_registers_url_secret_and_update_kinds():
 @pytest.mark.parametrize("changes, message", [
     ({"TELEGRAM_BOT_TOKEN": ""}, "TELEGRAM_BOT_TOKEN is not set"),
     ({"FIRMA_PUBLIC_URL": ""}, "FIRMA_PUBLIC_URL is not set"),
-    ({"FIRMA_PUBLIC_URL": "http://firma.example.org"}, "must start with https://"),
+    ({"FIRMA_PUBLIC_URL": "http://firma.example.org", "TELEGRAM_API_URL": "https://api.telegram.org"},
+     "must start with https://"),
     ({"TELEGRAM_WEBHOOK_SECRET": ""}, "TELEGRAM_WEBHOOK_SECRET is not set"),
     ({"TELEGRAM_WEBHOOK_SECRET": "has spaces!"}, "may hold only"),
 ])
@@ -66,6 +67,16 @@ def test_set_webhook_refuses_incomplete_settings(changes, message):
         result = CliRunner().invoke(main, ["telegram", "set-webhook"], env=env_for(standin, **changes))
         assert result.exit_code == 1 and message in result.output
         assert standin.calls("setWebhook") == []
+
+
+def test_set_webhook_takes_http_when_the_bot_api_server_is_self_hosted():
+    """A self-hosted Bot API server (telegram-bot-api --local) calls webhooks over plain http too;
+    only the official API insists on https."""
+    with TelegramStandIn(token=tu.TOKEN) as standin:
+        result = CliRunner().invoke(main, ["telegram", "set-webhook"],
+                                    env=env_for(standin, FIRMA_PUBLIC_URL="http://firma.internal:8000"))
+        assert result.exit_code == 0, result.output
+        assert standin.webhook["url"] == "http://firma.internal:8000/webhooks/telegram"
 
 
 def test_set_webhook_reports_a_wrong_token():

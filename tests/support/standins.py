@@ -182,6 +182,7 @@ class TwilioStandIn(StandIn):
         # Called with (sid, form) before a created message is answered, as Twilio may call back about a
         # message before its answer to the send has reached the sender.
         self.before_answer: Callable[[str, dict[str, str]], None] | None = None
+        self.reject_credentials = False  # answer every call as Twilio does a wrong SID or auth token
 
     def fail(self, to: str, *failures: TwilioFailure | None) -> None:
         """Answer messages to ``to`` with these failures in turn (the last one repeats; None = success)."""
@@ -197,6 +198,9 @@ class TwilioStandIn(StandIn):
         if method != "POST" or len(parts) != 4 or parts[:2] != ["2010-04-01", "Accounts"] or parts[3] != "Messages.json":
             return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}, {}
         account = parts[2]
+        if self.reject_credentials:
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401,
+                         "more_info": "https://www.twilio.com/docs/errors/20003"}, {}
         f = {k: v[0] for k, v in form.items()}
         to = f.get("To", "")
         if not to or not (f.get("Body") or f.get("MediaUrl")):

@@ -4,16 +4,28 @@ must not be shared across loops)."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from telegram import Bot
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
 from bots.broadcast_plan import FAILED, PAUSE, RETRY, SENT, UNKNOWN, UNREACHABLE, SendResult
-from bots.channels.base import NotConfigured
+from bots.channels.base import CREDENTIALS_PAUSE_S, NotConfigured, ProviderUnavailable
 from bots.channels.telegram.updates import CHANNEL
 from config.settings import Settings
+
+
+REFUSED = "Telegram rejected TELEGRAM_BOT_TOKEN (check it with @BotFather)"
+
+
+def _why(exc: BaseException, api_url: str) -> str:
+    if isinstance(exc, InvalidToken):
+        return REFUSED
+    if isinstance(exc, (NetworkError, OSError)):
+        return f"Telegram's Bot API at {api_url} cannot be reached ({exc.__class__.__name__})"
+    return f"Telegram's Bot API at {api_url} did not answer getMe ({exc.__class__.__name__})"
 
 
 class TelegramSender:
@@ -32,7 +44,14 @@ class TelegramSender:
                                write_timeout=self.timeout, connect_timeout=self.timeout, pool_timeout=self.timeout)
         self._bot = Bot(self.settings.telegram_bot_token, base_url=f"{self.settings.telegram_api_url}/bot",
                         request=request)
-        await self._bot.initialize()
+        try:
+            await self._bot.initialize()  # getMe: checks the token
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self._bot.shutdown()
+            self._bot = None
+            # Never the library's message: InvalidToken quotes the token.
+            raise ProviderUnavailable(_why(exc, self.settings.telegram_api_url)) from None
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -50,6 +69,8 @@ class TelegramSender:
             wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
             return SendResult(PAUSE, error_code="429", retry_after=seconds)
+        except InvalidToken:  # revoked while we run: nothing can go out until it is replaced
+            return SendResult(PAUSE, error_code="401", retry_after=CREDENTIALS_PAUSE_S, cause=REFUSED)
         except Forbidden:  # blocked by the user, or the account is deactivated
             return SendResult(UNREACHABLE, error_code="403")
         except BadRequest as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from telegram import Update
 
 from bots.channels import phones
+from bots.channels.base import MAX_DEPTH, too_deep
 from bots.engine import Inbound
 from bots.events import ContactShared, GroupPost, Reachability
 
@@ -116,6 +117,58 @@ def _valid_unicode(value):
     return value
 
 
+# Older Bot API shapes (RapidPro's courier tests still send them) lack fields python-telegram-bot now
+# requires. The update is authenticated, so it is read with those defaults, keeping only the fields
+# firma uses; what was missing or left out is logged.
+_MESSAGE_FIELDS = ("message_id", "date", "chat", "from", "text", "caption", "contact", "entities", "sender_chat",
+                   "edit_date")
+
+
+def _person(u, what: str, notes: list[str]):
+    if not isinstance(u, dict):
+        return u
+    u = dict(u)
+    for key, default in (("is_bot", False), ("first_name", "")):
+        if key not in u:
+            u[key] = default
+            notes.append(f"{what}.{key} missing")
+    return u
+
+
+def _tolerant(kind: str, obj, notes: list[str]):
+    if not isinstance(obj, dict):
+        return obj
+    if kind == "callback_query":
+        q = {k: v for k, v in obj.items() if k in ("id", "from", "data", "chat_instance")}
+        q["from"] = _person(q.get("from"), "callback_query.from", notes)
+        q.setdefault("chat_instance", "")
+        return q
+    if kind == "my_chat_member":
+        m = dict(obj)
+        m["from"] = _person(m.get("from"), "my_chat_member.from", notes)
+        m.setdefault("date", 0)
+        for key in ("old_chat_member", "new_chat_member"):
+            member = m.get(key)
+            if isinstance(member, dict):
+                m[key] = {**member, "user": _person(member.get("user", m["from"]), f"my_chat_member.{key}.user", notes)}
+        m.setdefault("old_chat_member", {"status": "left", "user": m["from"]})
+        return m
+    m = {k: v for k, v in obj.items() if k in _MESSAGE_FIELDS}
+    dropped = sorted(set(obj) - set(m))
+    if dropped:
+        notes.append(f"{kind} fields not read: {', '.join(dropped)}")
+    m.setdefault("message_id", 0)
+    m.setdefault("date", 0)
+    if "from" in m:
+        m["from"] = _person(m["from"], f"{kind}.from", notes)
+    if isinstance(m.get("contact"), dict) and "first_name" not in m["contact"]:
+        m["contact"] = {**m["contact"], "first_name": ""}
+    return m
+
+
+_PARSE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError)
+
+
 def _is_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -_MAX_ID <= value <= _MAX_ID
 
@@ -172,10 +225,19 @@ def parse_update(data) -> Event:
     kinds = [kind for kind in ALLOWED_UPDATES if data.get(kind) is not None]
     if not kinds:  # a kind we do not use (polls, reactions, ...): never parsed, so never "malformed"
         return Event(update_id, IGNORED, note="update kind not used")
+    if too_deep(data):
+        raise BadUpdate(f"the update nests deeper than {MAX_DEPTH} levels")
+    body = _valid_unicode(data[kinds[0]])
     try:
-        update = Update.de_json({"update_id": update_id, kinds[0]: _valid_unicode(data[kinds[0]])}, None)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError) as exc:
-        raise BadUpdate(f"the update does not parse ({exc.__class__.__name__})") from None
+        update = Update.de_json({"update_id": update_id, kinds[0]: body}, None)
+    except _PARSE_ERRORS as exc:
+        notes: list[str] = []
+        try:
+            update = Update.de_json({"update_id": update_id, kinds[0]: _tolerant(kinds[0], body, notes)}, None)
+        except _PARSE_ERRORS:
+            raise BadUpdate(f"the update does not parse ({exc.__class__.__name__})") from None
+        log.info("update %s in an older Bot API shape, read tolerantly: %s", update_id,
+                 "; ".join(notes) or exc.__class__.__name__)
     _check(update)
     pid = str(update_id)
 

@@ -1,0 +1,87 @@
+"""Every command that opens the database says in one line what is wrong and what to do when it
+cannot (server unreachable, a URL that does not parse, a driver not installed, a SQLite folder that
+does not exist): non-zero exit, no traceback, no password. FIRMA_DEBUG=1 shows the traceback,
+redacted. `firma staff add` on a fresh folder creates and migrates SQLite as `serve` does."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from webhooks.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "hunter2-database-password"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+COMMANDS = [
+    ["campaigns"], ["campaigns", "export"], ["export", "--campaign", "end-scomm"], ["staff", "list"],
+    ["member", "forget", "+13125550101", "--yes"], ["db", "upgrade"], ["db", "purge"], ["broadcast", "status"],
+]
+
+
+def bad_urls(tmp_path) -> dict[str, tuple[str, str]]:
+    """what is wrong -> (FIRMA_DATABASE_URL, words the message must hold)"""
+    return {
+        "unreachable": (f"postgresql+psycopg://firma:{PASSWORD}@127.0.0.1:{closed_port()}/firma", "cannot reach"),
+        "unparsable": ("not a url at all", "FIRMA_DATABASE_URL"),
+        "driver": (f"mysql://firma:{PASSWORD}@127.0.0.1/firma", "not installed"),
+        "folder": (f"sqlite:///{tmp_path}/no/such/folder/firma.db", "folder"),
+    }
+
+
+@pytest.mark.parametrize("what", ["unreachable", "unparsable", "driver", "folder"])
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_a_database_that_cannot_be_opened_is_one_clear_line(tmp_path, command, what):
+    url, words = bad_urls(tmp_path)[what]
+    env = {"FIRMA_DATABASE_URL": url, "FIRMA_SECRET_KEY": "a-long-enough-secret-key", "FIRMA_DEBUG": ""}
+    result = CliRunner().invoke(main, command, env=env, input="")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # handled, not raised
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert words in lines[0], lines[0]
+    assert PASSWORD not in result.output and "Traceback" not in result.output
+
+
+def _firma(tmp_path, *args, **env) -> subprocess.CompletedProcess:
+    full = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+    return subprocess.run([sys.executable, "-W", "ignore", "-m", "webhooks.cli", *args], env=full, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, input="")
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback_redacted(tmp_path):
+    env = {"FIRMA_DATABASE_URL": f"sqlite:///{tmp_path}/firma.db", "TWILIO_AUTH_TOKEN": PASSWORD}
+    target = f"{tmp_path}/missing/{PASSWORD}.toml"  # a secret in the exception's own message
+    plain = _firma(tmp_path, "campaigns", "export", "-o", target, **env)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr, plain.stderr
+    lines = [line for line in plain.stderr.splitlines() if "INFO" not in line]
+    assert len(lines) == 1 and "No such file or directory" in lines[0] and "FIRMA_DEBUG=1" in lines[0], plain.stderr
+    assert PASSWORD not in plain.stderr + plain.stdout
+    for debug in ({"FIRMA_DEBUG": "1"}, {}):
+        args = ("campaigns", "export", "-o", target) if debug else ("--debug", "campaigns", "export", "-o", target)
+        out = _firma(tmp_path, *args, **env, **debug)
+        assert out.returncode == 1 and "Traceback" in out.stderr, out.stderr
+        assert PASSWORD not in out.stderr + out.stdout
+
+
+def test_staff_add_before_anything_else_creates_and_migrates_sqlite(tmp_path):
+    path = tmp_path / "firma.db"
+    env = {"FIRMA_DATABASE_URL": f"sqlite:///{path}"}
+    result = CliRunner().invoke(main, ["staff", "add", "organizer@example.org"], env=env,
+                                input="correct horse battery staple\n")
+    assert result.exit_code == 0, (result.output, result.exception)
+    listed = CliRunner().invoke(main, ["staff", "list"], env=env)
+    assert listed.exit_code == 0 and "organizer@example.org" in listed.output
