@@ -257,7 +257,7 @@ class Progress:
 
     @property
     def done(self) -> int:
-        return self.n("sent", "delivered", "failed", "skipped", "unknown")
+        return self.n("sent", "delivered", "failed", "skipped", "unknown", OUTSIDE_WINDOW)
 
     @property
     def open(self) -> int:
@@ -283,12 +283,14 @@ def list_broadcasts(rt: Runtime, limit: int = 20) -> list[Progress]:
 # --- Twilio status callbacks ---------------------------------------------------------------------
 
 UNSUBSCRIBED = "21610"
+OUTSIDE_WINDOW = "outside_window"  # a delivery's status: refused outside the reply window, no template
 
 
 def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code: str | None, to: str | None,
-                  channel: str, now: datetime) -> str | None:
+                  channel: str, now: datetime, effect: str | None = None) -> str | None:
     """A Twilio status callback: move the delivery to delivered or failed, and opt the member out on
-    21610. Returns the delivery's new status (None when nothing moved, or the message is not one of
+    21610. ``effect`` is the error code's meaning on that channel (broadcast_plan's kinds): a member
+    unreachable there, or a message refused outside the channel's reply window (counted as such). Returns the delivery's new status (None when nothing moved, or the message is not one of
     ours). Twilio may call back before the worker has written the message's SID (before its answer to
     the send reached the worker, or while the database was briefly unavailable to the worker): a final
     status is then kept and applied when the SID is written (storage.broadcasts.EarlyStatus)."""
@@ -300,10 +302,14 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
         new = None
         if d is not None:
             new = sql.move_delivery(d, status, error_code, now)
+            if new == "failed" and effect == plan.OUTSIDE_WINDOW:
+                d.status = new = OUTSIDE_WINDOW
+            if new == "failed" and effect == plan.UNREACHABLE:
+                sql.mark_unreachable(s, d.member_id, now)
         elif status in sql.FINAL_OK | sql.FINAL_FAILED:
             sql.keep_early_status(s, message_sid, status, error_code, now)
             early = True
-        if error_code == UNSUBSCRIBED:
+        if error_code == UNSUBSCRIBED or effect == plan.OPTED_OUT:
             member_id = d.member_id if d is not None else None
             if member_id is None and to:
                 from storage import repository
@@ -314,7 +320,7 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
                 campaign = None
                 if d is not None:
                     campaign = s.scalar(select(Broadcast.campaign).where(Broadcast.id == d.broadcast_id))
-                sql.opt_out_member(s, member_id, d.channel if d is not None else channel, f"twilio:{UNSUBSCRIBED}",
+                sql.opt_out_member(s, member_id, d.channel if d is not None else channel, f"twilio:{error_code}",
                                    now, campaign)
         uow.commit()
     if early:
