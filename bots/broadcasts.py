@@ -26,6 +26,7 @@ __all__ = ["BroadcastError", "BroadcastRequest", "Preview", "preview", "create_b
 ALL = "all"  # a broadcast's channel filter: every channel, or one channel's name
 _STATE = re.compile(r"[A-Z]{2}")
 _ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
+_CONTENT_SID = re.compile(r"HX[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class BroadcastRequest:
     zip_prefix: str | None = None
     signed_since: datetime | None = None
     created_by: str = "cli"
+    # An approved template (Twilio Content SID, "HX...") for members outside a channel's reply window
+    # (WhatsApp: 24 hours after their last message); its variable 1 is the member's first name.
+    window_template: str | None = None
 
     def filters(self) -> sql.Filters:
         return sql.Filters(self.campaign, self.channel, self.state, self.zip_prefix, self.signed_since)
@@ -60,7 +64,12 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
         raise BroadcastError("signed-since needs a time zone (UTC)")
     en = plan.check_template(req.message_en, "--message")
     es = plan.check_template(req.message_es, "--message-es") if (req.message_es or "").strip() else None
-    return BroadcastRequest(req.campaign, en, es, req.channel, state, zp, req.signed_since, req.created_by[:200])
+    template = (req.window_template or "").strip() or None
+    if template and not _CONTENT_SID.fullmatch(template):
+        raise BroadcastError(f"the template must be an approved template's Content SID (HX and 32 hex "
+                             f"digits), not {template[:40]!r}")
+    return BroadcastRequest(req.campaign, en, es, req.channel, state, zp, req.signed_since, req.created_by[:200],
+                            template)
 
 
 def stop_notice(catalog: Catalog, campaign: str, language: str) -> str | None:
@@ -91,17 +100,43 @@ class Preview:
     texts: list[plan.TextCheck]
     segments: int  # estimated segments in all on segmented channels (the sample's segments x recipients)
     warnings: list[str] = field(default_factory=list)
+    # channel -> recipients outside its reply window now (WhatsApp: no message from them in 24 hours):
+    # sent the template if there is one, else not sent to
+    outside_window: dict[str, int] = field(default_factory=dict)
+
+    def outside_lines(self) -> list[str]:
+        """What staff read about them, one line per channel with a reply window."""
+        lines = []
+        for name, n in self.outside_window.items():
+            label = channels.label(name)
+            what = (f"get the approved template {self.request.window_template}" if self.request.window_template
+                    else "are not sent to (no template)")
+            lines.append(f"{n} outside the {label} window (no message from them in the last "
+                         f"{_hours(channels.get(name).reply_window)} hours): they {what}")
+        return lines
 
     @property
     def total(self) -> int:
         return sum(self.recipients.values())
 
 
+def _hours(window: timedelta) -> int:
+    return int(window.total_seconds() // 3600)
+
+
+def windowed(req_or_broadcast) -> list[channels.Channel]:
+    """The channels a broadcast reaches that take free text only within a reply window."""
+    return [c for c in targets(req_or_broadcast) if getattr(c, "reply_window", None)]
+
+
 def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
     """Who would get what, and what the SMS would cost, without writing anything."""
     req = validate(req, rt.catalog)
+    now = rt.now()
     with rt.db.reader() as uow:
         counts = sql.count_recipients(uow.session, req.filters())
+        outside = {c.name: sql.count_outside_window(uow.session, req.filters(), c.name, now - c.reply_window)
+                   for c in windowed(req) if counts_for(counts, c.name)}
     recipients: dict[str, int] = {}
     for (ch, _lang), n in counts.items():
         recipients[ch] = recipients.get(ch, 0) + n
@@ -119,7 +154,14 @@ def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
     other = sum(n for (ch, lang), n in counts.items() if lang not in rt.catalog.languages)
     if other:
         warnings.append(f"{other} recipients with another language will get the English text")
-    return Preview(req, recipients, counts, texts, segments, warnings)
+    preview = Preview(req, recipients, counts, texts, segments, warnings,
+                      outside_window={k: n for k, n in outside.items() if n})
+    warnings.extend(preview.outside_lines())
+    return preview
+
+
+def counts_for(counts: dict[tuple[str, str], int], channel: str) -> int:
+    return sum(n for (ch, _lang), n in counts.items() if ch == channel)
 
 
 @dataclass(frozen=True)
@@ -149,7 +191,7 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
         b = Broadcast(campaign=req.campaign, message_en=req.message_en, message_es=req.message_es,
                       channel=req.channel, state=req.state, zip_prefix=req.zip_prefix,
                       signed_since=req.signed_since, created_by=req.created_by, created_at=now,
-                      recipients=0, timezones="", send_token=send_token)
+                      recipients=0, timezones="", send_token=send_token, window_template=req.window_template)
         if send_token is not None and (sent := sql.broadcast_by_token(s, send_token)) is not None:
             return Created(sent.id, sent.recipients, 0, None, repeated=True)
         s.add(b)
