@@ -9,6 +9,7 @@ import io
 from sqlalchemy import func, select
 
 from storage.models import ConsentEvent, Member, Signature
+from tests.e2e.test_staff import csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
 from tests.support.twilio_client import (SMS_PATH, messages, new_sid, post_sms, post_whatsapp, whatsapp_params)
 
 PHONE = "+13125550177"
@@ -124,3 +125,38 @@ def test_the_export_says_whatsapp_and_the_number_without_prefix(client, rt, db_u
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     assert rows[0]["channel"] == "whatsapp" and rows[0]["contact"] == PHONE and rows[0]["name"] == "José Núñez"
+
+
+def test_the_member_page_shows_the_whatsapp_consent_history(client, rt, staff_user):
+    for text in ("FIRMA", "Rosa Díaz", "60601", "STOP"):
+        say(client, text)
+    post_sms(client, PHONE, "HELP")  # the same number by SMS: two chats, one person
+    assert sign_in(client).status_code == 303
+    token = csrf_token(client, "/staff/members")
+    r = client.post("/staff/members", data={"q": "(312) 555-0177", "csrf_token": token})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "WhatsApp" in page and "SMS" in page  # both chats are found
+    with rt.db.uow() as uow:
+        wa = uow.session.scalars(select(Member).where(Member.channel == "whatsapp")).one().id
+    page = client.get(f"/staff/members/{wa}").get_data(as_text=True)
+    assert "WhatsApp" in page and "Rosa Díaz" in page
+    assert "Opted in" in page and "Opted out" in page and "<code>STOP</code>" in page
+
+
+def test_the_simulator_offers_whatsapp_and_keeps_accents(client, rt):
+    from tests.support.simulator import headers
+
+    page = client.get("/simulator/").get_data(as_text=True)
+    assert 'value="whatsapp"' in page and "WhatsApp" in page
+
+    def sim(text):
+        r = client.post("/simulator/send", json={"channel": "whatsapp", "address": "+13125550190", "text": text},
+                        headers=headers(client))
+        assert r.status_code == 200, r.data
+        return r.get_json()["messages"]
+
+    first = sim("FIRMA")
+    assert first[0].startswith("Fin a S-Comm Ya") and "PARAR para no recibir más mensajes" in first[1]
+    assert "código postal" in sim("Rosa Díaz")[0]
+    assert "Rosa Díaz" in sim("60601")[0]
+    assert client.get("/api/campaigns/end-scomm").get_json()["signatures"] == 0  # simulated: not counted
