@@ -201,3 +201,34 @@ def test_status_callbacks_map_whatsapp_errors(wrt, twilio, client):
     assert {d.address: d.status for d in h.deliveries(wrt, b.id)} == {ANA: "outside_window", BETO: "failed"}
     assert member(wrt, "whatsapp", BETO).unreachable_at is not None
     assert member(wrt, "whatsapp", ANA).unreachable_at is None
+
+
+def test_quiet_hours_hold_whatsapp_broadcasts_as_they_hold_sms(wrt, twilio, client):
+    from config.settings import parse_quiet_hours
+
+    sign_on_whatsapp(client, ANA, "Ana López")
+    wrt.clock = utcnow
+    last_seen(wrt, ANA, timedelta(hours=1))
+    wrt.settings = wrt.settings.with_(quiet_hours=parse_quiet_hours("00:00-23:59"))
+    created = broadcasts.create_broadcast(wrt, BroadcastRequest("end-scomm", "Hi", channel="whatsapp"))
+    assert created.held == 1
+    drain(wrt)
+    assert twilio.messages == [] and h.status_of(wrt, created.id) == {"held": 1}
+
+
+def test_the_whatsapp_rate_setting():
+    from bots.channels.whatsapp import WHATSAPP
+    from config.settings import Settings, SettingsError
+
+    assert WHATSAPP.rate(Settings.from_env({})) == 10.0
+    assert WHATSAPP.rate(Settings.from_env({"FIRMA_WHATSAPP_RATE": "80"})) == 80.0
+    with pytest.raises(SettingsError, match="FIRMA_WHATSAPP_RATE"):
+        Settings.from_env({"FIRMA_WHATSAPP_RATE": "fast"})
+
+
+def test_without_a_whatsapp_sender_the_worker_says_what_is_missing(rt):
+    from bots.broadcast_worker import make_senders
+    from bots.broadcast_plan import BroadcastError
+
+    with pytest.raises(BroadcastError, match="TWILIO_WHATSAPP_FROM"):
+        make_senders(rt, ("whatsapp",), required=True)
