@@ -138,15 +138,17 @@ def backoff(attempts: int) -> timedelta:
 
 # --- what a provider call came to ---------------------------------------------------------------
 
-SENT, FAILED, RETRY, PAUSE, UNKNOWN, OPTED_OUT, UNREACHABLE = (
-    "sent", "failed", "retry", "pause", "unknown", "opted_out", "unreachable")
+SENT, FAILED, RETRY, PAUSE, UNKNOWN, OPTED_OUT, UNREACHABLE, OUTSIDE_WINDOW = (
+    "sent", "failed", "retry", "pause", "unknown", "opted_out", "unreachable", "outside_window")
 
 
 @dataclass(frozen=True)
 class SendResult:
     """The outcome of one provider call, in the worker's terms (the channel modules translate)."""
 
-    kind: str  # SENT | FAILED | RETRY | PAUSE | UNKNOWN | OPTED_OUT | UNREACHABLE
+    # SENT | FAILED | RETRY | PAUSE | UNKNOWN | OPTED_OUT | UNREACHABLE | OUTSIDE_WINDOW (free text
+    # refused after the channel's reply window: only a template may go)
+    kind: str
     provider_id: str | None = None
     error_code: str | None = None
     retry_after: float | None = None  # PAUSE: seconds the whole channel waits

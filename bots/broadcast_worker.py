@@ -36,7 +36,7 @@ from typing import Awaitable, Callable
 from bots import broadcast_plan as plan
 from bots import channels
 from bots.channels import Sender
-from bots.broadcasts import stop_notice, template_for
+from bots.broadcasts import OUTSIDE_WINDOW, stop_notice, template_for
 from bots.runtime import Runtime
 from storage import broadcasts as sql
 from storage.models import Broadcast
@@ -318,6 +318,7 @@ class Worker:
         now = self.rt.now()
         quiet = self.rt.settings.quiet_hours
         keeps_quiet_hours = channels.get(channel).quiet_hours
+        window = getattr(channels.get(channel), "reply_window", None)
         with self.rt.db.uow() as uow:
             s = uow.session
             ahead = self._ahead(sql.peek_throttle(s, channel), self._earliest_slot(channel))
@@ -345,6 +346,12 @@ class Worker:
             for until, ids in held.items():
                 sql.mark_held(s, ids, until, now)
             self._load_templates(s, {r.broadcast_id for r in send})
+            outside: list[int] = []
+            if window is not None:
+                # Free text reaches a member only within the window after their last message; outside
+                # it the broadcast's approved template goes, or nothing (counted as outside the window).
+                send, outside = self._within_window(send, now - window)
+                sql.mark_skipped(s, outside, now, "no_template", status=OUTSIDE_WINDOW)
             start = 0.0
             if send:
                 throttle = sql.lock_throttle(s, channel, create=channel not in self._throttle_made)
@@ -367,8 +374,22 @@ class Worker:
             self._throttle_made.add(channel)
         self._started |= {r.broadcast_id for r in send}
         self.stats.add("skipped", len(blocked) + len(cancelled))
+        self.stats.add(OUTSIDE_WINDOW, len(outside))
         self.stats.add("held", sum(len(v) for v in held.values()))
         return [(r, start + i * interval) for i, r in enumerate(send)], 0.0
+
+    def _within_window(self, rows: list[sql.Claimed], since: datetime) -> tuple[list[sql.Claimed], list[int]]:
+        """(rows to send, each marked ``templated`` when outside the window; ids of those outside it
+        whose broadcast has no template)."""
+        send, outside = [], []
+        for r in rows:
+            if r.last_seen is not None and r.last_seen >= since:
+                send.append(r)
+            elif self._templates[r.broadcast_id].window_template:
+                send.append(replace(r, templated=True))
+            else:
+                outside.append(r.id)
+        return send, outside
 
     def _earliest_slot(self, channel: str) -> float:
         """The earliest this worker's next slots may start: after the time a claim's commit and the
@@ -525,13 +546,25 @@ class Worker:
                 result = plan.SendResult(plan.PAUSE, error_code="paused",
                                          retry_after=self._paused_until[channel] - time.time())
             else:
-                result = await self.senders[channel].send(row.address, self.render(channel, row))
+                result = await self._deliver(channel, row)
             self._outcome(channel, row, result)
         except Exception:  # noqa: BLE001 - a bug must not leave the row claimed forever: record it
             log.exception("sending delivery %s failed unexpectedly", row.id)
             self._outcome(channel, row, plan.SendResult(plan.UNKNOWN, error_code="worker_error"))
         finally:
             self._inflight[channel] -= 1
+
+    async def _deliver(self, channel: str, row: sql.Claimed) -> plan.SendResult:
+        """The broadcast's text; or its approved template, for a member outside the channel's reply
+        window (known before, or learnt from the provider's refusal of the text)."""
+        sender = self.senders[channel]
+        template = self._templates[row.broadcast_id].window_template
+        if not row.templated:
+            result = await sender.send(row.address, self.render(channel, row))
+            if result.kind != plan.OUTSIDE_WINDOW or not template:
+                return result
+        variables = channels.get(channel).template_variables(row.name)
+        return await sender.send_template(row.address, template, variables)
 
     def _outcome(self, channel: str, row: sql.Claimed, r: plan.SendResult) -> None:
         now = self.rt.now()
@@ -548,6 +581,8 @@ class Worker:
             effect = ("opt_out", row.member_id, channel, self._templates[row.broadcast_id].campaign,
                       r.cause or f"{channel}:{r.error_code}")
             self.stats.add("opted_out")
+        elif r.kind == plan.OUTSIDE_WINDOW:  # refused outside the reply window, and no template to send
+            out["status"] = OUTSIDE_WINDOW
         elif r.kind == plan.UNREACHABLE:
             out["status"] = "failed"
             effect = ("unreachable", row.member_id)
@@ -564,7 +599,7 @@ class Worker:
             # only put the delivery back in the queue. None of these counts as an attempt.
             wait = max(0.0, r.retry_after if r.retry_after is not None else 1.0)
             until = time.time() + wait
-            if r.error_code not in ("paused", "late"):  # the provider's 429, or credentials it refused
+            if r.error_code not in ("paused", "late"):  # the provider's 429 (or WhatsApp's 63018), or refused credentials
                 if until > self._paused_until[channel]:
                     self._paused_until[channel] = until
                     if r.cause:

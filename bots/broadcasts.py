@@ -30,6 +30,7 @@ __all__ = ["BroadcastError", "BroadcastRequest", "Preview", "preview", "create_b
 ALL = "all"  # a broadcast's channel filter: every channel, or one channel's name
 _STATE = re.compile(r"[A-Z]{2}")
 _ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
+_CONTENT_SID = re.compile(r"HX[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class BroadcastRequest:
     zip_prefix: str | None = None
     signed_since: datetime | None = None
     created_by: str = "cli"
+    # An approved template (Twilio Content SID, "HX...") for members outside a channel's reply window
+    # (WhatsApp: 24 hours after their last message); its variable 1 is the member's first name.
+    window_template: str | None = None
 
     def filters(self) -> sql.Filters:
         return sql.Filters(self.campaign, self.channel, self.state, self.zip_prefix, self.signed_since)
@@ -64,7 +68,12 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
         raise BroadcastError("signed-since needs a time zone (UTC)")
     en = plan.check_template(req.message_en, "--message")
     es = plan.check_template(req.message_es, "--message-es") if (req.message_es or "").strip() else None
-    return BroadcastRequest(req.campaign, en, es, req.channel, state, zp, req.signed_since, req.created_by[:200])
+    template = (req.window_template or "").strip() or None
+    if template and not _CONTENT_SID.fullmatch(template):
+        raise BroadcastError(f"the template must be an approved template's Content SID (HX and 32 hex "
+                             f"digits), not {template[:40]!r}")
+    return BroadcastRequest(req.campaign, en, es, req.channel, state, zp, req.signed_since, req.created_by[:200],
+                            template)
 
 
 def stop_notice(catalog: Catalog, campaign: str, language: str) -> str | None:
@@ -95,17 +104,43 @@ class Preview:
     texts: list[plan.TextCheck]
     segments: int  # estimated segments in all on segmented channels (the sample's segments x recipients)
     warnings: list[str] = field(default_factory=list)
+    # channel -> recipients outside its reply window now (WhatsApp: no message from them in 24 hours):
+    # sent the template if there is one, else not sent to
+    outside_window: dict[str, int] = field(default_factory=dict)
+
+    def outside_lines(self) -> list[str]:
+        """What staff read about them, one line per channel with a reply window."""
+        lines = []
+        for name, n in self.outside_window.items():
+            label = channels.label(name)
+            what = (f"get the approved template {self.request.window_template}" if self.request.window_template
+                    else "are not sent to (no template)")
+            lines.append(f"{n} outside the {label} window (no message from them in the last "
+                         f"{_hours(channels.get(name).reply_window)} hours): they {what}")
+        return lines
 
     @property
     def total(self) -> int:
         return sum(self.recipients.values())
 
 
+def _hours(window: timedelta) -> int:
+    return int(window.total_seconds() // 3600)
+
+
+def windowed(req_or_broadcast) -> list[channels.Channel]:
+    """The channels a broadcast reaches that take free text only within a reply window."""
+    return [c for c in targets(req_or_broadcast) if getattr(c, "reply_window", None)]
+
+
 def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
     """Who would get what, and what the SMS would cost, without writing anything."""
     req = validate(req, rt.catalog)
+    now = rt.now()
     with rt.db.reader() as uow:
         counts = sql.count_recipients(uow.session, req.filters())
+        outside = {c.name: sql.count_outside_window(uow.session, req.filters(), c.name, now - c.reply_window)
+                   for c in windowed(req) if counts_for(counts, c.name)}
     recipients: dict[str, int] = {}
     for (ch, _lang), n in counts.items():
         recipients[ch] = recipients.get(ch, 0) + n
@@ -123,7 +158,14 @@ def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
     other = sum(n for (ch, lang), n in counts.items() if lang not in rt.catalog.languages)
     if other:
         warnings.append(f"{other} recipients with another language will get the English text")
-    return Preview(req, recipients, counts, texts, segments, warnings)
+    preview = Preview(req, recipients, counts, texts, segments, warnings,
+                      outside_window={k: n for k, n in outside.items() if n})
+    warnings.extend(preview.outside_lines())
+    return preview
+
+
+def counts_for(counts: dict[tuple[str, str], int], channel: str) -> int:
+    return sum(n for (ch, _lang), n in counts.items() if ch == channel)
 
 
 @dataclass(frozen=True)
@@ -153,7 +195,7 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
         b = Broadcast(campaign=req.campaign, message_en=req.message_en, message_es=req.message_es,
                       channel=req.channel, state=req.state, zip_prefix=req.zip_prefix,
                       signed_since=req.signed_since, created_by=req.created_by, created_at=now,
-                      recipients=0, timezones="", send_token=send_token)
+                      recipients=0, timezones="", send_token=send_token, window_template=req.window_template)
         if send_token is not None and (sent := sql.broadcast_by_token(s, send_token)) is not None:
             return Created(sent.id, sent.recipients, 0, None, repeated=True)
         s.add(b)
@@ -268,7 +310,7 @@ class Progress:
 
     @property
     def done(self) -> int:
-        return self.n("sent", "delivered", "failed", "skipped", "unknown")
+        return self.n("sent", "delivered", "failed", "skipped", "unknown", OUTSIDE_WINDOW)
 
     @property
     def open(self) -> int:
@@ -331,12 +373,14 @@ def wait_in_flight(uow: UnitOfWork, member_id: int, now: datetime, patience: flo
 # --- Twilio status callbacks ---------------------------------------------------------------------
 
 UNSUBSCRIBED = "21610"
+OUTSIDE_WINDOW = "outside_window"  # a delivery's status: refused outside the reply window, no template
 
 
 def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code: str | None, to: str | None,
-                  channel: str, now: datetime) -> str | None:
+                  channel: str, now: datetime, effect: str | None = None) -> str | None:
     """A Twilio status callback: move the delivery to delivered or failed, and opt the member out on
-    21610. Returns the delivery's new status (None when nothing moved, or the message is not one of
+    21610. ``effect`` is the error code's meaning on that channel (broadcast_plan's kinds): a member
+    unreachable there, or a message refused outside the channel's reply window (counted as such). Returns the delivery's new status (None when nothing moved, or the message is not one of
     ours). Twilio may call back before the worker has written the message's SID (before its answer to
     the send reached the worker, or while the database was briefly unavailable to the worker): a final
     status is then kept and applied when the SID is written (storage.broadcasts.EarlyStatus)."""
@@ -348,10 +392,14 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
         new = None
         if d is not None:
             new = sql.move_delivery(d, status, error_code, now)
+            if new == "failed" and effect == plan.OUTSIDE_WINDOW:
+                d.status = new = OUTSIDE_WINDOW
+            if new == "failed" and effect == plan.UNREACHABLE:
+                sql.mark_unreachable(s, d.member_id, now)
         elif status in sql.FINAL_OK | sql.FINAL_FAILED:
             sql.keep_early_status(s, message_sid, status, error_code, now)
             early = True
-        if error_code == UNSUBSCRIBED:
+        if error_code == UNSUBSCRIBED or effect == plan.OPTED_OUT:
             member_id = d.member_id if d is not None else None
             if member_id is None and to:
                 from storage import repository
@@ -362,7 +410,7 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
                 campaign = None
                 if d is not None:
                     campaign = s.scalar(select(Broadcast.campaign).where(Broadcast.id == d.broadcast_id))
-                sql.opt_out_member(s, member_id, d.channel if d is not None else channel, f"twilio:{UNSUBSCRIBED}",
+                sql.opt_out_member(s, member_id, d.channel if d is not None else channel, f"twilio:{error_code}",
                                    now, campaign)
         uow.commit()
     if early:

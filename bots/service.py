@@ -68,6 +68,8 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
             created = member is not None
             if member is None:  # another first message from this contact won the insert
                 member = hot.lock_state(conn, channel, address)
+            elif channels.get(channel).phone_numbers:  # the same number on SMS and WhatsApp: one person
+                member = hot.join_phone_person(conn, member, channel, address)
         last = member.last_signature
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
@@ -194,7 +196,8 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
                 member.opted_out_at = now
         key = "contact_invalid" if phone is None else "contact_not_own" if not own else "contact_linked"
         if key == "contact_linked" and not member.simulated:
-            home = channels.phone_home().name
+            # the number's person: its first member on a phone channel (SMS or WhatsApp), else a new SMS one
+            home = repo.phone_member(session, phone) or channels.phone_home().name
             person, new_person = repo.lock_member(session, home, phone, now, language=member.language)
             if new_person:
                 repo.conversation_for(session, person.id, new_member=True)

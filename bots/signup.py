@@ -4,8 +4,6 @@ Channel.signup), for the flyer and the public page, and their QR codes."""
 from __future__ import annotations
 
 import logging
-import re
-from urllib.parse import quote
 
 from bots import channels
 from bots.channels import ProviderRefused
@@ -33,22 +31,7 @@ def ways(settings: Settings, catalog: Catalog, campaign: Campaign, language: str
             continue
         if way is not None:
             found.append(way)
-    if settings.twilio_whatsapp_from and not any(w.channel == _WHATSAPP for w in found):
-        found.insert(min(1, len(found)), _whatsapp(settings, catalog, campaign, language))  # after SMS
     return found
-
-
-# WhatsApp's way to sign, until its channel adapter (bots/channels/) says it itself.
-_WHATSAPP = "whatsapp"
-
-
-def _whatsapp(settings: Settings, catalog: Catalog, campaign: Campaign, language: str) -> Way:
-    keyword = campaign.keyword(language)
-    e164 = settings.twilio_whatsapp_from.removeprefix("whatsapp:")
-    return Way(_WHATSAPP, catalog.phrase("channel_whatsapp", language),
-               catalog.phrase("signup_whatsapp", language, keyword=keyword, number=e164),
-               f"https://wa.me/{re.sub(r'[^0-9]', '', e164)}?text={quote(keyword)}",
-               catalog.phrase("page_open_whatsapp", language), keyword, e164)
 
 
 def qr(uri: str):

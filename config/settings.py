@@ -158,6 +158,7 @@ class Settings:
     quiet_hours: QuietHours | None = QuietHours(time(20, 0), time(9, 0))
     sms_rate: float = 1.0
     telegram_rate: float = 30.0
+    whatsapp_rate: float = 10.0
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
     twilio_messaging_service_sid: str | None = None
@@ -190,6 +191,7 @@ class Settings:
             quiet_hours=parse_quiet_hours(env.get("FIRMA_QUIET_HOURS", "20:00-09:00")),
             sms_rate=_rate(env, "FIRMA_SMS_RATE", 1.0),
             telegram_rate=_rate(env, "FIRMA_TELEGRAM_RATE", 30.0),
+            whatsapp_rate=_rate(env, "FIRMA_WHATSAPP_RATE", 10.0),
             twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=opt("TWILIO_AUTH_TOKEN"),
             twilio_messaging_service_sid=opt("TWILIO_MESSAGING_SERVICE_SID"),

@@ -8,11 +8,12 @@ quiet-hour holds and time zones are set with one UPDATE per time zone or area co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Protocol, Sequence
 
-from sqlalchemy import Select, and_, bindparam, case, delete, exists, func, insert, literal, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (Select, and_, bindparam, case, delete, exists, func, insert, literal, or_, select, text,
+                        union_all, update)
+from sqlalchemy.orm import Session, aliased
 
 from storage.models import Broadcast, ConsentEvent, Delivery, EarlyStatus, Member, SendThrottle, Signature
 
@@ -36,26 +37,67 @@ class Filters:
     signed_since: datetime | None = None
 
 
-def recipients_query(f: Filters, *columns) -> Select:
-    """Signers of the campaign a broadcast may reach: not simulated, not opted out, not unreachable."""
-    q = (select(*columns).select_from(Signature).join(Member, Member.id == Signature.member_id)
-         .where(Signature.campaign == f.campaign, Signature.simulated.is_(False), Member.simulated.is_(False),
-                Member.opted_out_at.is_(None), Member.unreachable_at.is_(None)))
-    if f.channel != "all":
-        q = q.where(Member.channel == f.channel)
-    if f.state:
-        q = q.where(Signature.state == f.state)
-    if f.zip_prefix:
-        q = q.where(Signature.zip_code.startswith(f.zip_prefix, autoescape=True))
-    if f.signed_since:
-        q = q.where(Signature.signed_at >= f.signed_since)
-    return q
+def recipients_query(f: Filters, *columns):
+    """``columns`` of each signer of the campaign a broadcast may reach (not simulated, not opted out,
+    not unreachable), once: ``Member`` is the chat the message goes to, ``Signature`` the signature
+    (a person signs a campaign once). A person with one chat (most) is reached on it. A person with
+    several (the same number on SMS and WhatsApp, a Telegram chat linked to a number) is reached once,
+    on the chat they last wrote from among those not stopped and reachable, of the channel asked for
+    if one is; a linked chat counts only once its member has written on it.
+
+    Three disjoint parts, so that each is a plain join, anti-join or semi-join for the planner: signers
+    alone (one scan, as before people had several chats), signers linked to a person, and persons
+    with chats linked to them (both few)."""
+    signer, other = aliased(Member, name="signer"), aliased(Member, name="other")
+
+    def filtered(q):
+        q = q.where(Signature.campaign == f.campaign, Signature.simulated.is_(False))
+        if f.state:
+            q = q.where(Signature.state == f.state)
+        if f.zip_prefix:
+            q = q.where(Signature.zip_code.startswith(f.zip_prefix, autoescape=True))
+        if f.signed_since:
+            q = q.where(Signature.signed_at >= f.signed_since)
+        return q
+
+    def usable(m):
+        conds = [m.simulated.is_(False), m.opted_out_at.is_(None), m.unreachable_at.is_(None)]
+        if f.channel != "all":
+            conds.append(m.channel == f.channel)
+        return and_(*conds)
+
+    alone = filtered(select(*columns).select_from(Signature).join(Member, Member.id == Signature.member_id)
+                     .where(Member.person_id.is_(None), ~exists().where(other.person_id == Member.id), usable(Member)))
+    root = func.coalesce(signer.person_id, signer.id)
+    never = literal(datetime(1970, 1, 1, tzinfo=timezone.utc), Member.last_seen_at.type)
+    seen_m, seen_o = func.coalesce(Member.last_seen_at, never), func.coalesce(other.last_seen_at, never)
+    better = exists().where(or_(other.id == root, other.person_id == root), usable(other),
+                            or_(other.id == signer.id, other.last_seen_at.is_not(None)),
+                            or_(seen_o > seen_m, and_(seen_o == seen_m, other.id < Member.id)))
+
+    def shared(which):
+        return filtered(select(*columns).select_from(Signature).join(signer, signer.id == Signature.member_id)
+                        .join(Member, or_(Member.id == root, Member.person_id == root))
+                        .where(which, usable(Member), or_(Member.id == signer.id, Member.last_seen_at.is_not(None)),
+                               ~better))
+
+    linked = exists().where(other.person_id == signer.id)
+    return union_all(alone, shared(signer.person_id.is_not(None)), shared(and_(signer.person_id.is_(None), linked)))
 
 
 def count_recipients(session: Session, f: Filters) -> dict[tuple[str, str], int]:
     """(channel, language) -> recipients."""
-    q = recipients_query(f, Member.channel, Member.language, func.count()).group_by(Member.channel, Member.language)
+    r = recipients_query(f, Member.channel, Member.language).subquery("r")
+    q = select(r.c.channel, r.c.language, func.count()).group_by(r.c.channel, r.c.language)
     return {(ch, lang): n for ch, lang, n in session.execute(q)}
+
+
+def count_outside_window(session: Session, f: Filters, channel: str, since: datetime) -> int:
+    """Recipients on ``channel`` whose last message is older than ``since`` (or who never wrote)."""
+    r = recipients_query(f, Member.channel, Member.last_seen_at).subquery("r")
+    q = select(func.count()).select_from(r).where(r.c.channel == channel,
+                                                  or_(r.c.last_seen_at.is_(None), r.c.last_seen_at < since))
+    return session.scalar(q) or 0
 
 
 def materialise(session: Session, broadcast: Broadcast, f: Filters, now: datetime) -> int:
@@ -121,6 +163,8 @@ class Claimed:
     blocked: bool  # opted out or unreachable since the broadcast was planned
     cancelled: bool = False  # staff cancelled the broadcast since (a retry that came back pending, say)
     lease_until: datetime | None = None  # set by the claim that marks it `sending`: which claim this is
+    last_seen: datetime | None = None  # the member's last message (a channel's reply window runs from it)
+    templated: bool = False  # outside the reply window: the broadcast's approved template goes instead
 
 
 def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
@@ -131,7 +175,7 @@ def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
     q = (select(Delivery.id, Delivery.broadcast_id, Delivery.member_id, Delivery.channel, Delivery.address,
                 Delivery.language, Delivery.name, Delivery.timezone, Delivery.attempts,
                 (Member.opted_out_at.is_not(None) | Member.unreachable_at.is_not(None)).label("blocked"),
-                Broadcast.cancelled_at.is_not(None).label("cancelled"))
+                Broadcast.cancelled_at.is_not(None).label("cancelled"), Member.last_seen_at)
          .join(Member, Member.id == Delivery.member_id)
          .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
          .where(Delivery.channel == channel, DUE, Delivery.due_at <= now)
@@ -140,7 +184,7 @@ def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
          .with_for_update(skip_locked=True, of=Delivery))
     if broadcast_id is not None:
         q = q.where(Delivery.broadcast_id == broadcast_id)
-    return [Claimed(*row[:9], bool(row[9]), bool(row[10])) for row in session.execute(q)]
+    return [Claimed(*row[:9], bool(row[9]), bool(row[10]), last_seen=row[11]) for row in session.execute(q)]
 
 
 def mark_sending(session: Session, ids: Sequence[int], now: datetime, lease_until: datetime) -> None:
@@ -208,10 +252,10 @@ def in_flight_to(session: Session, member_id: int, now: datetime) -> bool:
         Delivery.handed_over_at.is_not(None), Delivery.lease_until > now))))
 
 
-def mark_skipped(session: Session, ids: Sequence[int], now: datetime, reason: str) -> None:
+def mark_skipped(session: Session, ids: Sequence[int], now: datetime, reason: str, status: str = "skipped") -> None:
     if ids:
         session.execute(update(Delivery).where(Delivery.id.in_(ids))
-                        .values(status="skipped", error_code=reason, updated_at=now)
+                        .values(status=status, error_code=reason, updated_at=now)
                         .execution_options(synchronize_session=False))
 
 

@@ -153,6 +153,14 @@ class _Statements:
         person = bindparam("p_person", type_=Member.id.type)
         self.signed = with_latest(select(*signed(person)).select_from(Member), person).where(Member.id == person)
         self.lock_person = select(Member.id).where(Member.id == bindparam("p_person")).with_for_update()
+        # The person of a phone number already met on another channel (SMS and WhatsApp share E.164
+        # addresses; no other channel's address starts with "+"): the first member of the number.
+        self.phone_person = (select(func.coalesce(Member.person_id, Member.id))
+                             .where(Member.address == bindparam("p_address"), Member.channel != bindparam("p_channel"),
+                                    Member.address.startswith("+"), Member.simulated.is_(False))
+                             .order_by(Member.id).limit(1))
+        self.set_person = (update(Member).where(Member.id == bindparam("p_member_id"))
+                           .values(person_id=bindparam("p_person", type_=Member.id.type)))
         # A contact that was forgotten (its erased member's address is forgotten_token) starts opted out.
         forgotten = exists().where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_token"))
         self.insert_member = (insert(Member)
@@ -269,6 +277,7 @@ class _Compiled:
         self.lock_state, self.lock_person, self.signed = sql(st.lock_state), sql(st.lock_person), sql(st.signed)
         self.insert_member, self.sign, self.consent = sql(st.insert_member), sql(st.sign), sql(st.consent)
         self.unclaim, self.response = sql(st.unclaim), sql(st.response)
+        self.phone_person, self.set_person = sql(st.phone_person), sql(st.set_person)
         if self.pg:
             self.admit = {key: sql(st.admit(*key)) for key in ((b, c) for b in (True, False) for c in (True, False))}
             self.save = {response: sql(st.save(response)) for response in (True, False)}
@@ -524,6 +533,25 @@ def create_member(conn: Transaction, channel: str, address: str, now: datetime, 
     if row is None:
         return None
     return MemberState(row[0], simulated, None, "en", opted_out=row[1] is not None, disclosed=False)
+
+
+def join_phone_person(conn: Transaction, member: MemberState, channel: str, address: str) -> MemberState:
+    """A member just created for a phone number that another channel has met (SMS, WhatsApp) is the
+    same person: linked to it, under its lock, with the campaigns that person signed. Consent stays
+    the member's own (per channel)."""
+    if member.simulated or not address.startswith("+"):
+        return member
+    st = _for(conn)
+    row = _run(conn, st.phone_person, _p(channel=channel, address=address)).fetchone()
+    if row is None:
+        return member
+    person = row[0]
+    _run(conn, st.set_person, _p(member_id=member.id, person=person))
+    _run(conn, st.lock_person, _p(person=person)).fetchone()
+    signed_own, signed_linked, *last = _run(conn, st.signed, _p(person=person)).fetchone()
+    member.person_id = person
+    member.signed, member.last_signature = _campaigns(signed_own, signed_linked), _last(last)
+    return member
 
 
 def add_signature(conn: Transaction, member: MemberState, channel: str, *, campaign: str, name: str, zip_code: str,

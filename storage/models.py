@@ -67,7 +67,8 @@ class Member(Base):
     """One person on one channel: a phone number (E.164) or a Telegram user id."""
 
     __tablename__ = "members"
-    __table_args__ = (UniqueConstraint("channel", "address"),)
+    # ix_members_address: a phone number's members on other channels (one person on SMS and WhatsApp)
+    __table_args__ = (UniqueConstraint("channel", "address"), Index("ix_members_address", "address"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
@@ -274,6 +275,9 @@ class Broadcast(Base):
     send_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # staff stopped it: nothing more goes out
     cancelled_by: Mapped[str | None] = mapped_column(String(200))
+    # An approved template (Twilio Content SID) for members outside a channel's reply window
+    # (WhatsApp's 24 hours); without one they are not sent to.
+    window_template: Mapped[str | None] = mapped_column(String(64))
 
 
 class Delivery(Base):

@@ -124,6 +124,13 @@ def person_members(session: Session, member: Member) -> list[Member]:
     return [member, *others]
 
 
+def phone_member(session: Session, phone: str) -> str | None:
+    """The channel of the first real member of a phone number (E.164), whose person it is; None when
+    no channel has met it."""
+    return session.scalar(select(Member.channel).where(Member.address == phone, Member.simulated.is_(False))
+                          .order_by(Member.id).limit(1))
+
+
 def find_member(session: Session, channel: str, address: str) -> Member | None:
     return session.scalars(select(Member).where(Member.channel == channel, Member.address == address)).first()
 

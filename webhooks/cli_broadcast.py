@@ -60,12 +60,15 @@ def _when(dt: datetime | None) -> str:
 @click.option("--state", help="Only signers whose ZIP is in this state (two letters, like CA).")
 @click.option("--zip-prefix", help="Only signers whose ZIP starts with these digits.")
 @click.option("--signed-since", help="Only signers who signed on or after this date (UTC).")
+@click.option("--whatsapp-template", "window_template", metavar="CONTENT_SID",
+              help="An approved WhatsApp template (Twilio Content SID, HX...) for members who have not written "
+                   "in 24 hours; its variable 1 is their first name. Without it they are not sent to.")
 @click.option("--dry-run", is_flag=True, help="Show recipients, SMS segments and encoding; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--enqueue", is_flag=True, help="Only queue it; `firma worker` sends it.")
 @click.pass_context
-def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip_prefix, signed_since, dry_run,
-              yes, enqueue):
+def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip_prefix, signed_since,
+              window_template, dry_run, yes, enqueue):
     """Send a message to a campaign's signers (or, with `status`, list broadcasts).
 
     Without --enqueue it sends now, with a progress bar; SMS held by quiet hours stay queued for
@@ -83,7 +86,7 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
     rt = _runtime(ctx)
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
     req = svc.BroadcastRequest(slug, message, message_es, channel.lower(), state, zip_prefix, _since(signed_since),
-                               created_by=f"cli:{user}")
+                               created_by=f"cli:{user}", window_template=window_template)
     try:
         pv = svc.preview(rt, req)
     except svc.BroadcastError as exc:
@@ -180,7 +183,10 @@ def _send_foreground(console, rt, created, senders) -> None:
 
 
 def _summary(p) -> str:
-    parts = [f"{s} {p.counts[s]:,}" for s in ("sent", "delivered", "failed", "skipped", "unknown", "held", "pending")
+    from bots.broadcasts import OUTSIDE_WINDOW
+
+    parts = [f"{s.replace('_', ' ')} {p.counts[s]:,}"
+             for s in ("sent", "delivered", "failed", "skipped", OUTSIDE_WINDOW, "unknown", "held", "pending")
              if p.counts.get(s)]
     return f"broadcast #{p.broadcast.id}: " + (", ".join(parts) or "nothing to send")
 
@@ -203,7 +209,7 @@ def status(ctx: click.Context, broadcast_id: int | None, limit: int):
         raise click.ClickException(f"no broadcast #{broadcast_id}")
     t = Table(title="Broadcasts")
     cols = ("id", "created", "campaign", "to", "recipients", "pending", "held", "sending", "sent", "delivered",
-            "failed", "skipped", "unknown", "finished")
+            "failed", "skipped", "outside window", "unknown", "finished")
     for c in cols:
         t.add_column(c, justify="right" if c not in ("created", "campaign", "to", "finished") else "left")
     for p in rows:
@@ -212,11 +218,13 @@ def status(ctx: click.Context, broadcast_id: int | None, limit: int):
                                   f"since {b.signed_since:%Y-%m-%d}" if b.signed_since else "") if x)
         t.add_row(str(b.id), _when(b.created_at), b.campaign, to, f"{b.recipients:,}",
                   *(f"{p.counts.get(s, 0):,}" for s in ("pending", "held", "sending", "sent", "delivered", "failed",
-                                                         "skipped", "unknown")),
+                                                         "skipped", svc.OUTSIDE_WINDOW, "unknown")),
                   _when(b.finished_at))
     console.print(t)
     if broadcast_id:
         b = rows[0].broadcast
+        if b.window_template:
+            console.print(f"members outside the WhatsApp window get the approved template {b.window_template}")
         if b.cancelled_at:
             console.print(f"cancelled by {b.cancelled_by} at {_when(b.cancelled_at)}: "
                           f"{rows[0].counts.get('skipped', 0):,} messages skipped")

@@ -25,7 +25,7 @@ from webhooks.auth import client_ip, csrf_error, current_staff
 bp = Blueprint("staff_broadcasts", __name__, url_prefix="/staff/broadcasts")
 bp.register_error_handler(CSRFError, csrf_error)
 
-STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed", "skipped", "unknown")
+STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed", "skipped", bsvc.OUTSIDE_WINDOW, "unknown")
 REFRESH_SECONDS = 3
 WORKER_RECENT = 120  # seconds: a worker that sent this recently counts as "seen recently"
 SEND_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # the confirmation's one-time token (secrets.token_urlsafe)
@@ -70,7 +70,7 @@ def _worker_seen(now: datetime) -> dict:
 def _form_values() -> dict:
     f = request.form
     return {k: (f.get(k) or "").strip() for k in ("campaign", "message_en", "message_es", "channel", "state",
-                                                   "zip_prefix", "signed_since")}
+                                                   "zip_prefix", "signed_since", "whatsapp_template")}
 
 
 def _request_from(values: dict) -> bsvc.BroadcastRequest:
@@ -85,7 +85,8 @@ def _request_from(values: dict) -> bsvc.BroadcastRequest:
     staff = current_staff()
     return bsvc.BroadcastRequest(values["campaign"], values["message_en"], values["message_es"] or None,
                                  values["channel"] or "all", values["state"] or None, values["zip_prefix"] or None,
-                                 since, created_by=f"staff:{staff.email}")
+                                 since, created_by=f"staff:{staff.email}",
+                                 window_template=values.get("whatsapp_template") or None)
 
 
 def _render_compose(values: dict, preview=None, error: str | None = None, status: int = 200, confirm=False,
@@ -121,7 +122,7 @@ def compose():
     if request.method == "GET":
         first = next((c.slug for c in rt.catalog.campaigns.values() if c.active), next(iter(rt.catalog.campaigns), ""))
         values = dict(campaign=request.args.get("campaign", first), message_en="", message_es="", channel="all",
-                      state="", zip_prefix="", signed_since="")
+                      state="", zip_prefix="", signed_since="", whatsapp_template="")
         return _render_compose(values)
     values = _form_values()
     action = request.form.get("action", "preview")

@@ -10,7 +10,6 @@ from flask import Blueprint, Response, abort, current_app, request
 
 from bots import broadcasts, service
 from bots.channels import twilio_messaging as twilio
-from bots.channels.sms import SMS
 from storage.uow import retry_on_disconnect
 from webhooks import runtime
 
@@ -31,7 +30,7 @@ def verified_form():
     """The form, once X-Twilio-Signature matches it; 503 without credentials, 403 on a bad signature."""
     token = runtime().settings.twilio_auth_token
     if not token:
-        abort(503, "SMS is not configured: set TWILIO_AUTH_TOKEN")
+        abort(503, "Twilio is not configured: set TWILIO_AUTH_TOKEN")
     if request.mimetype != "application/x-www-form-urlencoded":
         abort(403, "not a Twilio request")
     form = request.form
@@ -65,16 +64,20 @@ def _warn_mismatch(url: str) -> None:
 
 
 @bp.post("/sms")
+@bp.post("/whatsapp")
 def inbound_sms():
+    """An inbound message on any channel Twilio carries: its ``From`` says which (a Messaging Service
+    has one inbound URL for all its senders), whichever path it came in on."""
     form = verified_form()
     try:
-        inbound = SMS.parse_inbound(form)
+        channel = twilio.inbound_carrier(form)
+        inbound = channel.parse_inbound(form)
     except twilio.BadPayload as exc:
         abort(400, str(exc))
     rt = runtime()
     outcome = retry_on_disconnect(lambda: service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(),
                                                                  forget_key=rt.settings.secret_key))
-    return Response(SMS.respond(outcome.messages), mimetype="application/xml")
+    return Response(channel.respond(outcome.messages), mimetype="application/xml")
 
 
 @bp.post("/status")

@@ -19,7 +19,7 @@ __all__ = ["Channel", "NotConfigured", "ProviderRefused", "ProviderUnavailable",
 # "module:attribute" of each channel, in the order staff see them. The first channel whose addresses
 # are phone numbers is where a phone number's person lives (a Telegram chat that shares its number
 # is linked to that member).
-ADAPTERS = ("bots.channels.sms:SMS", "bots.channels.telegram:TELEGRAM")
+ADAPTERS = ("bots.channels.sms:SMS", "bots.channels.whatsapp:WHATSAPP", "bots.channels.telegram:TELEGRAM")
 
 _lock = threading.RLock()
 _registry: dict[str, Channel] | None = None

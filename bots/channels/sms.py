@@ -31,6 +31,8 @@ class Sms:
     segmented = True
     status_callbacks = True
     rate_variable = "FIRMA_SMS_RATE"
+    twilio_prefix = ""  # Twilio writes an SMS number bare: "+13125550101"
+    reply_window = None
 
     def rate(self, settings: Settings) -> float:
         return settings.sms_rate
@@ -62,6 +64,9 @@ class Sms:
 
     def respond(self, messages: list[str]) -> str:
         return twilio.twiml(messages)
+
+    def classify_error(self, status: int, code: int | None) -> plan.SendResult:
+        return twilio.classify_error(status, code)
 
     # --- texts -----------------------------------------------------------------------------------
 

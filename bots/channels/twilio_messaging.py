@@ -18,7 +18,7 @@ from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bots.broadcast_plan import FAILED, OPTED_OUT, PAUSE, RETRY, SENT, UNKNOWN, SendResult
-from bots.channels.base import CREDENTIALS_PAUSE_S, NotConfigured
+from bots.channels.base import CREDENTIALS_PAUSE_S, Channel, NotConfigured
 from config.settings import Settings
 
 STATUS_PATH = "/webhooks/twilio/status"
@@ -90,6 +90,29 @@ def message_fields(form: Mapping) -> tuple[str, str, str, bool, str | None]:
     return sid, sender, body[:MAX_BODY], media, (one(form, "OptOutType") or None)
 
 
+def carrier(address: str | None) -> Channel | None:
+    """The Twilio-carried channel of an address as Twilio writes it ("+1312...": SMS,
+    "whatsapp:+1312...": WhatsApp): the registered channel with the longest ``twilio_prefix`` it
+    starts with. One webhook serves them all, as one Messaging Service has one inbound URL."""
+    from bots import channels
+
+    found = None
+    for channel in channels.channels():
+        prefix = getattr(channel, "twilio_prefix", None)
+        if prefix is not None and (address or "").startswith(prefix) and \
+                (found is None or len(prefix) > len(found.twilio_prefix)):
+            found = channel
+    return found
+
+
+def inbound_carrier(form: Mapping) -> Channel:
+    """The channel an inbound message came on, from its ``From``; BadPayload when it is none we carry."""
+    channel = carrier((one(form, "From") or "").strip())
+    if channel is None:
+        raise BadPayload("From is not an address firma reads")
+    return channel
+
+
 def twiml(messages: list[str]) -> str:
     """The replies as TwiML, one <Message> each (twilio's MessagingResponse does the escaping)."""
     response = MessagingResponse()
@@ -110,8 +133,13 @@ def parse_status(form: Mapping) -> dict:
     code = (form.get("ErrorCode") or "").strip() or None
     if code is not None and not (code.isascii() and code.isdigit() and len(code) <= 10):
         raise ValueError("ErrorCode is not a Twilio error code")
-    return {"message_sid": sid, "status": status, "error_code": code, "to": (form.get("To") or "").strip() or None,
-            "channel": "sms"}
+    to = (form.get("To") or "").strip() or None
+    channel = carrier(to or "")
+    if channel is None:
+        raise ValueError("To is not an address firma sends to")
+    effect = channel.classify_error(400, int(code)).kind if code is not None else None
+    return {"message_sid": sid, "status": status, "error_code": code,
+            "to": to.removeprefix(channel.twilio_prefix) if to else None, "channel": channel.name, "effect": effect}
 
 
 # --- sending -------------------------------------------------------------------------------------------
@@ -131,6 +159,8 @@ class TwilioSender:
     """Sends through Twilio's REST API with the twilio library's asyncio client. One per worker event
     loop: ``async with TwilioSender(...) as sender: await sender.send(to, body)``. ``origin`` is the
     sender's parameters (a Messaging Service, or a From number)."""
+
+    prefix = ""  # what Twilio's To needs before the E.164 number ("whatsapp:")
 
     def __init__(self, channel: str, settings: Settings, origin: dict[str, str], concurrency: int = 200,
                  timeout: float = 15.0):
@@ -162,10 +192,17 @@ class TwilioSender:
             await self._http.close()
 
     async def send(self, to: str, body: str) -> SendResult:
+        return await self._create(to=self.prefix + to, body=body)
+
+    @staticmethod
+    def classify(status: int, code: int | None) -> SendResult:
+        return classify_error(status, code)
+
+    async def _create(self, **params) -> SendResult:
         try:
-            msg = await self._client.messages.create_async(to=to, body=body, **self._origin)
+            msg = await self._client.messages.create_async(**params, **self._origin)
         except TwilioRestException as exc:
-            return classify_error(exc.status, exc.code)
+            return self.classify(exc.status, exc.code)
         except aiohttp.ClientConnectorError as exc:  # never reached Twilio: safe to try again
             return SendResult(RETRY, error_code=f"connect:{exc.__class__.__name__}"[:32])
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:

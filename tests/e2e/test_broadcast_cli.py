@@ -214,3 +214,47 @@ def test_cancel_stops_what_has_not_gone_out(rt, twilio):
     assert twilio.messages == []
     res = CliRunner().invoke(main, ["broadcast", "cancel", "7", "--yes"], env=env)
     assert res.exit_code == 1 and "no broadcast #7" in res.output
+
+
+def _whatsapp_signer(rt, phone, name, seen_ago):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from storage.models import Member
+
+    h.add_signer(rt, phone, channel="whatsapp", name=name, language="es")
+    with rt.db.uow() as uow:
+        uow.session.execute(update(Member).where(Member.address == phone).values(last_seen_at=utcnow() - seen_ago))
+        uow.commit()
+
+
+def test_whatsapp_dry_run_splits_the_window_and_a_template_reaches_the_rest(rt, twilio):
+    from datetime import timedelta
+
+    _whatsapp_signer(rt, "+13125550031", "Ana López", timedelta(hours=1))
+    _whatsapp_signer(rt, "+13125550032", "Beto Núñez", timedelta(days=2))
+    env = env_for(rt, twilio, TWILIO_WHATSAPP_FROM="whatsapp:+14155238886", FIRMA_WHATSAPP_RATE="1000")
+    res = cli(env, "broadcast", "--campaign", "end-scomm", "--channel", "whatsapp", "--message", "Hi",
+              "--message-es", "¡Hola {first_name}! Mañana.", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert re.search(r"whatsapp\s+│\s+es\s+│\s+2", res.output)
+    assert "1 outside the WhatsApp window" in res.output and "not sent to (no template)" in res.output
+    assert twilio.messages == []
+
+    template = "HX" + "0f" * 16
+    res = cli(env, "broadcast", "--campaign", "end-scomm", "--channel", "whatsapp", "--message", "Hi",
+              "--message-es", "¡Hola {first_name}! Mañana.", "--whatsapp-template", template, "--yes")
+    assert res.exit_code == 0, res.output
+    assert "broadcast #1: sent 2" in res.output
+    got = {m["To"]: (m.get("Body"), m.get("ContentSid")) for m in twilio.messages}
+    assert got == {"whatsapp:+13125550031": ("¡Hola Ana! Mañana. Responde STOP para no recibir más mensajes.", None),
+                   "whatsapp:+13125550032": (None, template)}
+
+    res = cli(env, "broadcast", "--campaign", "end-scomm", "--channel", "whatsapp", "--message", "Hi", "--yes")
+    assert res.exit_code == 0 and "broadcast #2: sent 1, outside window 1" in res.output
+    status = cli(env, "broadcast", "status", "1")
+    assert status.exit_code == 0 and template in status.output
+
+    bad = cli(env, "broadcast", "--campaign", "end-scomm", "--message", "Hi", "--whatsapp-template", "nope", "--yes")
+    assert bad.exit_code == 1 and "Content SID" in bad.output and "Traceback" not in bad.output

@@ -465,7 +465,7 @@ def test_campaign_aggregates(rt, clock):
     stats = dashboard.campaign_stats(rt, "end-scomm", rt.now())
     assert stats.total == 10 and stats.today == 3
     assert stats.by_state == [("TX", 5), ("IL", 3), ("CA", 2)]
-    assert stats.by_channel == [("sms", 5), ("telegram", 5)]
+    assert stats.by_channel == [("sms", 5), ("telegram", 5), ("whatsapp", 0)]
     assert dict(stats.by_language) == {"es": 7, "en": 3}
     assert len(stats.by_day) == dashboard.DAYS_SHOWN and stats.by_day[-1] == (rt.now().date(), 3)
     assert stats.by_day[-2] == (rt.now().date() - timedelta(days=1), 5)

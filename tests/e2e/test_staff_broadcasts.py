@@ -356,3 +356,40 @@ def test_cancel_needs_a_signed_in_staff_member_and_the_csrf_token(staff_client, 
     staff_client.post("/staff/logout", data={"csrf_token": token})
     assert staff_client.post("/staff/broadcasts/1/cancel", data={"csrf_token": token, "sure": "1"}).status_code == 403
     assert h.status_of(rt, 1) == {"pending": 4}
+
+
+def test_whatsapp_preview_shows_the_window_and_the_template_goes_with_the_broadcast(staff_client, rt, signers,
+                                                                                     twilio):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from storage.models import Member
+
+    h.add_signer(rt, "+13125550041", channel="whatsapp", name="Rosa Díaz", language="es")
+    h.add_signer(rt, "+13125550042", channel="whatsapp", name="Luis Peña", language="es")
+    with rt.db.uow() as uow:
+        uow.session.execute(update(Member).where(Member.address == "+13125550041")
+                            .values(last_seen_at=rt.now() - timedelta(hours=2)))
+        uow.commit()
+    r = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="preview", channel="whatsapp"))
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and cell(html, "recipients-whatsapp-es")[-1] == "2"
+    assert "1 outside the WhatsApp window" in html and "not sent to (no template)" in html
+    assert 'name="whatsapp_template"' in html
+    # WhatsApp keeps the accents and the emoji (no GSM-7 folding)
+    assert re.search(r'data-testid="text-whatsapp-es".*?Hola Guadalupe, ¡ganamos! ✊ Gracias. Responde STOP para no '
+                     r'recibir más mensajes.', html, re.S)
+
+    bad = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="preview", channel="whatsapp",
+                                                                whatsapp_template="not-a-sid"))
+    assert bad.status_code == 400 and "Content SID" in bad.get_data(as_text=True)
+
+    template = "HX" + "12" * 16
+    sent = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="2",
+                                                                 channel="whatsapp", whatsapp_template=template))
+    assert sent.status_code == 303
+    with rt.db.uow() as uow:
+        assert uow.session.scalars(select(Broadcast.window_template)).one() == template
+    page = staff_client.get(sent.headers["Location"]).get_data(as_text=True)
+    assert template in page and 'data-testid="count-outside_window"' in page

@@ -138,3 +138,18 @@ def test_a_shared_number_without_an_sms_member_waits_for_them(client, rt):
     with rt.db.uow() as uow:
         sms_member = repo.find_member(uow.session, "sms", PHONE)
         assert sms_member is not None and sms_member.disclosed_at is None  # a row, nothing sent to it
+
+
+def test_a_shared_number_met_first_on_whatsapp_joins_that_person(client, rt, clock):
+    from tests.support.twilio_client import post_whatsapp
+
+    for text in ("SCOMM", "Ana López", "60601"):
+        assert post_whatsapp(client, PHONE, text).status_code == 200
+    tg_sign(client)
+    assert counter(client) == 2  # two people until the number is shared
+    share(client, ANA_TG, PHONE, ANA_TG)
+    assert counter(client) == 1 and recount(rt) == 1
+    with rt.db.uow() as uow:
+        rows = {m.channel: m for m in uow.session.scalars(select(Member))}
+        assert "sms" not in rows  # no SMS member made up for a number that never texted
+        assert rows["telegram"].person_id == rows["whatsapp"].id

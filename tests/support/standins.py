@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import re
 import socket
 import struct
 import threading
@@ -171,6 +172,13 @@ class TwilioFailure:
 
 TWILIO_UNSUBSCRIBED = TwilioFailure(400, 21610, "Attempt to send to unsubscribed recipient")
 TWILIO_SERVER_ERROR = TwilioFailure(500, 20500, "Internal Server Error")
+# WhatsApp's own refusals, as Twilio answers them (https://www.twilio.com/docs/errors/<code>)
+WHATSAPP_OUTSIDE_WINDOW = TwilioFailure(400, 63016, "Failed to send freeform message because you are outside the "
+                                                    "allowed window. If you are using WhatsApp, please use a Message "
+                                                    "Template.")
+WHATSAPP_NOT_ON_WHATSAPP = TwilioFailure(400, 63003, "Channel could not find To address")
+WHATSAPP_INVALID_RECIPIENT = TwilioFailure(400, 63024, "Invalid message recipient")
+WHATSAPP_RATE_LIMITED = TwilioFailure(429, 63018, "Rate limit exceeded for Channel")
 
 
 class TwilioStandIn(StandIn):
@@ -203,10 +211,23 @@ class TwilioStandIn(StandIn):
                          "more_info": "https://www.twilio.com/docs/errors/20003"}, {}
         f = {k: v[0] for k, v in form.items()}
         to = f.get("To", "")
-        if not to or not (f.get("Body") or f.get("MediaUrl")):
+        if not to or not (f.get("Body") or f.get("MediaUrl") or f.get("ContentSid")):
             return 400, {"code": 21602, "message": "Message body is required.", "status": 400}, {}
         if not (f.get("From") or f.get("MessagingServiceSid")):
             return 400, {"code": 21603, "message": "A 'From' phone number is required.", "status": 400}, {}
+        if f.get("ContentSid"):  # the Content API: an approved template and its variables
+            if not re.fullmatch(r"HX[0-9a-f]{32}", f["ContentSid"]):
+                return 400, {"code": 21656, "message": "The ContentSid is Invalid.", "status": 400}, {}
+            try:
+                variables = json.loads(f.get("ContentVariables") or "{}")
+            except ValueError:
+                variables = None
+            if not isinstance(variables, dict):
+                return 400, {"code": 21658, "message": "The ContentVariables Parameter is invalid.",
+                             "status": 400}, {}
+        if to.startswith("whatsapp:") and f.get("From") and not f["From"].startswith("whatsapp:"):
+            return 400, {"code": 63007, "message": "Twilio could not find a Channel with the specified From address",
+                         "status": 400}, {}
         pending = self.failures.get(to)
         failure = None
         if isinstance(pending, list) and pending:

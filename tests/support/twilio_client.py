@@ -53,3 +53,30 @@ def messages(response) -> list[str]:
     root = ET.fromstring(response.data if hasattr(response, "data") else response)
     assert root.tag == "Response", root.tag
     return [m.text or "" for m in root.findall("Message")]
+
+
+WHATSAPP_PATH = "/webhooks/twilio/whatsapp"
+WHATSAPP_NUMBER = "whatsapp:+14155238886"  # the organization's WhatsApp sender (Twilio's sandbox number)
+
+
+def whatsapp_params(phone: str, body: str, sid: str | None = None, profile: str = "Ana", **extra) -> dict:
+    """An inbound WhatsApp message as Twilio posts it: ``From``/``To`` with "whatsapp:", ``WaId`` (the
+    number's digits), ``ProfileName``, ``MessageType``, ``NumMedia``; extra fields (ButtonPayload,
+    ButtonText, MediaUrl0, Latitude...) as given."""
+    sid = sid or new_sid()
+    params = {
+        "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": profile, "MessageType": "text",
+        "SmsSid": sid, "WaId": phone.lstrip("+"), "SmsStatus": "received", "Body": body,
+        "To": WHATSAPP_NUMBER, "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32, "From": "whatsapp:" + phone, "ApiVersion": "2010-04-01",
+    }
+    params.update(extra)
+    return params
+
+
+def post_whatsapp(client, phone: str, body: str, sid: str | None = None, path: str = WHATSAPP_PATH,
+                  token: str = TOKEN, params: dict | None = None, **extra):
+    """POST a signed inbound WhatsApp message (to ``path``: the WhatsApp or the SMS webhook)."""
+    params = params or whatsapp_params(phone, body, sid, **extra)
+    return client.post(path, data=urlencode(params), content_type="application/x-www-form-urlencoded",
+                       headers={"X-Twilio-Signature": sign(params, PUBLIC_URL + path, token)})
