@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
@@ -31,6 +31,9 @@ ALL = "all"  # a broadcast's channel filter: every channel, or one channel's nam
 _STATE = re.compile(r"[A-Z]{2}")
 _ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
 _CONTENT_SID = re.compile(r"HX[0-9a-f]{32}")
+# How problems name the two texts, for whoever asked: the CLI's options, the console's fields, the API's keys.
+FIELD_NAMES = {"cli": ("--message", "--message-es"), "console": ("the English text", "the Spanish text"),
+               "api": ("message", "message_es")}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class BroadcastRequest:
     # An approved template (Twilio Content SID, "HX...") for members outside a channel's reply window
     # (WhatsApp: 24 hours after their last message); its variable 1 is the member's first name.
     window_template: str | None = None
+    wording: str = "cli"  # a key of FIELD_NAMES: how problems name the texts
 
     def filters(self) -> sql.Filters:
         return sql.Filters(self.campaign, self.channel, self.state, self.zip_prefix, self.signed_since)
@@ -66,14 +70,15 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
         raise BroadcastError(f"ZIP prefix must be 1 to 5 digits, not {req.zip_prefix!r}")
     if req.signed_since is not None and req.signed_since.tzinfo is None:
         raise BroadcastError("signed-since needs a time zone (UTC)")
-    en = plan.check_template(req.message_en, "--message")
-    es = plan.check_template(req.message_es, "--message-es") if (req.message_es or "").strip() else None
+    en_name, es_name = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])
+    en = plan.check_template(req.message_en, en_name)
+    es = plan.check_template(req.message_es, es_name) if (req.message_es or "").strip() else None
     template = (req.window_template or "").strip() or None
     if template and not _CONTENT_SID.fullmatch(template):
         raise BroadcastError(f"the template must be an approved template's Content SID (HX and 32 hex "
                              f"digits), not {template[:40]!r}")
-    return BroadcastRequest(req.campaign, en, es, req.channel, state, zp, req.signed_since, req.created_by[:200],
-                            template)
+    return replace(req, message_en=en, message_es=es, state=state, zip_prefix=zp, created_by=req.created_by[:200],
+                   window_template=template)
 
 
 def stop_notice(catalog: Catalog, campaign: str, language: str) -> str | None:
@@ -154,7 +159,8 @@ def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
                 segments += check.segments * counts.get((channel.name, lang), 0)
     spanish = sum(n for (ch, lang), n in counts.items() if lang == "es")
     if spanish and not req.message_es:
-        warnings.append(f"{spanish} Spanish-speaking recipients will get the English text (no --message-es)")
+        no_spanish = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])[1].removeprefix("the ")
+        warnings.append(f"{spanish} Spanish-speaking recipients will get the English text (no {no_spanish})")
     other = sum(n for (ch, lang), n in counts.items() if lang not in rt.catalog.languages)
     if other:
         warnings.append(f"{other} recipients with another language will get the English text")
@@ -368,6 +374,41 @@ def wait_in_flight(uow: UnitOfWork, member_id: int, now: datetime, patience: flo
         log.warning("an opt-out is answered without checking for messages in flight: the database is "
                     "unavailable (%s)", exc.__class__.__name__)
         return False
+FOLLOW_UP_COUNTS = ("pending", "held", "sending", "sent", "delivered", "failed", "cancelled", "skipped", "unknown")
+
+
+def status_of(b: Broadcast, counts: dict[str, int], now: datetime) -> str:
+    """scheduled (its time has not come), sending, finished or cancelled."""
+    if b.cancelled_at is not None:
+        return "cancelled"
+    if any(counts.get(s, 0) for s in ("pending", "held", "sending")):
+        return "sending"
+    return "finished"
+
+
+def follow_up(rt: Runtime, broadcast_id: int) -> dict | None:
+    """A broadcast's status, send time, deliveries by outcome, and the opt-outs and replies of its
+    recipients in the 48 hours after their message (storage/broadcast_follow_up.py). None when there
+    is no such broadcast."""
+    from storage import broadcast_follow_up as fu
+
+    now = rt.now()
+    with rt.db.reader() as uow:
+        s = uow.session
+        b = s.get(Broadcast, broadcast_id)
+        if b is None:
+            return None
+        counts = fu.outcome_counts(s, broadcast_id)
+        until = fu.window_end(s, broadcast_id)
+        opt_outs = fu.opt_outs_after(s, broadcast_id, until) if until else 0
+        replies = fu.replies_after(s, broadcast_id, until) if until else 0
+        send_at = getattr(b, "send_at", None)
+        return {"status": status_of(b, counts, now), "campaign": b.campaign,
+                "send_at": send_at.isoformat() if send_at else None,
+                "recipients_total": b.recipients,
+                "counts": {k: counts.get(k, 0) for k in FOLLOW_UP_COUNTS},
+                "opt_outs_after": opt_outs, "replies_after": replies,
+                "window_ends_at": until.isoformat() if until else None}
 
 
 # --- Twilio status callbacks ---------------------------------------------------------------------
