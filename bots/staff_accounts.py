@@ -1,4 +1,4 @@
-"""Staff logins: accounts, passwords (argon2id), signing in with throttling, signing out.
+"""Staff logins: accounts, roles, passwords (argon2id), signing in with throttling, signing out.
 
 Each function opens its own unit of work; the web layer and the CLI only translate.
 """
@@ -31,6 +31,19 @@ MAX_PASSWORD = 1024
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 
 
+# Roles, each allowed what the one after it is and more: admins manage staff and campaigns and see
+# contact data (phone numbers, Telegram ids); organizers send broadcasts, answer the inbox, export and
+# deliver without contact data; viewers see dashboards and counts.
+ADMIN, ORGANIZER, VIEWER = "admin", "organizer", "viewer"
+ROLES = (ADMIN, ORGANIZER, VIEWER)
+_RANK = {VIEWER: 0, ORGANIZER: 1, ADMIN: 2}
+
+
+def allows(role: str, needed: str) -> bool:
+    """Whether a staff member with ``role`` may do what needs ``needed``."""
+    return _RANK.get(role, -1) >= _RANK[needed]
+
+
 class StaffError(ValueError):
     """A staff account request that cannot be done; the message says why, for a person."""
 
@@ -40,6 +53,15 @@ class StaffInfo:
     id: int
     email: str
     session_token: str
+    role: str = VIEWER
+
+    def can(self, needed: str) -> bool:
+        return allows(self.role, needed)
+
+    @property
+    def sees_contacts(self) -> bool:
+        """Phone numbers and Telegram ids are for admins only: pages, exports, the API."""
+        return self.can(ADMIN)
 
 
 @dataclass(frozen=True)
@@ -92,17 +114,49 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def add_staff(db: Database, email: str, password: str, now: datetime) -> StaffInfo:
+def check_role(role: str) -> str:
+    role = (role or "").strip().lower()
+    if role not in ROLES:
+        raise StaffError(f"{role!r} is not a role: use {', '.join(ROLES)}")
+    return role
+
+
+def _info(user: StaffUser) -> StaffInfo:
+    return StaffInfo(user.id, user.email, user.session_token, user.role)
+
+
+def add_staff(db: Database, email: str, password: str, now: datetime, role: str | None = None) -> StaffInfo:
+    """A new login; without a role, the first login is an admin and later ones are organizers."""
     email = normalize_email(email)
+    role = check_role(role) if role is not None else None
     check_password(password)
     with db.uow() as uow:
         if q.staff_by_email(uow.session, email) is not None:
             raise StaffError(f"{email} already has a login (use `firma staff set-password` to change it)")
+        if role is None:
+            role = ORGANIZER if q.staff_exists(uow.session) else ADMIN
         user = StaffUser(email=email, password_hash=_hasher().hash(password), session_token=secrets.token_hex(32),
-                         active=True, created_at=now)
+                         active=True, created_at=now, role=role)
         uow.session.add(user)
         uow.commit()
-        return StaffInfo(user.id, user.email, user.session_token)
+        return _info(user)
+
+
+def set_role(db: Database, email: str, role: str) -> tuple[str, str]:
+    """Give a login another role; (old, new). The last active admin cannot stop being one (nobody
+    would be left to manage staff from the console)."""
+    email = normalize_email(email)
+    role = check_role(role)
+    with db.uow() as uow:
+        user = q.staff_by_email(uow.session, email, lock=True)
+        if user is None:
+            raise StaffError(f"{email} has no login")
+        old = user.role
+        if old == ADMIN and role != ADMIN and user.active and q.active_admins(uow.session) <= 1:
+            raise StaffError(f"{email} is the only active admin: make another login an admin first")
+        user.role = role
+        uow.commit()
+        return old, role
 
 
 def set_password(db: Database, email: str, password: str) -> None:
@@ -132,7 +186,7 @@ def set_active(db: Database, email: str, active: bool) -> None:
 
 def list_staff(db: Database) -> list[dict]:
     with db.reader() as uow:
-        return [{"email": u.email, "active": u.active, "created_at": u.created_at,
+        return [{"email": u.email, "role": u.role, "active": u.active, "created_at": u.created_at,
                  "last_sign_in_at": u.last_sign_in_at} for u in q.all_staff(uow.session)]
 
 
@@ -168,7 +222,7 @@ def sign_in(db: Database, email: str, password: str, ip: str, now: datetime) -> 
                 user.password_hash = _hasher().hash(password)
             user.last_sign_in_at = now
             q.add_audit(s, staff_email=user.email, action=SIGN_IN, target=None, detail=None, ip=ip, now=now)
-            info = StaffInfo(user.id, user.email, user.session_token)
+            info = _info(user)
         uow.commit()
         return SignInResult(staff=info)
 
@@ -181,7 +235,7 @@ def current_staff(db: Database, staff_id, token) -> StaffInfo | None:
         user = q.staff_by_id(uow.session, staff_id)
         if user is None or not user.active or not hmac.compare_digest(user.session_token, token):
             return None
-        return StaffInfo(user.id, user.email, user.session_token)
+        return _info(user)
 
 
 def sign_out(db: Database, staff: StaffInfo, ip: str | None, now: datetime) -> None:

@@ -106,6 +106,8 @@ class Signature(Base):
         UniqueConstraint("member_id", "campaign"),
         Index("ix_signatures_campaign_signed_at", "campaign", "signed_at"),
         Index("ix_signatures_campaign_state", "campaign", "state"),
+        # The staff API pages through a campaign's signatures by id (a keyset cursor, no OFFSET).
+        Index("ix_signatures_campaign_id", "campaign", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -177,6 +179,21 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    role: Mapped[str] = mapped_column(String(16), default="organizer")  # admin, organizer or viewer
+
+
+class ApiToken(Base):
+    """A staff member's API token for /api/staff/: only its SHA-256 is kept (the token is shown once;
+    it is 256 random bits, so a fast hash is enough). It acts with its staff member's role."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SignInAttempt(Base):

@@ -17,8 +17,18 @@ from storage.models import (AuditLog, Broadcast, ConsentEvent, Delivery, Member,
 # --- logins -----------------------------------------------------------------------------------------
 
 
-def staff_by_email(session: Session, email: str) -> StaffUser | None:
-    return session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+def staff_by_email(session: Session, email: str, lock: bool = False) -> StaffUser | None:
+    stmt = select(StaffUser).where(StaffUser.email == email)
+    return session.scalars(stmt.with_for_update() if lock else stmt).first()
+
+
+def staff_exists(session: Session) -> bool:
+    return session.scalar(select(StaffUser.id).limit(1)) is not None
+
+
+def active_admins(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(StaffUser)
+                          .where(StaffUser.role == "admin", StaffUser.active.is_(True))) or 0
 
 
 def staff_by_id(session: Session, staff_id: int) -> StaffUser | None:

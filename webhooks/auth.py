@@ -7,6 +7,10 @@
   development or testing over plain http.
 - every /staff path except the sign-in page refuses anonymous requests (default deny by path, so
   every console blueprint is covered), and gets the security headers.
+- roles: every /staff view needs a role, declared with ``@requires(VIEWER)`` (or ORGANIZER) on the
+  view or ``blueprint_requires(bp, ORGANIZER)`` for a whole blueprint; a view that declares nothing
+  is for admins only, so a page added later is closed until someone decides who may see it. A staff
+  member without the role gets 403.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, redirect, render_template, request, session, url_for
+from flask import Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from bots import staff_accounts
+from bots.staff_accounts import ADMIN, ORGANIZER, VIEWER  # noqa: F401  (the roles views declare)
 from webhooks import runtime
 
 csrf = CSRFProtect()
@@ -28,6 +33,31 @@ SESSION_HOURS = 12
 # looked for, so no "Vary: Cookie" on pages that caches share), no CSRF token.
 NOT_STAFF_PREFIXES = ("/webhooks/", "/api/", "/c/")
 PUBLIC_STAFF_ENDPOINTS = {"staff.login"}
+_BLUEPRINT_ROLES: dict[str, str] = {}  # blueprint name -> the role its views need unless they say
+
+
+def requires(role: str):
+    """Declare the least role a console view needs (checked by the /staff guard before it runs)."""
+    staff_accounts.check_role(role)
+
+    def mark(view):
+        view.firma_role = role
+        return view
+    return mark
+
+
+def blueprint_requires(bp, role: str) -> None:
+    """The least role every view of ``bp`` needs, unless a view declares its own."""
+    _BLUEPRINT_ROLES[bp.name] = staff_accounts.check_role(role)
+
+
+def required_role(app: Flask, endpoint: str | None) -> str:
+    """The role a console endpoint needs: its view's, else its blueprint's, else admin."""
+    view = app.view_functions.get(endpoint or "")
+    role = getattr(view, "firma_role", None)
+    if role is None and endpoint and "." in endpoint:
+        role = _BLUEPRINT_ROLES.get(endpoint.rsplit(".", 1)[0])
+    return role or ADMIN
 
 
 def development(app: Flask) -> bool:
@@ -80,11 +110,24 @@ def _is_staff_path() -> bool:
 def _guard_staff_paths():
     if not _is_staff_path() or request.endpoint in PUBLIC_STAFF_ENDPOINTS:
         return None
-    if current_staff() is not None:
+    staff = current_staff()
+    if staff is None:
+        if request.method in ("GET", "HEAD"):
+            return redirect(url_for("staff.login", next=request.full_path.rstrip("?")))
+        abort(403, "sign in first")
+    if request.endpoint is None:  # no such page: its 404
         return None
-    if request.method in ("GET", "HEAD"):
-        return redirect(url_for("staff.login", next=request.full_path.rstrip("?")))
-    abort(403, "sign in first")
+    needed = required_role(current_app._get_current_object(), request.endpoint)
+    if not staff.can(needed):
+        return forbidden(needed)
+    return None
+
+
+def forbidden(needed: str):
+    """The console's answer to a staff member whose role does not allow a page or an action."""
+    what = {ADMIN: "an admin", ORGANIZER: "an organizer or an admin"}.get(needed, needed)
+    return render_template("staff/error.html", title="Not for your role",
+                           message=f"This is for {what}. Ask an admin if you need it."), 403
 
 
 def current_staff() -> staff_accounts.StaffInfo | None:

@@ -1,4 +1,4 @@
-"""`firma staff ...`: staff logins for the console at /staff (issue 5).
+"""`firma staff ...`: staff logins for the console at /staff, their roles and API tokens.
 
 The password comes from a hidden prompt (typed twice) on a terminal, or from the first line of
 standard input otherwise (``printf '%s\\n' "$PW" | firma staff add a@b.org``), never from an argument
@@ -45,17 +45,39 @@ def staff():
 
 @staff.command("add")
 @click.argument("email")
+@click.option("--role", type=click.Choice(svc.ROLES), default=None,
+              help="admin, organizer or viewer (default: admin for the first login, organizer after)")
 @click.pass_obj
-def add(obj, email: str):
+def add(obj, email: str, role: str | None):
     """Create a staff login (password from a prompt, or stdin when not a terminal)."""
     email = _run(svc.normalize_email, email)
     password = _password()
     db = _db(obj)
     try:
-        info = _run(svc.add_staff, db, email, password, datetime.now(timezone.utc))
+        info = _run(svc.add_staff, db, email, password, datetime.now(timezone.utc), role)
     finally:
         db.dispose()
-    click.echo(f"staff login created for {info.email}; sign in at /staff/login")
+    click.echo(f"staff login created for {info.email} ({info.role}); sign in at /staff/login")
+
+
+@staff.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(svc.ROLES))
+@click.pass_obj
+def set_role(obj, email: str, role: str):
+    """Make a login an admin, an organizer or a viewer."""
+    db = _db(obj)
+    try:
+        old, new = _run(svc.set_role, db, email, role)
+        if old != new:
+            from bots import audit
+            from bots.campaigns import cli_actor
+
+            audit.audit_as(db, cli_actor().who, audit.STAFF_ROLE, email.strip().lower(), f"{old} → {new}",
+                           datetime.now(timezone.utc))
+    finally:
+        db.dispose()
+    click.echo(f"{email.strip().lower()} is {'now ' if old != new else 'already '}{'a' if new == 'viewer' else 'an'} {new}")
 
 
 @staff.command("set-password")
@@ -99,4 +121,4 @@ def list_(obj):
         click.echo("no staff logins yet: add one with `firma staff add EMAIL`")
     for r in rows:
         last = r["last_sign_in_at"].strftime("%Y-%m-%d %H:%M UTC") if r["last_sign_in_at"] else "never"
-        click.echo(f"{r['email']}\t{'active' if r['active'] else 'disabled'}\tlast sign-in: {last}")
+        click.echo(f"{r['email']}\t{r['role']}\t{'active' if r['active'] else 'disabled'}\tlast sign-in: {last}")

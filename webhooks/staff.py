@@ -16,7 +16,7 @@ from bots import members as member_svc
 from bots.campaigns import audit_changes
 from bots.exports import export_lines
 from webhooks import charts, runtime
-from webhooks.auth import client_ip, csrf_error, current_staff, safe_next
+from webhooks.auth import ORGANIZER, VIEWER, client_ip, csrf_error, current_staff, forbidden, requires, safe_next
 
 log = logging.getLogger("firma.staff")
 
@@ -32,7 +32,17 @@ def _navigation():
         "percent": charts.percent,
         "channel_label": channels.label,
         "channel_labels": {c.name: c.label for c in channels.channels()},
+        "staff_can": lambda role: (current_staff() is not None and current_staff().can(role)),
+        "contact": _contact,
     }
+
+
+def _contact(address: str | None) -> str:
+    """A phone number or Telegram id as the signed-in staff member may see it: admins only."""
+    staff = current_staff()
+    if staff is not None and staff.sees_contacts:
+        return address or ""
+    return "contact hidden (admins only)"
 
 
 # --- sign in and out --------------------------------------------------------------------------------
@@ -67,6 +77,7 @@ def login():
 
 
 @bp.post("/logout")
+@requires(VIEWER)
 def logout():
     staff = current_staff()
     rt = runtime()
@@ -81,6 +92,7 @@ def logout():
 
 @bp.get("")
 @bp.get("/")
+@requires(VIEWER)
 def dashboard():
     rt = runtime()
     campaigns = figures.overview(rt, rt.now())
@@ -88,6 +100,7 @@ def dashboard():
 
 
 @bp.get("/campaigns/<slug>")
+@requires(VIEWER)
 def campaign(slug: str):
     rt = runtime()
     stats = figures.campaign_stats(rt, slug, rt.now())
@@ -105,12 +118,15 @@ def campaign(slug: str):
 
 
 @bp.post("/campaigns/<slug>/export")
+@requires(ORGANIZER)
 def export(slug: str):
     """The signature CSV (the same bytes as `firma export`), streamed; written to the audit log first."""
     rt = runtime()
     if slug not in rt.catalog.campaigns:
         abort(404, f"no campaign {slug!r}")
     include_contact = request.form.get("include_contact") in ("1", "on", "true", "yes")
+    if include_contact and not current_staff().sees_contacts:
+        return forbidden("admin")
     now = rt.now()
     audit.audit(rt.db, current_staff(), audit.EXPORT, slug,
               "with contact" if include_contact else "without contact", client_ip(), now)
@@ -121,6 +137,7 @@ def export(slug: str):
 
 
 @bp.post("/campaigns/<slug>/delivery")
+@requires(ORGANIZER)
 def delivery(slug: str):
     """The delivery package PDF (as `firma deliver`), streamed; written to the audit log first."""
     from bots import delivery as packages
@@ -142,6 +159,7 @@ def delivery(slug: str):
 
 
 @bp.post("/campaigns/<slug>/flyer")
+@requires(ORGANIZER)
 def flyer(slug: str):
     """The printable flyer (as `firma flyer`)."""
     from bots import flyer as flyers
@@ -162,6 +180,7 @@ def flyer(slug: str):
 
 
 @bp.route("/members", methods=["GET", "POST"])
+@requires(ORGANIZER)
 def members():
     """Lookup by phone or Telegram id; the number travels in the POST body, never in a URL or a log."""
     if request.method == "GET":
@@ -180,6 +199,7 @@ def members():
 
 
 @bp.get("/members/<int:member_id>")
+@requires(ORGANIZER)
 def member(member_id: int):
     rt = runtime()
     history = member_svc.member_history(rt, member_id)

@@ -20,7 +20,7 @@ from bots import broadcast_plan as plan
 from bots import broadcasts as bsvc
 from bots import channels
 from webhooks import runtime
-from webhooks.auth import client_ip, csrf_error, current_staff
+from webhooks.auth import ORGANIZER, VIEWER, client_ip, csrf_error, current_staff, requires
 
 bp = Blueprint("staff_broadcasts", __name__, url_prefix="/staff/broadcasts")
 bp.register_error_handler(CSRFError, csrf_error)
@@ -105,6 +105,7 @@ def _render_compose(values: dict, preview=None, error: str | None = None, status
 
 @bp.get("")
 @bp.get("/")
+@requires(VIEWER)
 def index():
     rt = runtime()
     now = _now()
@@ -114,6 +115,7 @@ def index():
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@requires(ORGANIZER)
 def compose():
     """GET: an empty form. POST action=preview: the form again with the preview; action=confirm: the
     confirmation (how many recipients); action=send: write the broadcast, then its progress page."""
@@ -197,6 +199,7 @@ def _progress_data(p: bsvc.Progress, now: datetime) -> dict:
 
 
 @bp.get("/<int:broadcast_id>")
+@requires(VIEWER)
 def show(broadcast_id: int, confirm_cancel: bool = False):
     rt = runtime()
     p = bsvc.progress(rt, broadcast_id)
@@ -219,6 +222,7 @@ def show(broadcast_id: int, confirm_cancel: bool = False):
 
 
 @bp.get("/<int:broadcast_id>.json")
+@requires(VIEWER)
 def show_json(broadcast_id: int):
     p = bsvc.progress(runtime(), broadcast_id)
     if p is None:
@@ -227,12 +231,14 @@ def show_json(broadcast_id: int):
 
 
 @bp.get("/<int:broadcast_id>/cancel")
+@requires(ORGANIZER)
 def cancel_form(broadcast_id: int):
     """The progress page with the cancel confirmation, and without the reload that would clear it."""
     return show(broadcast_id, confirm_cancel=True)
 
 
 @bp.post("/<int:broadcast_id>/cancel")
+@requires(ORGANIZER)
 def cancel(broadcast_id: int):
     """Stop a broadcast: what has not been handed to the provider is not sent. Asks for a tick first."""
     rt = runtime()

@@ -5,7 +5,7 @@ The form is WTForms (Flask-WTF); it only turns fields into one campaign of the c
 (``_campaign_data``) and back. Every check is the service's (bots/campaigns.py, which uses the
 campaign file's rules): its problems are shown in the same words as `firma campaigns import` prints
 them, each also beside the field it is about. The /staff guard and the CSRF check in webhooks/staff.py
-cover every route here (by path); the role check for admins goes in ``_admins_only``.
+cover every route here (by path); its views declare no role, so they are for admins only.
 """
 
 from __future__ import annotations
@@ -30,12 +30,6 @@ bp.register_error_handler(CSRFError, csrf_error)  # the console's "the form expi
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 _WORDS = re.compile(r"[,;\s]+")
 _NUMBER = re.compile(r"[0-9][0-9,_ ]*")
-
-
-@bp.before_request
-def _admins_only():
-    """Creating and editing campaigns is for admins; until roles exist every staff member is one."""
-    return None
 
 
 class CampaignForm(FlaskForm):

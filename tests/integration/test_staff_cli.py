@@ -35,7 +35,7 @@ def test_staff_add_reads_the_password_from_stdin_and_can_sign_in(run, rt):
     assert GOOD not in r.output
     assert svc.sign_in(rt.db, "organizer@example.org", GOOD, "127.0.0.1", rt.now()).staff is not None
     r = run("staff", "list")
-    assert "organizer@example.org\tactive\tlast sign-in: 2026-11-27 18:00 UTC" in r.output
+    assert "organizer@example.org\tadmin\tactive\tlast sign-in: 2026-11-27 18:00 UTC" in r.output
 
 
 @pytest.mark.parametrize("args,stdin,message", [
@@ -79,6 +79,54 @@ def test_migration_0004_downgrades_and_upgrades(db_url):
         dbmod.upgrade(db_url, "head")
         engine.dispose()
         assert staff_tables <= set(inspect(engine).get_table_names())
+    finally:
+        dbmod.upgrade(db_url, "head")
+        engine.dispose()
+
+
+def test_roles_first_login_is_admin_later_ones_organizers_unless_told(run, rt):
+    assert run("staff", "add", "first@example.org", input=GOOD + "\n").exit_code == 0
+    assert run("staff", "add", "second@example.org", input=GOOD + "\n").exit_code == 0
+    r = run("staff", "add", "third@example.org", "--role", "viewer", input=GOOD + "\n")
+    assert r.exit_code == 0 and "(viewer)" in r.output
+    listing = run("staff", "list").output
+    assert "first@example.org\tadmin\t" in listing
+    assert "second@example.org\torganizer\t" in listing
+    assert "third@example.org\tviewer\t" in listing
+    r = run("staff", "set-role", "third@example.org", "organizer")
+    assert r.exit_code == 0 and "third@example.org is now an organizer" in r.output
+    assert "third@example.org\torganizer\t" in run("staff", "list").output
+    r = run("staff", "set-role", "third@example.org", "boss")
+    assert r.exit_code != 0 and "boss" in r.output
+    r = run("staff", "set-role", "first@example.org", "viewer")  # the only admin
+    assert r.exit_code == 1 and "only active admin" in r.output
+    assert "first@example.org\tadmin\t" in run("staff", "list").output
+    r = run("staff", "set-role", "nobody@example.org", "viewer")
+    assert r.exit_code == 1 and "has no login" in r.output
+    with rt.db.reader() as uow:
+        from sqlalchemy import select
+
+        from storage.models import AuditLog
+
+        entries = [(a.action, a.target, a.detail) for a in uow.session.scalars(select(AuditLog))]
+    assert ("staff_role", "third@example.org", "viewer → organizer") in entries
+
+
+def test_migration_0010_makes_existing_logins_admins(db_url):
+    engine = dbmod.make_engine(db_url)
+    try:
+        dbmod.downgrade(db_url, "0008_campaigns")
+        engine.dispose()
+        from sqlalchemy import text
+
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO staff_users (email, password_hash, session_token, active, created_at) "
+                              "VALUES ('old@example.org', 'x', 'y', true, CURRENT_TIMESTAMP)"))
+        dbmod.upgrade(db_url, "head")
+        engine.dispose()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT role FROM staff_users")).scalars().all() == ["admin"]
+        assert "api_tokens" in inspect(engine).get_table_names()
     finally:
         dbmod.upgrade(db_url, "head")
         engine.dispose()
