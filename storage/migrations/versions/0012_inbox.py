@@ -3,7 +3,7 @@ the bot's acknowledgements, staff replies), saved_replies; conversations.acked_o
 acknowledgement a day).
 
 Revision ID: 0012_inbox
-Revises: 0008_campaigns
+Revises: 0010_staff_roles
 Create Date: 2026-12-05
 """
 from alembic import op
@@ -13,7 +13,7 @@ import storage.models
 
 
 revision = "0012_inbox"
-down_revision = "0008_campaigns"
+down_revision = "0010_staff_roles"
 branch_labels = None
 depends_on = None
 
