@@ -14,11 +14,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from bots import audit
 from bots import broadcast_plan as plan
 from bots import channels
 from bots.runtime import Runtime
 from storage import broadcasts as broadcast_sql
 from storage import inbox as q
+from storage import staff_queries
 from storage.models import ConsentEvent
 
 PAGE = 50
@@ -40,12 +42,15 @@ class Conversation:
     thread: q.ThreadRow
     member: object  # storage.models.Member, detached
     messages: list[q.MessageRow]
+    name: str | None  # the name they signed with
 
 
 def list_threads(rt: Runtime, filters: q.Filters, before: tuple[datetime, int] | None = None,
-                 limit: int = PAGE) -> list[q.ThreadRow]:
+                 limit: int = PAGE) -> tuple[list[q.ThreadRow], dict[int, str]]:
+    """A page of conversations, and the names their members signed with."""
     with rt.db.snapshot() as uow:
-        return q.threads(uow.session, filters, limit, before)
+        rows = q.threads(uow.session, filters, limit, before)
+        return rows, q.names(uow.session, [r.member_id for r in rows])
 
 
 def unread(rt: Runtime) -> int:
@@ -62,17 +67,23 @@ def conversation(rt: Runtime, member_id: int, mark_read: bool = True) -> Convers
         if thread is None:
             return None
         member = q.member(session, member_id)
+        session.expunge(member)  # read whole; kept after the session
         messages = q.messages(session, member_id)
+        name = q.names(session, [member_id]).get(member_id)
         if mark_read and thread.unread:
             q.mark_read(session, member_id)
             uow.commit()
-        session.expunge(member)
-        return Conversation(thread, member, messages)
+        return Conversation(thread, member, messages, name)
 
 
-def set_status(rt: Runtime, member_id: int, done: bool, by: str) -> bool:
+def set_status(rt: Runtime, member_id: int, done: bool, by: str, ip: str | None = None) -> bool:
+    """Mark a conversation done or open again (in the audit log); False for no such conversation."""
+    now = rt.now()
     with rt.db.uow() as uow:
-        changed = q.set_status(uow.session, member_id, "done" if done else "open", by, rt.now())
+        changed = q.set_status(uow.session, member_id, "done" if done else "open", by, now)
+        if changed:
+            staff_queries.add_audit(uow.session, staff_email=by, action=audit.INBOX_STATUS, target=str(member_id),
+                                    detail="done" if done else "reopened", ip=ip, now=now)
         uow.commit()
         return changed
 
@@ -103,7 +114,7 @@ def refusal(member) -> str | None:
     return None
 
 
-def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str) -> str:
+def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: str | None = None) -> str:
     """Send ``text`` to the member now, on their channel; returns the text as they read it. ReplyRefused
     (with the reason) when it is not sent: opted out, unreachable, the channel not configured or paused,
     the provider refusing it."""
@@ -137,6 +148,8 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str) -> st
             session.add(ConsentEvent(member_id=member.id, kind="message", channel=member.channel,
                                      cause=f"staff reply ({staff_email})"[:64], campaign=None, text_sent=body,
                                      created_at=now))
+            staff_queries.add_audit(session, staff_email=staff_email, action=audit.INBOX_REPLY, target=str(member.id),
+                                    detail=f"{channels.label(member.channel)}, {len(body)} characters", ip=ip, now=now)
             uow.commit()
             return body
         if result.kind == plan.OPTED_OUT:

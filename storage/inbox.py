@@ -87,7 +87,7 @@ def messages(session: Session, member_id: int, limit: int = 500) -> list[Message
                                   InboxMessage.channel, InboxMessage.text, InboxMessage.media)
                            .where(InboxMessage.member_id == member_id)
                            .order_by(InboxMessage.id.desc()).limit(limit)).all()
-    rows = [MessageRow(*r) for r in kept]
+    rows = [MessageRow(*r) for r in reversed(kept)]  # oldest first: a sort by time keeps that order in a tie
     if rows:
         since = min(r.at for r in rows)
         sent = session.execute(
@@ -101,7 +101,7 @@ def messages(session: Session, member_id: int, limit: int = 500) -> list[Message
         for s in [*earlier, *[s for s in sent if s.sent_at >= since]]:
             text = s.message_es if s.language == "es" and s.message_es else s.message_en
             rows.append(MessageRow(s.sent_at, "bot", None, s.channel, text, False, s.id))
-    rows.sort(key=lambda r: (r.at, r.broadcast_id is None))
+    rows.sort(key=lambda r: (r.at, r.broadcast_id is None))  # a broadcast before what answered it
     return rows
 
 
@@ -177,3 +177,15 @@ def purge_done(session: Session, before: datetime) -> int:
     session.execute(delete(InboxMessage).where(InboxMessage.member_id.in_(old)))
     return session.execute(delete(InboxThread).where(InboxThread.status == "done", InboxThread.done_at < before)
                            ).rowcount
+
+
+def names(session: Session, member_ids: list[int]) -> dict[int, str]:
+    """The name each member last signed with (the list and the thread show it; staff address the
+    member by it), for the members that signed."""
+    if not member_ids:
+        return {}
+    from storage.models import Signature
+
+    rows = session.execute(select(Signature.member_id, Signature.name).where(Signature.member_id.in_(member_ids))
+                           .order_by(Signature.member_id, Signature.id))
+    return {member_id: name for member_id, name in rows if name}
