@@ -4,7 +4,7 @@ list, and the Twilio status callback. Creating a broadcast only writes rows; wor
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
@@ -26,6 +26,9 @@ __all__ = ["BroadcastError", "BroadcastRequest", "Preview", "preview", "create_b
 ALL = "all"  # a broadcast's channel filter: every channel, or one channel's name
 _STATE = re.compile(r"[A-Z]{2}")
 _ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
+# How problems name the two texts, for whoever asked: the CLI's options, the console's fields, the API's keys.
+FIELD_NAMES = {"cli": ("--message", "--message-es"), "console": ("the English text", "the Spanish text"),
+               "api": ("message", "message_es")}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class BroadcastRequest:
     zip_prefix: str | None = None
     signed_since: datetime | None = None
     created_by: str = "cli"
+    wording: str = "cli"  # a key of FIELD_NAMES: how problems name the texts
 
     def filters(self) -> sql.Filters:
         return sql.Filters(self.campaign, self.channel, self.state, self.zip_prefix, self.signed_since)
@@ -58,9 +62,10 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
         raise BroadcastError(f"ZIP prefix must be 1 to 5 digits, not {req.zip_prefix!r}")
     if req.signed_since is not None and req.signed_since.tzinfo is None:
         raise BroadcastError("signed-since needs a time zone (UTC)")
-    en = plan.check_template(req.message_en, "--message")
-    es = plan.check_template(req.message_es, "--message-es") if (req.message_es or "").strip() else None
-    return BroadcastRequest(req.campaign, en, es, req.channel, state, zp, req.signed_since, req.created_by[:200])
+    en_name, es_name = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])
+    en = plan.check_template(req.message_en, en_name)
+    es = plan.check_template(req.message_es, es_name) if (req.message_es or "").strip() else None
+    return replace(req, message_en=en, message_es=es, state=state, zip_prefix=zp, created_by=req.created_by[:200])
 
 
 def stop_notice(catalog: Catalog, campaign: str, language: str) -> str | None:
@@ -115,7 +120,8 @@ def preview(rt: Runtime, req: BroadcastRequest) -> Preview:
                 segments += check.segments * counts.get((channel.name, lang), 0)
     spanish = sum(n for (ch, lang), n in counts.items() if lang == "es")
     if spanish and not req.message_es:
-        warnings.append(f"{spanish} Spanish-speaking recipients will get the English text (no --message-es)")
+        no_spanish = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])[1].removeprefix("the ")
+        warnings.append(f"{spanish} Spanish-speaking recipients will get the English text (no {no_spanish})")
     other = sum(n for (ch, lang), n in counts.items() if lang not in rt.catalog.languages)
     if other:
         warnings.append(f"{other} recipients with another language will get the English text")
@@ -278,6 +284,43 @@ def list_broadcasts(rt: Runtime, limit: int = 20) -> list[Progress]:
     with rt.db.reader() as uow:
         ids = list(uow.session.scalars(select(Broadcast.id).order_by(Broadcast.id.desc()).limit(limit)))
     return [p for p in (progress(rt, i) for i in ids) if p is not None]
+
+
+FOLLOW_UP_COUNTS = ("pending", "held", "sending", "sent", "delivered", "failed", "cancelled", "skipped", "unknown")
+
+
+def status_of(b: Broadcast, counts: dict[str, int], now: datetime) -> str:
+    """scheduled (its time has not come), sending, finished or cancelled."""
+    if b.cancelled_at is not None:
+        return "cancelled"
+    if any(counts.get(s, 0) for s in ("pending", "held", "sending")):
+        return "sending"
+    return "finished"
+
+
+def follow_up(rt: Runtime, broadcast_id: int) -> dict | None:
+    """A broadcast's status, send time, deliveries by outcome, and the opt-outs and replies of its
+    recipients in the 48 hours after their message (storage/broadcast_follow_up.py). None when there
+    is no such broadcast."""
+    from storage import broadcast_follow_up as fu
+
+    now = rt.now()
+    with rt.db.reader() as uow:
+        s = uow.session
+        b = s.get(Broadcast, broadcast_id)
+        if b is None:
+            return None
+        counts = fu.outcome_counts(s, broadcast_id)
+        until = fu.window_end(s, broadcast_id)
+        opt_outs = fu.opt_outs_after(s, broadcast_id, until) if until else 0
+        replies = fu.replies_after(s, broadcast_id, until) if until else 0
+        send_at = getattr(b, "send_at", None)
+        return {"status": status_of(b, counts, now), "campaign": b.campaign,
+                "send_at": send_at.isoformat() if send_at else None,
+                "recipients_total": b.recipients,
+                "counts": {k: counts.get(k, 0) for k in FOLLOW_UP_COUNTS},
+                "opt_outs_after": opt_outs, "replies_after": replies,
+                "window_ends_at": until.isoformat() if until else None}
 
 
 # --- Twilio status callbacks ---------------------------------------------------------------------

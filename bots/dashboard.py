@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from bots import channels
 from bots.runtime import Runtime
@@ -15,8 +16,13 @@ from storage import staff_queries as q
 DAYS_SHOWN = 30
 
 
-def start_of_day(now: datetime) -> datetime:
-    return datetime.combine(now.astimezone(timezone.utc).date(), time(0), tzinfo=timezone.utc)
+def start_of_day(now: datetime, zone: str = "UTC", days_before: int = 0) -> datetime:
+    """Midnight (in UTC) of the day ``now`` falls on in ``zone`` (FIRMA_TIMEZONE: the organization's
+    "today"), or of ``days_before`` days earlier; each day is a calendar day there, 23 or 25 hours
+    long when the clocks change."""
+    tz = ZoneInfo(zone)
+    day = now.astimezone(tz).date() - timedelta(days=days_before)
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(timezone.utc)
 
 
 @dataclass
@@ -35,7 +41,7 @@ class CampaignStats:
 
 def overview(rt: Runtime, now: datetime) -> list[CampaignStats]:
     """Every campaign's total (the maintained counter) and today's count (an indexed range count)."""
-    today = start_of_day(now)
+    today = start_of_day(now, rt.settings.timezone)
     with rt.db.reader() as uow:
         counts = repo.signature_counts(uow.session)
         out = []
@@ -54,13 +60,13 @@ def campaign_stats(rt: Runtime, slug: str, now: datetime, days: int = DAYS_SHOWN
     campaign = rt.catalog.campaigns.get(slug)
     if campaign is None:
         return None
-    today = start_of_day(now)
-    first = today - timedelta(days=days - 1)
+    zone = rt.settings.timezone
+    today = start_of_day(now, zone)
+    day_starts = [start_of_day(now, zone, days_before=days - 1 - i) for i in range(days)]
     with rt.db.reader() as uow:
         s = uow.session
         groups = q.breakdown(s, slug)
-        day_starts = [first + timedelta(days=i) for i in range(days)]
-        per_day = q.counts_per_day(s, slug, day_starts, today + timedelta(days=1))
+        per_day = q.counts_per_day(s, slug, day_starts, start_of_day(now + timedelta(days=1), zone))
         today_count = q.count_since(s, slug, today)
     by_channel: Counter[str] = Counter()
     by_language: Counter[str] = Counter()
@@ -75,5 +81,5 @@ def campaign_stats(rt: Runtime, slug: str, now: datetime, days: int = DAYS_SHOWN
         slug, campaign.text("en").title, campaign.goal, campaign.active,
         total=sum(n for _, n in by_channels), today=today_count, by_channel=by_channels,
         by_language=_ranked(by_language), by_state=_ranked(by_state),
-        by_day=[(d.date(), n) for d, n in zip(day_starts, per_day)],
+        by_day=[(d.astimezone(ZoneInfo(zone)).date(), n) for d, n in zip(day_starts, per_day)],
     )

@@ -82,3 +82,21 @@ def _drain(buffer: io.StringIO) -> str:
     buffer.seek(0)
     buffer.truncate()
     return text
+
+
+def signatures_page(rt: Runtime, campaign: str, after: int, limit: int,
+                    include_contact: bool = False) -> tuple[list[dict], int | None]:
+    """One page of the signatures as the export's columns (JSON values: opted_out a boolean, no
+    spreadsheet neutralising), and the cursor of the next page or None."""
+    with rt.db.reader() as uow:
+        rows, next_cursor = repo.signatures_page(uow.session, campaign, after, limit)
+    out = []
+    for signed_at, campaign_, channel, name, zip_code, city, state, language, opted_out, address in rows:
+        utc = signed_at.replace(tzinfo=timezone.utc) if signed_at.tzinfo is None else signed_at.astimezone(timezone.utc)
+        item = {"signed_at": utc.isoformat(timespec="seconds")[:19] + "Z", "campaign": campaign_, "channel": channel,
+                "name": name, "zip": zip_code, "city": city, "state": state, "language": language,
+                "opted_out": bool(opted_out)}
+        if include_contact:
+            item[CONTACT_COLUMN] = address
+        out.append(item)
+    return out, next_cursor

@@ -186,8 +186,10 @@ def set_active(db: Database, email: str, active: bool) -> None:
 
 def list_staff(db: Database) -> list[dict]:
     with db.reader() as uow:
+        tokens = q.token_use(uow.session)
         return [{"email": u.email, "role": u.role, "active": u.active, "created_at": u.created_at,
-                 "last_sign_in_at": u.last_sign_in_at} for u in q.all_staff(uow.session)]
+                 "last_sign_in_at": u.last_sign_in_at, "tokens": tokens.get(u.id, (0, None))[0],
+                 "token_last_used_at": tokens.get(u.id, (0, None))[1]} for u in q.all_staff(uow.session)]
 
 
 # --- signing in and out ------------------------------------------------------------------------------

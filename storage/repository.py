@@ -258,6 +258,33 @@ def stream_export(session: Session, campaign: str, batch: int = 5000) -> Iterato
             yield tuple(cells)
 
 
+def signatures_page(session: Session, campaign: str, after: int, limit: int) -> tuple[list[tuple], int | None]:
+    """One page of the export's rows for the staff API, by signature id after ``after`` (a keyset
+    cursor: an index range scan on (campaign, id), the same cost for the first page and the last,
+    no OFFSET). Returns (rows as in stream_export, the cursor of the next page or None at the end).
+    A person with several linked chats is listed once, by their first signature, as in the export."""
+    person, shared = _person_columns()
+    signed_at = type_coerce(Signature.signed_at, DateTime(timezone=True)).label("signed_at")
+    stmt = (select(Signature.id, signed_at, Signature.campaign, Signature.channel, Signature.name,
+                   Signature.zip_code, Signature.city, Signature.state, Signature.language,
+                   Member.opted_out_at.is_not(None).label("opted_out"), Member.address,
+                   person.label("person"), shared.label("shared"))
+            .join(Member, Member.id == Signature.member_id)
+            .where(*_listed(campaign), Signature.id > after)
+            .order_by(Signature.id).limit(limit + 1))
+    scanned = session.execute(stmt).all()
+    more = len(scanned) > limit
+    scanned = scanned[:limit]
+    linked = {row.person for row in scanned if row.shared}
+    first: dict[int, int] = {}
+    if linked:  # people with several chats: a few, looked up once per page
+        first = dict(session.execute(
+            select(person, func.min(Signature.id)).join(Member, Member.id == Signature.member_id)
+            .where(*_listed(campaign), person.in_(linked)).group_by(person)).all())
+    rows = [tuple(row[1:-2]) for row in scanned if not row.shared or first.get(row.person) == row.id]
+    return rows, (scanned[-1].id if more else None)
+
+
 def later_signatures(session: Session, campaign: str) -> dict[int, str]:
     """The signatures the export leaves out (id -> state): a person with several chats is listed once,
     by their first signature (stream_export). Only linked chats are read: a small set."""

@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import delete, false, func, select
 from sqlalchemy.orm import Session
 
-from storage.models import (AuditLog, Broadcast, ConsentEvent, Delivery, Member, SendThrottle, SignInAttempt, Signature,
-                            StaffUser)
+from storage.models import (ApiToken, AuditLog, Broadcast, ConsentEvent, Delivery, Member, SendThrottle, SignInAttempt,
+                            Signature, StaffUser)
 
 # --- logins -----------------------------------------------------------------------------------------
 
@@ -24,6 +24,23 @@ def staff_by_email(session: Session, email: str, lock: bool = False) -> StaffUse
 
 def staff_exists(session: Session) -> bool:
     return session.scalar(select(StaffUser.id).limit(1)) is not None
+
+
+def token_and_staff(session: Session, token_hash: str) -> tuple[ApiToken, StaffUser] | None:
+    row = session.execute(select(ApiToken, StaffUser).join(StaffUser, StaffUser.id == ApiToken.staff_id)
+                          .where(ApiToken.token_hash == token_hash)).first()
+    return (row[0], row[1]) if row else None
+
+
+def delete_tokens(session: Session, staff_id: int) -> int:
+    return session.execute(delete(ApiToken).where(ApiToken.staff_id == staff_id)).rowcount or 0
+
+
+def token_use(session: Session) -> dict[int, tuple[int, datetime | None]]:
+    """staff id -> (tokens, the latest time one was used)."""
+    rows = session.execute(select(ApiToken.staff_id, func.count(), func.max(ApiToken.last_used_at))
+                           .group_by(ApiToken.staff_id))
+    return {staff_id: (n, last) for staff_id, n, last in rows}
 
 
 def active_admins(session: Session) -> int:

@@ -121,4 +121,42 @@ def list_(obj):
         click.echo("no staff logins yet: add one with `firma staff add EMAIL`")
     for r in rows:
         last = r["last_sign_in_at"].strftime("%Y-%m-%d %H:%M UTC") if r["last_sign_in_at"] else "never"
-        click.echo(f"{r['email']}\t{r['role']}\t{'active' if r['active'] else 'disabled'}\tlast sign-in: {last}")
+        if not r["tokens"]:
+            api = "no API token"
+        else:
+            used = r["token_last_used_at"].strftime("%Y-%m-%d %H:%M UTC") if r["token_last_used_at"] else "never"
+            api = f"{r['tokens']} API token{'s' if r['tokens'] != 1 else ''}, last used: {used}"
+        click.echo(f"{r['email']}\t{r['role']}\t{'active' if r['active'] else 'disabled'}\tlast sign-in: {last}"
+                   f"\t{api}")
+
+
+@staff.command("token")
+@click.argument("email")
+@click.option("--label", default=None, help="what the token is for (the audit log names its changes so)")
+@click.pass_obj
+def token(obj, email: str, label: str | None):
+    """Print a new API token for /api/staff/ (shown this once; it acts with the login's role)."""
+    from bots import api_tokens
+
+    db = _db(obj)
+    try:
+        value, label = _run(api_tokens.create_token, db, email, label, datetime.now(timezone.utc))
+    finally:
+        db.dispose()
+    click.echo(f"API token for {email.strip().lower()} ({label}); it is shown only now, keep it safe:", err=True)
+    click.echo(value)
+
+
+@staff.command("revoke-tokens")
+@click.argument("email")
+@click.pass_obj
+def revoke_tokens(obj, email: str):
+    """Delete every API token of a login (they stop working at once)."""
+    from bots import api_tokens
+
+    db = _db(obj)
+    try:
+        n = _run(api_tokens.revoke_tokens, db, email)
+    finally:
+        db.dispose()
+    click.echo(f"{n} API token{'s' if n != 1 else ''} of {email.strip().lower()} revoked")

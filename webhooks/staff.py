@@ -34,6 +34,7 @@ def _navigation():
         "channel_labels": {c.name: c.label for c in channels.channels()},
         "staff_can": lambda role: (current_staff() is not None and current_staff().can(role)),
         "contact": _contact,
+        "org_zone": runtime().settings.timezone,  # FIRMA_TIMEZONE: "today", schedules
     }
 
 

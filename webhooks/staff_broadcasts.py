@@ -85,7 +85,7 @@ def _request_from(values: dict) -> bsvc.BroadcastRequest:
     staff = current_staff()
     return bsvc.BroadcastRequest(values["campaign"], values["message_en"], values["message_es"] or None,
                                  values["channel"] or "all", values["state"] or None, values["zip_prefix"] or None,
-                                 since, created_by=f"staff:{staff.email}")
+                                 since, created_by=f"staff:{staff.email}", wording="console")
 
 
 def _render_compose(values: dict, preview=None, error: str | None = None, status: int = 200, confirm=False,

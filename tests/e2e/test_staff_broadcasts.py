@@ -160,7 +160,7 @@ def test_preview_with_filters_and_without_spanish(staff_client, signers):
     ({"state": "California"}, "state must be a two-letter code"),
     ({"zip_prefix": "6a"}, "ZIP prefix must be 1 to 5 digits"),
     ({"signed_since": "last week"}, "must be a date like 2026-11-01"),
-    ({"message_en": "  "}, "--message is empty"),
+    ({"message_en": "  "}, "the English text is empty"),
     ({"message_en": "Hi {nombre}"}, "only {name} and {first_name}"),
     ({"campaign": "nope"}, "no campaign"),
     ({"channel": "fax"}, "channel must be one of"),

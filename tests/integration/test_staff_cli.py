@@ -130,3 +130,22 @@ def test_migration_0010_makes_existing_logins_admins(db_url):
     finally:
         dbmod.upgrade(db_url, "head")
         engine.dispose()
+
+
+def test_token_printed_once_works_shows_last_use_and_is_revoked(run, rt, db_url):
+    from bots import api_tokens
+
+    assert run("staff", "add", "first@example.org", input=GOOD + "\n").exit_code == 0
+    r = run("staff", "token", "first@example.org", "--label", "CRM sync")
+    assert r.exit_code == 0 and "CRM sync" in r.output
+    token = r.output.strip().splitlines()[-1]
+    assert token.startswith("firma_") and len(token) > 40
+    assert "1 API token, last used: never" in run("staff", "list").output
+    assert api_tokens.token_user(rt.db, token, rt.now()).label == "CRM sync"
+    assert "1 API token, last used: 2026-11-27 18:00 UTC" in run("staff", "list").output
+    r = run("staff", "revoke-tokens", "first@example.org")
+    assert r.exit_code == 0 and "1 API token of first@example.org revoked" in r.output
+    assert api_tokens.token_user(rt.db, token, rt.now()) is None
+    assert "no API token" in run("staff", "list").output
+    r = run("staff", "token", "nobody@example.org")
+    assert r.exit_code == 1 and "has no login" in r.output
