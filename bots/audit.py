@@ -16,6 +16,7 @@ SIGN_IN, SIGN_OUT, EXPORT, MEMBER_LOOKUP, MEMBER_VIEW, BROADCAST, BROADCAST_CANC
     "sign_in", "sign_out", "export", "member_lookup", "member_view", "broadcast", "broadcast_cancel")
 DELIVERY = "delivery"  # the delivery package PDF: names go to the petition's target
 STAFF_ROLE = "staff_role"  # an admin changed a login's role
+INBOX_REPLY, INBOX_STATUS, SAVED_REPLY = "inbox_reply", "inbox_status", "saved_reply"  # the inbox
 
 
 def audit(db: Database, staff: StaffInfo, action: str, target: str | None, detail: str | None, ip: str | None,

@@ -9,7 +9,8 @@ Order of precedence for a message: the provider's own opt-out verdict (Twilio Op
 STOP and its synonyms and the opt-outs in plain words (config/opt_outs.toml), then YES/SÍ to a
 pending "Sign as Ana López, 60601?", then START/HELP and their synonyms, then language switches,
 then campaign keywords, then (for a member opted out: nothing more) the answer to the pending
-question, then a short help that names the member's own campaign.
+question; what is left is the member's own words, kept for staff (``ForStaff``) and acknowledged at
+most once a day with a note that names the member's own campaign's keyword.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class State:
     invalid_count: int = 0
     signed: frozenset[str] = frozenset()
     last_signed: Signed | None = None  # read with the rest, under the member's lock
+    acked_today: bool = False  # the inbox acknowledged their own words today (one note a day)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,16 @@ class Consent:
     campaign: str | None = None
 
 
-Effect = RecordSignature | Consent
+@dataclass(frozen=True)
+class ForStaff:
+    """The effect: keep the member's own words for staff (the inbox)."""
+
+    text: str
+    media: bool = False
+    campaign: str | None = None  # the campaign the member belongs to, if any
+
+
+Effect = RecordSignature | Consent | ForStaff
 
 
 @dataclass(frozen=True)
@@ -272,17 +283,27 @@ def step(state: State, inbound: Inbound, catalog: Catalog, zips: ZipLookup) -> S
         slug = state.campaign
         name = state.pending_name or ""
         effect = RecordSignature(slug, name, info.zip_code, info.city, info.state, info.timezone)
-        new = replace(_reset(state), signed=state.signed | {slug})
+        new = replace(_reset(state), signed=state.signed | {slug}, last_signed=Signed(*astuple_signed(effect)))
         return Step(new, (Reply("signed", {"name": name, "city": info.city, "state": info.state}, campaign=slug),),
                     (effect,))
 
+    # Nothing the conversation can use: the member's own words, for staff. One acknowledgement a day.
     home = _home(state, catalog)
-    if inbound.media:
-        return Step(state, (Reply("not_text"), Reply("no_conversation", join=True, campaign=home)))
-    replies = [Reply("no_conversation", campaign=home)]
+    belongs = state.campaign or (state.last_signed.campaign if state.last_signed else None)
+    kept = (ForStaff(clean_text(inbound.text or ""), inbound.media, belongs),)
+    if state.acked_today:
+        return Step(_reset(state), (), kept)
+    replies = [Reply("inbox_ack", campaign=home)]
     if first_contact:  # we cannot know their language yet: offer the other one
         replies.append(Reply("language_offer", campaign=home, join=True))
-    return Step(_reset(state), tuple(replies))
+    return Step(replace(_reset(state), acked_today=True), tuple(replies), kept)
+
+
+def clean_text(text: str) -> str:
+    """A member's message as staff read it: NFC, no control characters but line breaks, no invisible
+    format characters (clean_name's rules, line by line)."""
+    lines = [clean_name(line) for line in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join(lines).strip()
 
 
 def opt_out_in_words(inbound: Inbound, catalog: Catalog) -> OptOutMatch | None:
@@ -360,9 +381,13 @@ def _confirm(state: State) -> Step:
         return Step(replace(state, step=AWAITING_NAME), (Reply("ask_name"),))
     slug = state.campaign
     effect = RecordSignature(slug, last.name, last.zip_code, last.city, last.state, last.timezone)
-    new = replace(_reset(state), signed=state.signed | {slug})
+    new = replace(_reset(state), signed=state.signed | {slug}, last_signed=Signed(*astuple_signed(effect)))
     return Step(new, (Reply("signed", {"name": last.name, "city": last.city, "state": last.state}, campaign=slug),),
                 (effect,))
+
+
+def astuple_signed(signed: Signed) -> tuple:
+    return (signed.campaign, signed.name, signed.zip_code, signed.city, signed.state, signed.timezone)
 
 
 def _home(state: State, catalog: Catalog) -> str:

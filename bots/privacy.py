@@ -7,6 +7,8 @@ Forgetting keeps what the organisation must keep and nothing that names the pers
 - their signatures stay as rows with the name, ZIP, city and state erased, so campaign counts do not
   change (and the export leaves them out);
 - the pending conversation, the inbound counter and every stored reply that quoted their name lose it;
+- their conversation with staff (the inbox: their own words, the acknowledgements, staff replies) is
+  deleted;
 - a consent event of kind "forget" records when and on whose request (the audit entry).
 If the same number writes again, or is imported again, ``is_forgotten`` finds the token, and the new
 member row starts opted out: nothing but STOP/HELP or a new explicit keyword gets an answer.
@@ -23,6 +25,7 @@ from datetime import datetime
 from config.gsm import to_gsm
 from storage import broadcasts as broadcast_sql
 from storage import db
+from storage import inbox as inbox_sql
 from storage import repository as repo
 from storage.uow import UnitOfWork
 
@@ -81,6 +84,7 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
             other, _ = repo.lock_member(session, other.channel, other.address, now)
             token = forget_token(key, other.channel, other.address)
             kept += repo.forget_member_data(session, other, token, now, _spellings)
+            inbox_sql.erase(session, other.id)
             repo.add_consent(session, other, kind="forget", cause=f"erasure request ({requested_by})"[:64],
                              campaign=None, text_sent=None, now=now)
             contacts += 1
@@ -90,6 +94,7 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
 
 
 PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)
+INBOX_RETENTION_DAYS = 180  # a conversation staff closed is kept this long, then dropped
 
 
 @dataclass
@@ -97,17 +102,21 @@ class Purged:
     processed: int
     counters: int
     early_statuses: int = 0
+    conversations: int = 0  # inbox conversations done more than inbox_days ago
 
 
-def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS) -> Purged:
+def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS,
+          inbox_days: int = INBOX_RETENTION_DAYS) -> Purged:
     """Delete what is kept only for a short while: provider message ids with the replies given (they
-    can quote a name) older than ``days``, inbound counters older than an hour, and Twilio status
-    callbacks kept for a message that no delivery ever claimed, older than ``days``."""
+    can quote a name) older than ``days``, inbound counters older than an hour, Twilio status
+    callbacks kept for a message that no delivery ever claimed, older than ``days``, and inbox
+    conversations marked done more than ``inbox_days`` ago (with their messages)."""
     from datetime import timedelta
 
     with uow:
         processed = repo.purge_processed(uow.session, now - timedelta(days=days))
         counters = repo.purge_inbound_counters(uow.session, now - timedelta(hours=1))
         early = broadcast_sql.purge_early_statuses(uow.session, now - timedelta(days=days))
+        conversations = inbox_sql.purge_done(uow.session, now - timedelta(days=inbox_days))
         uow.commit()
-    return Purged(processed, counters, early)
+    return Purged(processed, counters, early, conversations)

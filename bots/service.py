@@ -11,9 +11,10 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from bots import broadcasts, channels, privacy
-from bots.engine import Consent, Engine, Inbound, RecordSignature, Reply, Signed, State, opt_out_in_words
+from bots.engine import Consent, Engine, ForStaff, Inbound, RecordSignature, Reply, Signed, State, opt_out_in_words
 from bots.events import ContactShared, Event, GroupPost, Reachability
 from config.campaigns import Catalog
 from config.keywords import OPT_OUT, normalize_keyword
@@ -47,10 +48,20 @@ def always_handled(inbound: Inbound, catalog: Catalog) -> bool:
         normalize_keyword(inbound.text or "") in OPT_OUT or opt_out_in_words(inbound, catalog) is not None
 
 
+DEFAULT_TIMEZONE = "America/New_York"
+
+
+def organization_day(now: datetime, timezone: str) -> str:
+    """The organization's date (FIRMA_TIMEZONE) at ``now``: the inbox acknowledges once per such day."""
+    return now.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
 def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datetime, *,
-                   limit: int | None = INBOUND_LIMIT_PER_MINUTE, forget_key: str | None = None) -> Outcome:
+                   limit: int | None = INBOUND_LIMIT_PER_MINUTE, forget_key: str | None = None,
+                   timezone: str = DEFAULT_TIMEZONE) -> Outcome:
     """``limit``: messages per minute per sender (None: no limit). ``forget_key``: FIRMA_SECRET_KEY, to
-    recognise a forgotten member who writes again (they start opted out).
+    recognise a forgotten member who writes again (they start opted out). ``timezone``: FIRMA_TIMEZONE,
+    whose days bound the inbox's one acknowledgement a day.
 
     The hot path of every conversation (issue 6): its statements are storage.inbound's, compiled once
     and run on the driver's connection; on PostgreSQL a message costs two round trips (BEGIN with the
@@ -71,10 +82,12 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
             elif channels.get(channel).phone_numbers:  # the same number on SMS and WhatsApp: one person
                 member = hot.join_phone_person(conn, member, channel, address)
         last = member.last_signature
+        today = organization_day(now, timezone)
         state = State(
             language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
             campaign=member.campaign, step=member.step, pending_name=member.pending_name,
             invalid_count=member.invalid_count, signed=member.signed, last_signed=Signed(*last) if last else None,
+            acked_today=member.acked_on == today,
         )
         result = engine.step(state, inbound)
         new = result.state
@@ -95,10 +108,16 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         text_sent = "\n".join(messages) or None
         consents = [hot.ConsentRecord(effect.kind, effect.cause, effect.campaign or new.campaign, text_sent)
                     for effect in result.effects if isinstance(effect, Consent)]
+        acknowledged = new.acked_today and not state.acked_today
+        kept = next((hot.KeptMessage(e.text, e.media, e.campaign, text_sent if acknowledged else None)
+                     for e in result.effects if isinstance(e, ForStaff)), None)
+        if member.simulated:
+            kept = None  # the simulator's members are not people: nothing for staff to read or answer
         hot.save_and_commit(conn, member.id, channel, inbound.provider_id, consents=consents, language=new.language,
                             opted_out=new.opted_out, disclosed=new.disclosed, campaign=new.campaign, step=new.step,
                             pending_name=new.pending_name, invalid_count=new.invalid_count,
-                            response=_stored(messages, new.language, signed), now=now)
+                            response=_stored(messages, new.language, signed), now=now,
+                            acked_on=today if acknowledged else member.acked_on, kept=kept)
     if any(isinstance(effect, Consent) and effect.kind == "opt_out" for effect in result.effects):
         # committed: no worker hands a message to this member over now; one handed over before must
         # reach the provider before the confirmation does
@@ -148,10 +167,10 @@ def _replayed(response: str | None) -> Outcome:
 
 
 def handle_event(uow: UnitOfWork, event: Event | None, engine: Engine, now: datetime, *,
-                 forget_key: str | None = None) -> Outcome:
+                 forget_key: str | None = None, timezone: str = DEFAULT_TIMEZONE) -> Outcome:
     """Whatever a channel reported, handled by its service function (None: nothing to do)."""
     if isinstance(event, Inbound):
-        return handle_inbound(uow, event, engine, now, forget_key=forget_key)
+        return handle_inbound(uow, event, engine, now, forget_key=forget_key, timezone=timezone)
     if isinstance(event, ContactShared):
         return handle_contact(uow, event.inbound, event.phone, event.own, engine, now, forget_key=forget_key)
     if isinstance(event, Reachability):

@@ -20,7 +20,8 @@ it no round trip):
    signature. All three go in one pipeline;
 2. ``add_signature`` (the signature and the campaign counter, one statement), when the engine asks;
 3. ``save_and_commit``: the consent events, the member, the conversation and the reply kept for
-   retries (one statement), and COMMIT, in one pipeline.
+   retries (one statement), the member's own words for the inbox when the engine keeps them (their
+   message, the acknowledgement, their conversation with staff), and COMMIT, in one pipeline.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from storage.models import (
     ConsentEvent,
     Conversation,
     InboundCounter,
+    InboxMessage,
+    InboxThread,
     Member,
     ProcessedMessage,
     Signature,
@@ -66,6 +69,7 @@ class MemberState:
     signed: frozenset[str] = frozenset()
     # the person's latest signature (of any of their chats): what a second campaign offers to sign with
     last_signature: tuple[str, str, str, str, str, str | None] | None = None  # campaign, name, zip, city, state, tz
+    acked_on: str | None = None  # the day the inbox last acknowledged their own words
 
 
 def _now(name: str = "now"):
@@ -146,7 +150,7 @@ class _Statements:
             select(Member.id, Member.simulated, Member.person_id, Member.language,
                    Member.opted_out_at.is_not(None), Member.disclosed_at.is_not(None),
                    Conversation.member_id, Conversation.campaign, Conversation.step, Conversation.pending_name,
-                   Conversation.invalid_count, *signed(root))
+                   Conversation.invalid_count, Conversation.acked_on, *signed(root))
             .outerjoin(Conversation, Conversation.member_id == Member.id), root,
         ).where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_address")) \
             .with_for_update(of=Member)
@@ -209,14 +213,34 @@ class _Statements:
                                     last_seen_at=_now(), unreachable_at=None))
         conv = insert(Conversation).values(member_id=bindparam("p_member_id"), campaign=bindparam("p_campaign"),
                                            step=bindparam("p_step"), pending_name=bindparam("p_pending_name"),
-                                           invalid_count=bindparam("p_invalid_count"), updated_at=_now())
+                                           invalid_count=bindparam("p_invalid_count"), updated_at=_now(),
+                                           acked_on=bindparam("p_acked_on"))
         self.save_conversation = conv.on_conflict_do_update(
             index_elements=["member_id"],
-            set_={c: conv.excluded[c] for c in ("campaign", "step", "pending_name", "invalid_count", "updated_at")})
+            set_={c: conv.excluded[c] for c in ("campaign", "step", "pending_name", "invalid_count", "updated_at",
+                                                "acked_on")})
         self.save_response = (update(ProcessedMessage)
                               .where(ProcessedMessage.channel == bindparam("p_channel"),
                                      ProcessedMessage.provider_id == bindparam("p_provider_id"))
                               .values(response=bindparam("p_response")))
+
+        # The inbox: a message of the member's conversation with staff, and that conversation (open again,
+        # newest, one more unread message when it is the member's).
+        self.inbox_message = (InboxMessage.__table__.insert()
+                              .values(member_id=bindparam("p_member_id"), at=_now(), sender=bindparam("p_sender"),
+                                      channel=bindparam("p_channel"), text=bindparam("p_text"),
+                                      media=bindparam("p_media", type_=Boolean)))
+        thread = insert(InboxThread).values(member_id=bindparam("p_member_id"), channel=bindparam("p_channel"),
+                                            language=bindparam("p_language"), campaign=bindparam("p_campaign"),
+                                            status="open", last_at=_now(), last_text=bindparam("p_text"),
+                                            unread=1)
+        self.inbox_thread = thread.on_conflict_do_update(
+            index_elements=["member_id"],
+            set_={"channel": thread.excluded.channel, "language": thread.excluded.language,
+                  "campaign": func.coalesce(thread.excluded.campaign, InboxThread.campaign),
+                  "status": "open", "last_at": thread.excluded.last_at, "last_text": thread.excluded.last_text,
+                  "unread": case((InboxThread.status == "open", InboxThread.unread + 1), else_=1),
+                  "done_at": None, "done_by": None})
 
     def admit(self, bump: bool, claim: bool):
         """PostgreSQL: the counter, the claim and the member's lock in one statement, in that order."""
@@ -285,6 +309,7 @@ class _Compiled:
             self.bump, self.claim, self.count = sql(st.bump), sql(st.claim), sql(st.count)
             self.save_member, self.save_conversation = sql(st.save_member), sql(st.save_conversation)
             self.save_response = sql(st.save_response)
+        self.inbox_message, self.inbox_thread = sql(st.inbox_message), sql(st.inbox_thread)
 
 
 _compiled: dict[str, _Compiled] = {}
@@ -506,9 +531,9 @@ def _member(conn: Transaction, row) -> MemberState | None:
     if row is None:
         return None
     (member_id, simulated, person_id, language, opted_out, disclosed,
-     conv_id, campaign, step, pending, invalid, signed_own, signed_linked, *last) = row
+     conv_id, campaign, step, pending, invalid, acked_on, signed_own, signed_linked, *last) = row
     state = MemberState(member_id, bool(simulated), person_id, language, bool(opted_out), bool(disclosed),
-                        signed=_campaigns(signed_own, signed_linked), last_signature=_last(last))
+                        signed=_campaigns(signed_own, signed_linked), last_signature=_last(last), acked_on=acked_on)
     if conv_id is not None:
         state.campaign, state.step, state.pending_name, state.invalid_count = campaign, step, pending, invalid
     if person_id is not None:
@@ -571,6 +596,19 @@ def add_signature(conn: Transaction, member: MemberState, channel: str, *, campa
     return True
 
 
+LAST_TEXT = 200  # characters of a member's latest message shown in the inbox's list
+
+
+@dataclass
+class KeptMessage:
+    """The member's own words for the inbox, and the acknowledgement sent back (None: none today)."""
+
+    text: str
+    media: bool
+    campaign: str | None
+    acknowledgement: str | None
+
+
 @dataclass
 class ConsentRecord:
     """One consent_events row: an opt-in, opt-out or HELP, its cause and the exact text sent back."""
@@ -584,16 +622,26 @@ class ConsentRecord:
 def save_and_commit(conn: Transaction, member_id: int, channel: str, provider_id: str | None, *,
                     consents: list[ConsentRecord], language: str, opted_out: bool, disclosed: bool,
                     campaign: str | None, step: str, pending_name: str | None, invalid_count: int, response: str,
-                    now: datetime) -> None:
+                    now: datetime, acked_on: str | None = None, kept: KeptMessage | None = None) -> None:
     """The consent events, then the member (language, opt-out kept from its first time, disclosure, seen
     now and reachable again), their conversation and the reply kept for a retry of ``provider_id``;
-    then COMMIT. On PostgreSQL all of it is one round trip (a pipeline)."""
+    the inbox's rows for ``kept``; then COMMIT. On PostgreSQL all of it is one round trip (a pipeline)."""
     st = _for(conn)
     params = _p(member_id=member_id, language=language, opted_out=opted_out, disclosed=disclosed, campaign=campaign,
                 step=step, pending_name=pending_name, invalid_count=invalid_count, channel=channel,
-                provider_id=provider_id, response=response, now=now)
+                provider_id=provider_id, response=response, now=now, acked_on=acked_on)
     events = [_p(member_id=member_id, channel=channel, kind=c.kind, cause=c.cause[:64], campaign=c.campaign,
                  text_sent=c.text_sent, now=now) for c in consents]
+    inbox = []
+    if kept is not None:
+        inbox.append((st.inbox_message, _p(member_id=member_id, sender="member", channel=channel, text=kept.text,
+                                           media=kept.media, now=now)))
+        if kept.acknowledgement:
+            inbox.append((st.inbox_message, _p(member_id=member_id, sender="bot", channel=channel,
+                                               text=kept.acknowledgement, media=False, now=now)))
+        inbox.append((st.inbox_thread, _p(member_id=member_id, channel=channel, language=language,
+                                          campaign=kept.campaign, now=now,
+                                          text=kept.text[:LAST_TEXT] if kept.text or not kept.media else "[media]")))
     with _driver(conn) as raw:
         if st.pg:
             with raw.pipeline():
@@ -601,6 +649,8 @@ def save_and_commit(conn: Transaction, member_id: int, channel: str, provider_id
                 for event in events:
                     _execute(raw, st.consent, event)
                 _execute(raw, st.save[provider_id is not None], params)
+                for sql, values in inbox:
+                    _execute(raw, sql, values)
                 # a statement of the pipeline, answered with the rest (psycopg's commit() would wait on a
                 # Sync of its own); the connection's state then reads idle, as after commit()
                 raw.execute("COMMIT")
@@ -612,5 +662,7 @@ def save_and_commit(conn: Transaction, member_id: int, channel: str, provider_id
             _execute(raw, st.save_conversation, params)
             if provider_id is not None:
                 _execute(raw, st.save_response, params)
+            for sql, values in inbox:
+                _execute(raw, sql, values)
             raw.commit()
     conn.begun = False

@@ -96,6 +96,9 @@ class Conversation(Base):
     pending_name: Mapped[str | None] = mapped_column(String(200))
     invalid_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The day (YYYY-MM-DD in FIRMA_TIMEZONE) the inbox last acknowledged the member's own words: at
+    # most one acknowledgement a day.
+    acked_on: Mapped[str | None] = mapped_column(String(10))
 
 
 class Signature(Base):
@@ -425,3 +428,64 @@ class CampaignKeywordRow(Base):
     language: Mapped[str] = mapped_column(String(8))
     spelled: Mapped[str] = mapped_column(String(64))  # as staff wrote it ("SUEÑO" for SUENO)
     position: Mapped[int] = mapped_column(Integer, default=0)  # the first per language is the one members are told
+
+# --- The inbox: members' own words, the bot's acknowledgements and staff replies -------------------
+
+INBOX_SENDERS = ("member", "bot", "staff")
+
+
+class InboxThread(Base):
+    """One member's conversation with staff: open while something they wrote waits, done when staff
+    closed it. Written in the inbound transaction that keeps a message, so the inbox page reads one
+    row per conversation (newest first) and never scans the messages."""
+
+    __tablename__ = "inbox_threads"
+    __table_args__ = (
+        Index("ix_inbox_threads_status_last_at", "status", "last_at", "member_id"),
+        # the navigation's unread count: open conversations with something staff have not read
+        Index("ix_inbox_threads_unread", "member_id",
+              postgresql_where=text("status = 'open' AND unread > 0"),
+              sqlite_where=text("status = 'open' AND unread > 0")),
+    )
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(8))
+    campaign: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(8), default="open")  # open | done
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the member's latest message
+    last_text: Mapped[str] = mapped_column(Text, default="")  # its first characters, for the list
+    unread: Mapped[int] = mapped_column(Integer, default=0)  # member messages since staff last read it
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_by: Mapped[str | None] = mapped_column(String(254))
+
+
+class InboxMessage(Base):
+    """A message of a conversation with staff, in order: the member's words (text, media flag), the
+    bot's acknowledgement, a staff reply (who sent it)."""
+
+    __tablename__ = "inbox_messages"
+    __table_args__ = (Index("ix_inbox_messages_member_id_id", "member_id", "id"),
+                      Index("ix_inbox_messages_at", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sender: Mapped[str] = mapped_column(String(8))  # member | bot | staff
+    staff_email: Mapped[str | None] = mapped_column(String(254))
+    channel: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    media: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SavedReply(Base):
+    """An answer staff give often, in one language; admins manage them."""
+
+    __tablename__ = "saved_replies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    language: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(String(80))
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(254))

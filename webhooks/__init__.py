@@ -77,11 +77,11 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
                     "(fine for development, not for production)")
 
     from webhooks import (api_staff, auth, public, security, simulator, staff, staff_broadcasts, staff_campaigns,
-                          staff_team, telegram, twilio)
+                          staff_inbox, staff_team, telegram, twilio)
 
     auth.install(app)  # sessions, CSRF and the /staff guard, before any blueprint's view runs
     for blueprint in (twilio.bp, telegram.bp, public.bp, simulator.bp, staff.bp, staff_broadcasts.bp,
-                      staff_campaigns.bp, staff_team.bp, api_staff.bp):
+                      staff_campaigns.bp, staff_inbox.bp, staff_team.bp, api_staff.bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
     security.install(app)  # nosniff, no framing, CSP on pages

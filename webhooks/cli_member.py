@@ -56,15 +56,19 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
 @click.command("purge")
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650),
               help="Keep provider message ids and the replies given for this many days.")
+@click.option("--inbox-days", default=180, show_default=True, type=click.IntRange(1, 36500),
+              help="Keep inbox conversations marked done for this many days after they were closed.")
 @click.pass_obj
-def purge(obj, days: int):
+def purge(obj, days: int, inbox_days: int):
     """Delete short-lived data: handled message ids with their replies (older than --days),
-    per-sender inbound counters (older than an hour) and status callbacks for messages no delivery
-    claimed (older than --days). Run it daily (cron)."""
+    per-sender inbound counters (older than an hour), status callbacks for messages no delivery
+    claimed (older than --days) and inbox conversations done more than --inbox-days ago, with their
+    messages. Run it daily (cron)."""
     from bots import privacy
 
     rt = obj.runtime
-    result = privacy.purge(rt.db.uow(), rt.now(), days)
+    result = privacy.purge(rt.db.uow(), rt.now(), days, inbox_days)
     click.echo(f"purged {result.processed} handled message(s) older than {days} days and "
                f"{result.counters} inbound counter(s)"
-               + (f"; {result.early_statuses} unclaimed status callback(s)" if result.early_statuses else ""))
+               + (f"; {result.early_statuses} unclaimed status callback(s)" if result.early_statuses else "")
+               + f"; {result.conversations} inbox conversation(s) done more than {inbox_days} days ago")

@@ -35,7 +35,7 @@ def handlers(rt, gateway):
     def handle(data: dict):
         event = TELEGRAM.parse(data)
         outcome = service.handle_event(rt.db.uow(), event.payload(), rt.engine, rt.now(),
-                                       forget_key=rt.settings.secret_key)
+                                       forget_key=rt.settings.secret_key, timezone=rt.settings.timezone)
         return TELEGRAM.answer(event, outcome, rt.catalog, gateway.username, webhook=False)
 
     def blocked(chat_id) -> None:

@@ -75,6 +75,6 @@ def send():
     except ValueError as exc:
         abort(400, str(exc))
     rt = runtime()
-    outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now())
+    outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(), timezone=rt.settings.timezone)
     reply = channel.simulated_reply(inbound, outcome, rt.catalog, from_button=button is not None)
     return jsonify(messages=reply.messages, language=reply.language, html=reply.html, buttons=reply.buttons or [])

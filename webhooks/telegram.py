@@ -58,7 +58,7 @@ def update():
     rt = runtime()
     gw = gateway()
     outcome = service.handle_event(rt.db.uow(), event.payload(), rt.engine, rt.now(),
-                                   forget_key=rt.settings.secret_key)
+                                   forget_key=rt.settings.secret_key, timezone=rt.settings.timezone)
     actions = TELEGRAM.answer(event, outcome, rt.catalog, gw.username)
     if not actions:
         return "", 200

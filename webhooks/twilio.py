@@ -76,7 +76,8 @@ def inbound_sms():
         abort(400, str(exc))
     rt = runtime()
     outcome = retry_on_disconnect(lambda: service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(),
-                                                                 forget_key=rt.settings.secret_key))
+                                                                 forget_key=rt.settings.secret_key,
+                                                                 timezone=rt.settings.timezone))
     return Response(channel.respond(outcome.messages), mimetype="application/xml")
 
 

@@ -25,8 +25,8 @@ from webhooks import create_app
 # with the admission and the read, then the writes with COMMIT; one more when the message signs, and one
 # more for a first message, which inserts the member.
 BUDGET = {
-    "sqlite": {"first keyword": 10, "name": 8, "zip": 10, "second keyword": 8},
-    "postgresql": {"first keyword": 3, "name": 2, "zip": 3, "second keyword": 2},
+    "sqlite": {"first keyword": 10, "name": 8, "zip": 10, "second keyword": 8, "words for staff": 11},
+    "postgresql": {"first keyword": 3, "name": 2, "zip": 3, "second keyword": 2, "words for staff": 2},
 }
 
 
@@ -80,6 +80,9 @@ def test_round_trips_per_message(counted, db_kind, capsys):
     take()
     assert "already signed" in messages(post_sms(client, phone, "SCOMM"))[0]
     counts["second keyword"] = take()
+    # words for the inbox are kept in the same pipeline as the rest of the message's writes
+    assert "Someone from our team will read your message" in messages(post_sms(client, phone, "When is the march?"))[0]
+    counts["words for staff"] = take()
     with capsys.disabled():
         print(f"\n{db_kind}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     assert all(counts.values()), counts  # the counter sees the work (a count of 0 would pass any budget)

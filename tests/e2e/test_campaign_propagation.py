@@ -63,7 +63,7 @@ def test_a_campaign_change_reaches_two_gunicorn_processes_within_5_seconds(db_ur
     with common.gunicorn("webhooks:create_app()", env, workers=1, log_dir=tmp_path) as host_a, \
             common.gunicorn("webhooks:create_app()", env, workers=1, log_dir=tmp_path, preload=True) as host_b:
         ports = [host_a.port, host_b.port]
-        assert all(first_reply(p, "DREAM").startswith("Hi! To sign End S-Comm Now") for p in ports)
+        assert all("To sign End S-Comm Now" in first_reply(p, "DREAM") for p in ports)
 
         rt = Runtime.build(Settings(database_url=db_url, secret_key="x", secret_key_generated=False))
         campaign = svc.get_campaign(rt, "end-scomm")

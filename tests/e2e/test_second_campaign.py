@@ -65,7 +65,8 @@ def test_help_and_the_fallback_name_the_members_own_campaign(client, rt):
     (help_,) = texts(client, "HELP")
     assert "To sign, text DREAM" in help_[0]
     (fallback,) = texts(client, "hello there")
-    assert fallback == ["Hi! To sign Pass the Dream Act, text DREAM. Reply HELP for help, STOP to cancel."]
+    assert fallback == ["Thanks! Someone from our team will read your message. To sign Pass the Dream Act, text DREAM. "
+                        "Reply HELP for help, STOP to cancel."]
     (stranger,) = texts(client, "hello there", phone="+13125550199")
     assert "text SCOMM" in stranger[0]
 

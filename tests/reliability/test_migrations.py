@@ -33,14 +33,33 @@ def converse(rt, phone, *texts):
                                rt.engine, rt.now())
 
 
-def snapshot(url) -> dict[str, list[tuple]]:
+def snapshot(url, like: dict | None = None) -> dict[str, list[tuple]]:
+    """The data tables' rows, in the columns the database has now; with ``like`` (an earlier snapshot),
+    in the columns that one had (a later migration's column is left out of the comparison)."""
     engine = dbmod.make_engine(url)
     try:
         with engine.connect() as conn:
-            return {m.__tablename__: sorted(tuple(r) for r in conn.execute(select(m.__table__)).all())
-                    for m in DATA_TABLES}
+            found = {}
+            for m in DATA_TABLES:
+                present = {c["name"] for c in inspect(conn).get_columns(m.__tablename__)}
+                columns = [c for c in m.__table__.columns if c.name in present]
+                found[m.__tablename__] = sorted(tuple(r) for r in conn.execute(select(*columns)).all())
+                found[m.__tablename__ + ".columns"] = [c.name for c in columns]
+            return found
     finally:
         engine.dispose()
+
+
+def same_data(now: dict, before: dict) -> bool:
+    """``now`` holds ``before``'s rows in the columns both have."""
+    for table in DATA_TABLES:
+        name = table.__tablename__
+        cols_now, cols_before = now[name + ".columns"], before[name + ".columns"]
+        keep = [i for i, c in enumerate(cols_before) if c in cols_now]
+        pick_now = [cols_now.index(cols_before[i]) for i in keep]
+        if sorted(tuple(r[i] for i in keep) for r in before[name]) != sorted(tuple(r[i] for i in pick_now) for r in now[name]):
+            return False
+    return True
 
 
 def tables(url) -> set[str]:
@@ -67,10 +86,10 @@ def test_upgrade_downgrade_upgrade_on_a_populated_database(empty_db_url, setting
 
         dbmod.downgrade(url, "0004_staff")  # this area's migration (and any newer) goes; the rest stays as it was
         assert "inbound_counters" not in tables(url)
-        assert snapshot(url) == before
+        assert same_data(snapshot(url), before)
 
         dbmod.upgrade(url)
-        assert snapshot(url) == before
+        assert same_data(snapshot(url), before)
         converse(rt, "+13125550002", "60614")  # the conversation carries on where it was
         rt.db.dispose()
         after = snapshot(url)

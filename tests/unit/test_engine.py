@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bots.engine import (
-    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, Inbound, RecordSignature, State, check_name,
-    check_zip,
+    AWAITING_CONFIRM, AWAITING_NAME, AWAITING_ZIP, IDLE, Consent, Engine, ForStaff, Inbound, RecordSignature, State,
+    check_name, check_zip,
 )
 from bots import channels
 
@@ -62,14 +62,16 @@ class TestSigning:
     @pytest.mark.parametrize("text", ["SCOMMS", "S COMM", "scomm now", "sign"])
     def test_not_a_keyword(self, engine, text):
         step = engine.step(State(known=True), sms(text))
-        assert keys(step) == ["no_conversation"] and step.state.step == IDLE
+        assert keys(step) == ["inbox_ack"] and step.state.step == IDLE
+        assert step.effects == (ForStaff(text, False, None),)
 
     def test_first_contact_without_keyword_offers_both_languages(self, engine, catalog):
         step = engine.step(State(), sms("hola"))
-        assert keys(step) == ["no_conversation", "language_offer"]
+        assert keys(step) == ["inbox_ack", "language_offer"]
         text = render(step.replies, "en", "sms", catalog)
-        assert text == ["Hi! To sign End S-Comm Now, text SCOMM. Reply HELP for help, STOP to cancel. "
-                        "En español: envia FIRMA."]
+        assert text == ["Thanks! Someone from our team will read your message. To sign End S-Comm Now, text SCOMM. "
+                        "Reply HELP for help, STOP to cancel. En español: envia FIRMA."]
+        assert step.effects == (ForStaff("hola", False, None),)
 
     def test_whole_conversation_records_signature(self, engine):
         state, steps = run(engine, ["SCOMM", "Ana María López", "60601"])
@@ -151,7 +153,7 @@ class TestInvalidAnswers:
         assert keys(steps[-1]) == ["too_many_attempts"]  # not "reply with your ZIP" as well: it is over
         assert steps[-1].replies[0].campaign == "end-scomm"
         assert state.step == IDLE and not state.signed
-        assert keys(engine.step(state, sms("60601"))) == ["no_conversation"]
+        assert keys(engine.step(state, sms("60601"))) == ["inbox_ack"]
 
     def test_three_invalid_names_say_only_that_it_starts_again(self, engine):
         state, steps = run(engine, ["SCOMM", "1", "2", "3"])
@@ -560,7 +562,7 @@ class TestOwnCampaign:
 
         state = signed_scomm(signed=frozenset({"dream-act"}))
         state = dc_replace(state, last_signed=dc_replace(state.last_signed, campaign="dream-act"))
-        for text, key in (("HELP", "help"), ("hello", "no_conversation")):
+        for text, key in (("HELP", "help"), ("hello", "inbox_ack")):
             step = two.step(state, sms(text))
             assert keys(step) == [key] and step.replies[0].campaign == "dream-act"
             assert "text DREAM" in render(step.replies, "en", "sms", two.catalog)[0]
@@ -573,3 +575,42 @@ class TestOwnCampaign:
     def test_a_stranger_is_told_the_default_campaign(self, two):
         step = two.step(State(), sms("hello"))
         assert step.replies[0].campaign == "end-scomm"
+
+
+class TestOwnWords:
+    """What the conversation cannot use is kept for staff, acknowledged at most once a day."""
+
+    def test_a_signer_s_words_are_kept_with_their_campaign_and_acknowledged_once(self, engine, catalog):
+        state, _ = run(engine, ["SCOMM", "Ana López", "60601"])
+        first = engine.step(state, sms("How else can I help? I can volunteer on Saturdays"))
+        assert keys(first) == ["inbox_ack"] and first.state.acked_today
+        assert first.effects == (ForStaff("How else can I help? I can volunteer on Saturdays", False, "end-scomm"),)
+        second = engine.step(first.state, sms("Also Sundays"))
+        assert keys(second) == [] and second.effects == (ForStaff("Also Sundays", False, "end-scomm"),)
+
+    def test_the_acknowledgement_is_in_the_member_s_language(self, engine, catalog):
+        state, _ = run(engine, ["FIRMA", "José Pérez", "60601"])
+        step = engine.step(state, sms("¿Cómo más puedo ayudar?"))
+        assert render(step.replies, state.language, "sms", catalog) == [
+            "¡Gracias! Alguien de nuestro equipo leera tu mensaje. Para firmar Fin a S-Comm Ya, envia FIRMA. "
+            "Responde AYUDA para ayuda, PARAR para cancelar."]
+
+    @pytest.mark.parametrize("text", ["STOP", "please stop texting me", "no más mensajes", "HELP", "START", "ESPAÑOL",
+                                      "SCOMM"])
+    def test_reserved_words_and_plain_opt_outs_are_never_kept(self, engine, text):
+        step = engine.step(State(known=True), sms(text))
+        assert not any(isinstance(e, ForStaff) for e in step.effects)
+
+    def test_an_answer_to_a_pending_question_is_not_kept(self, engine):
+        state, _ = run(engine, ["SCOMM"])
+        step = engine.step(state, sms("I have a question"))
+        assert not any(isinstance(e, ForStaff) for e in step.effects) and step.state.step == AWAITING_ZIP
+
+    def test_nothing_is_kept_from_a_member_opted_out(self, engine):
+        state, _ = run(engine, ["SCOMM", "STOP"])
+        step = engine.step(state, sms("why did you text me"))
+        assert step.replies == () and step.effects == ()
+
+    def test_a_photo_is_kept_with_its_media_flag(self, engine):
+        step = engine.step(State(known=True), sms("", media=True))
+        assert step.effects == (ForStaff("", True, None),) and keys(step) == ["inbox_ack"]
