@@ -98,9 +98,12 @@ def app_env(url: str, **extra) -> dict[str, str]:
     return env
 
 
-def migrate(url: str) -> None:
-    subprocess.run([sys.executable, "-m", "webhooks.cli", "db", "upgrade"], env=app_env(url), check=True,
-                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def migrate(url: str, env: dict | None = None) -> None:
+    """``firma db upgrade`` on ``url`` (in ``env``, else the bench's own), as a subprocess."""
+    done = subprocess.run([sys.executable, "-m", "webhooks.cli", "db", "upgrade"], env=env or app_env(url),
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise RuntimeError(f"firma db upgrade failed: {done.stderr[-3000:]}")
 
 
 # ---------------------------------------------------------------------------- gunicorn

@@ -110,6 +110,23 @@ def _timezone(raw: str | None) -> str:
     return raw
 
 
+POOLERS = ("none", "session", "transaction")
+
+
+def database_pooler(env: Mapping[str, str] | None = None) -> str:
+    """FIRMA_DATABASE_POOLER: what stands between firma and PostgreSQL. ``transaction``: a pooler
+    in transaction mode (PgBouncer's ``pool_mode = transaction``, Supabase's port 6543, Heroku's
+    and DigitalOcean's pools), which may give each transaction another server connection, so firma
+    keeps nothing on the server between transactions; ``none`` (PostgreSQL itself) or ``session``
+    (a pooler that keeps one server connection per client): server-side prepared statements stay."""
+    env = os.environ if env is None else env
+    raw = env.get("FIRMA_DATABASE_POOLER", "").strip().lower() or "none"
+    if raw not in POOLERS:
+        hint = " (PgBouncer's statement mode breaks transactions: use transaction mode)" if raw == "statement" else ""
+        raise SettingsError(f"FIRMA_DATABASE_POOLER must be one of {', '.join(POOLERS)}, not {raw!r}{hint}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///firma.db"
@@ -143,6 +160,7 @@ class Settings:
             return value or None
 
         secret = opt("FIRMA_SECRET_KEY")
+        database_pooler(env)  # a value firma cannot use stops the command here; engines read it (storage.db)
         return cls(
             database_url=opt("FIRMA_DATABASE_URL") or "sqlite:///firma.db",
             campaigns_path=Path(opt("FIRMA_CAMPAIGNS") or SHIPPED_CAMPAIGNS),
