@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.db import REQUEST_ANSWER_S, make_engine, make_sessionmaker, ping, read_only
+from storage.db import REQUEST_ANSWER_S, budget, make_engine, make_sessionmaker, ping, read_only
 from storage.inbound import Transaction, prepare as prepare_inbound
 
 
@@ -119,6 +119,11 @@ class Database:
         PostgreSQL one round trip instead of three). Each statement sees the latest committed data,
         so use it for single-statement reads only; never for writes."""
         return UnitOfWork(self._snapshots)
+
+    def budget(self, seconds: float):
+        """``with database.budget(25): ...``: a longer wait for work a person started and waits for,
+        on the web path whose database budget is a few seconds (storage.db.budget)."""
+        return budget(seconds)
 
     def healthy(self, within: float = 1.5) -> bool:
         """Whether the database answers a query within ``within`` seconds. The query goes on in a
