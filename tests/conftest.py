@@ -74,8 +74,13 @@ def pgbouncer():
     """A PgBouncer in transaction pooling mode in front of the test server (tests/support/pgbouncer.py)."""
     from tests.support import pgbouncer as bouncer
 
-    with bouncer.running() as running:
-        yield running
+    try:
+        context = bouncer.running()
+        running = context.__enter__()
+    except bouncer.PgBouncerMissing as exc:
+        (pytest.fail if bouncer.REQUIRE_POOLER else pytest.skip)(str(exc))
+    yield running
+    context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

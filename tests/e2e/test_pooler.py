@@ -17,6 +17,8 @@ from storage.models import CampaignCount, Signature
 from tests.e2e.test_scale_out import post
 from tests.support.postgres import fresh_database
 
+pytestmark = pytest.mark.pooler  # CI runs these through PgBouncer too (FIRMA_TEST_POOLER=1)
+
 CONVERSATIONS = 150
 THREADS = 16
 

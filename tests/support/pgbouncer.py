@@ -6,8 +6,9 @@ FIRMA_TEST_POSTGRES_URL (``* =``), so ``pooled(url)`` turns a test database's UR
 database through the pooler. PgBouncer refuses to run as root: then it is started with ``-u`` as the
 owner of the PostgreSQL server's files (``postgres``), and its folder is made readable to that user.
 
-When ``pgbouncer`` is not installed the test is skipped with the reason, unless FIRMA_TEST_POOLER=1
-(CI's pooled leg) or FIRMA_REQUIRE_POSTGRES=1, which make it fail.
+``running()`` raises ``PgBouncerMissing`` when ``pgbouncer`` is not installed; the tests' fixture
+(tests/conftest.py) skips with the reason, unless FIRMA_TEST_POOLER=1 (CI's pooled leg) or
+FIRMA_REQUIRE_POSTGRES=1, which make it fail. The benchmarks use it too.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.postgres import PG_SERVER
 
 REQUIRE_POOLER = os.environ.get("FIRMA_TEST_POOLER") == "1" or os.environ.get("FIRMA_REQUIRE_POSTGRES") == "1"
 BINARIES = ("pgbouncer", "/usr/sbin/pgbouncer")
+
+
+class PgBouncerMissing(RuntimeError):
+    pass
 
 
 def _binary() -> str | None:
@@ -99,8 +103,7 @@ def running(pool_size: int = 8) -> Iterator[PgBouncer]:
     one client connection land on different server connections)."""
     binary = _binary()
     if binary is None:
-        message = "pgbouncer is not installed (apt-get install pgbouncer)"
-        (pytest.fail if REQUIRE_POOLER else pytest.skip)(message)
+        raise PgBouncerMissing("pgbouncer is not installed (apt-get install pgbouncer)")
     server = make_url(PG_SERVER)
     folder = Path(tempfile.mkdtemp(prefix="firma-pgbouncer-"))
     port = _free_port()
