@@ -64,12 +64,14 @@ def log(*args) -> None:
 # ---------------------------------------------------------------------------- databases
 
 @contextlib.contextmanager
-def fresh_database(kind: str, workdir: Path):
-    """A new, migrated database (``firma db upgrade`` run as a subprocess); dropped afterwards."""
+def fresh_database(kind: str, workdir: Path, migrated: bool = True):
+    """A new database, migrated (``firma db upgrade`` run as a subprocess) unless ``migrated`` is
+    False; dropped afterwards."""
     if kind == "sqlite":
         path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
         url = f"sqlite:///{path}"
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
         return
     from sqlalchemy import create_engine, text
@@ -82,7 +84,8 @@ def fresh_database(kind: str, workdir: Path):
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
     try:
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         with admin.connect() as conn:

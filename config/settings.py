@@ -110,15 +110,18 @@ def _timezone(raw: str | None) -> str:
     return raw
 
 
-POOLERS = ("none", "session", "transaction")
+POOLERS = ("none", "session", "transaction", "transaction-prepared")
 
 
 def database_pooler(env: Mapping[str, str] | None = None) -> str:
-    """FIRMA_DATABASE_POOLER: what stands between firma and PostgreSQL. ``transaction``: a pooler
-    in transaction mode (PgBouncer's ``pool_mode = transaction``, Supabase's port 6543, Heroku's
-    and DigitalOcean's pools), which may give each transaction another server connection, so firma
-    keeps nothing on the server between transactions; ``none`` (PostgreSQL itself) or ``session``
-    (a pooler that keeps one server connection per client): server-side prepared statements stay."""
+    """FIRMA_DATABASE_POOLER: what stands between firma and PostgreSQL (docs/deployment.md).
+    ``none``: PostgreSQL itself. ``transaction``: a pooler in transaction mode (PgBouncer's
+    ``pool_mode = transaction``, Supabase's port 6543, Heroku's and DigitalOcean's pools), which may
+    run each transaction on another server connection: firma keeps nothing on a server connection
+    between transactions, server-side prepared statements included. ``transaction-prepared``: the
+    same, for a pooler that keeps prepared statements across its server connections (PgBouncer 1.21
+    or later with ``max_prepared_statements``): prepares stay. ``session``: a pooler in session mode;
+    prepares stay, settings are made per transaction."""
     env = os.environ if env is None else env
     raw = env.get("FIRMA_DATABASE_POOLER", "").strip().lower() or "none"
     if raw not in POOLERS:

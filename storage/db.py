@@ -292,7 +292,9 @@ def make_engine(url: str, pooler: str | None = None, answer_within: float | None
     local_settings = None
     if answer_within is not None:
         if pooler == "none" and "options" not in given:
-            # straight to PostgreSQL: set once per connection, at no cost per transaction
+            # straight to PostgreSQL: set once per connection, at no cost per transaction (a pooler
+            # refuses the option: "unsupported startup parameter: options", the sign that
+            # FIRMA_DATABASE_POOLER is missing)
             kwargs["connect_args"].setdefault(
                 "options", f"-c statement_timeout={REQUEST_STATEMENT_TIMEOUT_MS} -c lock_timeout={REQUEST_LOCK_TIMEOUT_MS}")
         else:  # a pooler does not keep session settings (nor pass them at connect): each transaction sets them

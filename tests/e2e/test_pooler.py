@@ -54,3 +54,30 @@ def test_concurrent_conversations_through_pgbouncer_in_transaction_mode(pgbounce
             assert conn.scalar(select(func.count()).select_from(Signature)) == CONVERSATIONS
             assert conn.scalar(select(CampaignCount.signatures)) == CONVERSATIONS
         engine.dispose()
+
+
+@pytest.mark.parametrize("value, prepares", [("transaction", False), ("transaction-prepared", True), ("session", True),
+                                             ("none", True), ("", True)])
+@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+def test_only_a_transaction_pooler_turns_server_side_prepares_off(db_url, value, prepares, monkeypatch):
+    from storage.uow import Database
+
+    monkeypatch.setenv("FIRMA_DATABASE_POOLER", value)
+    for database in (Database(db_url), Database.for_requests(db_url)):  # the commands' and the web app's
+        try:
+            with database.engine.connect() as conn:
+                assert (conn.connection.dbapi_connection.prepare_threshold is not None) == prepares
+        finally:
+            database.dispose()
+
+
+def test_a_pooler_setting_firma_cannot_use_is_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+
+    env = common.app_env(f"sqlite:///{tmp_path / 'firma.db'}", FIRMA_DATABASE_POOLER="statement")
+    done = subprocess.run([sys.executable, "-m", "webhooks.cli", "campaigns"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "FIRMA_DATABASE_POOLER must be one of none, session, transaction" in done.stderr
+    assert "Traceback" not in done.stderr and "statement mode" in done.stderr
