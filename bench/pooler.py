@@ -59,7 +59,9 @@ def run(label: str, url: str, pooler: str | None, args, workdir: Path) -> bool:
         try:
             server = stack.enter_context(common.gunicorn("webhooks:create_app()", env, workers=2, log_dir=workdir))
         except RuntimeError as exc:
-            print(f"{label}: FAILED, firma did not start: {str(exc).splitlines()[-1][:300]}")
+            lines = str(exc).splitlines()
+            cause = next((line for line in lines if "FATAL" in line), lines[-1])
+            print(f"{label}: FAILED, firma did not start: {cause.strip()[:300]}")
             return False
         before = common.get_json(f"{server.base}/api/campaigns/{common.CAMPAIGN}")["signatures"]
         t0 = time.perf_counter()
