@@ -64,12 +64,14 @@ def log(*args) -> None:
 # ---------------------------------------------------------------------------- databases
 
 @contextlib.contextmanager
-def fresh_database(kind: str, workdir: Path):
-    """A new, migrated database (``firma db upgrade`` run as a subprocess); dropped afterwards."""
+def fresh_database(kind: str, workdir: Path, migrated: bool = True):
+    """A new database, migrated (``firma db upgrade`` run as a subprocess) unless ``migrated`` is
+    False; dropped afterwards."""
     if kind == "sqlite":
         path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
         url = f"sqlite:///{path}"
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
         return
     from sqlalchemy import create_engine, text
@@ -82,7 +84,8 @@ def fresh_database(kind: str, workdir: Path):
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
     try:
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         with admin.connect() as conn:
@@ -98,9 +101,12 @@ def app_env(url: str, **extra) -> dict[str, str]:
     return env
 
 
-def migrate(url: str) -> None:
-    subprocess.run([sys.executable, "-m", "webhooks.cli", "db", "upgrade"], env=app_env(url), check=True,
-                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def migrate(url: str, env: dict | None = None) -> None:
+    """``firma db upgrade`` on ``url`` (in ``env``, else the bench's own), as a subprocess."""
+    done = subprocess.run([sys.executable, "-m", "webhooks.cli", "db", "upgrade"], env=env or app_env(url),
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise RuntimeError(f"firma db upgrade failed: {done.stderr[-3000:]}")
 
 
 # ---------------------------------------------------------------------------- gunicorn

@@ -22,6 +22,15 @@ With ``--ceiling``, each round also drives ``bench/ceiling_app.py``: firma's web
 taken out (the engine on state in memory), served the same way. Its ratio is the most any database
 could leave firma, and the CPU per request between it and firma is what the database costs.
 
+Each round also drives the durable floor (``bench/durable_app.py``: the signature check, one INSERT of
+the MessageSid and COMMIT on the same database, constant TwiML; ``--no-floor`` leaves it out), the
+least any correct webhook must do: firma's ratio to it is what the conversation costs beyond that.
+
+On PostgreSQL, each round also drives firma through PgBouncer in transaction pooling mode (a
+PgBouncer the bench starts, ``FIRMA_DATABASE_POOLER=transaction``: no server-side prepared
+statements), on the same database beside the direct one, so the two figures share the round's
+baseline (``--no-pooler`` leaves it out; skipped with a note when pgbouncer is not installed).
+
 Targets: firma >= 40% of the baseline's requests/s, p99 < 30 ms at that load.
 """
 
@@ -45,6 +54,7 @@ from bench.common import log  # noqa: E402
 
 FIRMA_APP = "webhooks:create_app()"
 BASELINE_APP = "bench.baseline_app:create_app()"
+FLOOR_APP = "bench.durable_app:create_app()"
 CEILING_APP = "bench.ceiling_app:create_app()"
 TARGET_RATIO = 0.40
 TARGET_P99_MS = 30.0
@@ -103,11 +113,13 @@ def stop_profile(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir: Path) -> dict:
+def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir: Path,
+            pooled_url: str | None = None) -> dict:
     """firma and the baseline, both served the same way and both up at once, driven in turn for
     ``args.rounds`` rounds: on a machine whose speed drifts (a shared host), each ratio compares two runs
-    made seconds apart, and the median of the rounds is the figure."""
-    env = common.app_env(url)
+    made seconds apart, and the median of the rounds is the figure. With ``pooled_url`` (the same
+    database through PgBouncer in transaction mode), a second firma on it is driven in each round too."""
+    env = common.app_env(url, FIRMA_DATABASE_POOLER="none")
     row = {"database": kind,
            "workers": f"{args.workers} {worker_class}" + (f" x{threads} threads" if threads > 1 else "")}
     serve = dict(workers=args.workers, worker_class=worker_class, threads=threads, log_dir=workdir)
@@ -116,12 +128,22 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(common.gunicorn(FIRMA_APP, env, **serve))
         base_server = stack.enter_context(common.gunicorn(BASELINE_APP, env, **serve))
+        floor = stack.enter_context(common.gunicorn(FLOOR_APP, env, **serve)) if args.floor else None
         ceiling = stack.enter_context(common.gunicorn(CEILING_APP, env, **serve)) if args.ceiling else None
+        pooled = None
+        if pooled_url:
+            pooled = stack.enter_context(common.gunicorn(
+                FIRMA_APP, common.app_env(pooled_url, FIRMA_DATABASE_POOLER="transaction"), **serve))
+            drive(pooled, args.warmup, args.connections)
         drive(server, args.warmup, args.connections)  # warm every worker of both
         drive(base_server, args.warmup, args.connections)
+        if floor:
+            drive(floor, args.warmup, args.connections)
         if ceiling:
             drive(ceiling, args.warmup, args.connections)
         before = count(server)
+        pooled_rounds = []
+        floor_rounds = []
         profilers = start_profile(server, Path(args.profile), f"{kind}-{worker_class}") if args.profile else []
         for _ in range(args.rounds):
             cpu: dict = {}
@@ -129,6 +151,13 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
             result, conversations = drive(server, args.conversations, args.connections, cpu, kind == "postgresql")
             base, _ = drive(base_server, args.conversations, args.connections, base_cpu)
             rounds.append((result, base, cpu, base_cpu))
+            if floor:
+                floor_rounds.append(drive(floor, args.conversations, args.connections)[0])
+            if pooled:
+                pooled_before = count(pooled)
+                pooled_cpu: dict = {}
+                through, _ = drive(pooled, args.conversations, args.connections, pooled_cpu, True)
+                pooled_rounds.append((through, base, pooled_cpu, count(pooled) - pooled_before))
             if ceiling:
                 ceiling_cpu: dict = {}
                 top, _ = drive(ceiling, args.conversations, args.connections, ceiling_cpu)
@@ -144,7 +173,8 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
             open_loop.append({"rate": round(rate), "kept_up_rps": round(res.rps), "requests": res.requests,
                               "p50_ms": round(res.p50_ms, 2), "p99_ms": round(res.p99_ms, 2),
                               "non_2xx": res.non_2xx + res.errors, "conversations": n})
-        signed = count(server) - before - sum(o["conversations"] for o in open_loop)
+        signed = count(server) - before - sum(o["conversations"] for o in open_loop) \
+            - sum(added for *_, added in pooled_rounds)  # one database: the pooled rounds' signatures too
         if args.wrk_check and common.have_wrk():
             # the same baseline, loaded by wrk (C) instead: if wrk gets much more, the Python generator
             # was the bottleneck
@@ -175,6 +205,28 @@ def run_one(kind: str, url: str, worker_class: str, threads: int, args, workdir:
                           "ratio": round(med(t.rps / b.rps if b.rps else 0.0 for t, b, _ in ceiling_rounds), 3),
                           "cpu_ms_per_request": {k: round(med(c[k] for *_, c in ceiling_rounds), 3)
                                                  for k in ceiling_rounds[0][2] if k != "postgres"}}
+    if floor_rounds:
+        row["floor"] = {"rps": round(med(f.rps for f in floor_rounds)),
+                        "p99_ms": round(max(f.p99_ms for f in floor_rounds), 2),
+                        "non_2xx": sum(f.non_2xx + f.errors for f in floor_rounds),
+                        "ratio": round(med(r.rps / f.rps if f.rps else 0.0 for (r, *_), f in zip(rounds, floor_rounds)), 3)}
+    if pooled_rounds:
+        row["pooled"] = {
+            "via": "PgBouncer, pool_mode = transaction, FIRMA_DATABASE_POOLER=transaction",
+            "rps": round(med(t.rps for t, *_ in pooled_rounds)),
+            "p50_ms": round(med(t.p50_ms for t, *_ in pooled_rounds), 2),
+            "p99_ms": round(max(t.p99_ms for t, *_ in pooled_rounds), 2),
+            "non_2xx": sum(t.non_2xx + t.errors for t, *_ in pooled_rounds),
+            "ratio": round(med(t.rps / b.rps if b.rps else 0.0 for t, b, *_ in pooled_rounds), 3),
+            "signatures_added": sum(added for *_, added in pooled_rounds),
+            "conversations": args.conversations * len(pooled_rounds),
+            "cpu_ms_per_request": {k: round(med(c[k] for _, _, c, _ in pooled_rounds), 3)
+                                   for k in pooled_rounds[0][2]},
+        }
+        row["pooled"]["exact"] = row["pooled"]["signatures_added"] == row["pooled"]["conversations"]
+        if floor_rounds:
+            row["pooled"]["floor_ratio"] = round(med(t.rps / f.rps if f.rps else 0.0
+                                                     for (t, *_), f in zip(pooled_rounds, floor_rounds)), 3)
     row["meets_target"] = bool(row["ratio"] >= TARGET_RATIO and row["p99_ms"] < TARGET_P99_MS and row["exact"]
                                and row["non_2xx"] == 0)
     return row
@@ -220,6 +272,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", metavar="DIR", help="record py-spy profiles (raw stacks) of the firma workers")
     ap.add_argument("--ceiling", action="store_true",
                     help="also drive firma with the database taken out (bench/ceiling_app.py) in each round")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="do not drive the durable floor (bench/durable_app.py) in each round")
+    ap.add_argument("--no-pooler", dest="pooler", action="store_false",
+                    help="on PostgreSQL, do not also drive firma through PgBouncer in transaction mode")
+    ap.add_argument("--pool-size", type=int, default=8,
+                    help="PgBouncer's server connections (default_pool_size) for the pooled figure")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -235,11 +293,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="firma-bench-") as tmp:
         workdir = Path(tmp)
         for kind in [d.strip() for d in args.databases.split(",") if d.strip()]:
-            with common.fresh_database(kind, workdir) as url:
+            with common.fresh_database(kind, workdir) as url, pooler(kind, args) as bouncer:
                 for wc in [w.strip() for w in args.worker_classes.split(",") if w.strip()]:
                     threads = args.threads if wc == "gthread" else 1
                     log(f"running {kind} / {wc} ...")
-                    row = run_one(kind, url, wc, threads, args, workdir)
+                    row = run_one(kind, url, wc, threads, args, workdir, bouncer.url(url) if bouncer else None)
                     rows.append(row)
                     print(format_row(row), flush=True)
     print()
@@ -248,6 +306,22 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     print("INBOUND_RESULTS " + json.dumps(rows))
     return 0
+
+
+@contextlib.contextmanager
+def pooler(kind: str, args):
+    """A PgBouncer in transaction mode for the PostgreSQL rows (None: not asked for, or not installed)."""
+    if kind != "postgresql" or not args.pooler:
+        yield None
+        return
+    from tests.support import pgbouncer
+
+    try:
+        with pgbouncer.running(pool_size=args.pool_size) as bouncer:
+            yield bouncer
+    except pgbouncer.PgBouncerMissing as exc:
+        log(f"no pooled figure: {exc}")
+        yield None
 
 
 def format_row(r: dict) -> str:
@@ -264,6 +338,18 @@ def format_row(r: dict) -> str:
         extra += (f"\n    ceiling, firma without a database: {t['rps']} req/s, {t['ratio']:.0%} of the baseline, gunicorn"
                   f" {t['cpu_ms_per_request']['gunicorn']:.2f} ms a request: the database costs firma"
                   f" {c['gunicorn'] - t['cpu_ms_per_request']['gunicorn']:.2f} ms in gunicorn{server}")
+    if "floor" in r:
+        f = r["floor"]
+        extra += (f"\n    durable floor (signature check, one INSERT and COMMIT): {f['rps']} req/s, p99 {f['p99_ms']:.2f} ms,"
+                  f" non-2xx {f['non_2xx']}: firma {r['ratio']:.0%} of bare Flask, {f['ratio']:.0%} of the durable floor")
+    if "pooled" in r:
+        p = r["pooled"]
+        floor_ratio = f", {p['floor_ratio']:.0%} of the durable floor" if "floor_ratio" in p else ""
+        extra += (f"\n    through PgBouncer (transaction mode): firma {p['rps']} req/s, p50 {p['p50_ms']:.2f} ms, p99 "
+                  f"{p['p99_ms']:.2f} ms, ratio {p['ratio']:.0%} (direct {r['ratio']:.0%}){floor_ratio}, CPU per request gunicorn "
+                  f"{p['cpu_ms_per_request']['gunicorn']:.2f} ms + PostgreSQL and PgBouncer "
+                  f"{p['cpu_ms_per_request']['postgres']:.2f} ms | signatures {p['signatures_added']}/{p['conversations']}"
+                  f" {'exact' if p['exact'] else 'WRONG'}, non-2xx {p['non_2xx']}")
     if "wrk_baseline_rps" in r:
         extra += f", baseline under wrk {r['wrk_baseline_rps']} req/s"
     for o in r.get("open_loop", []):
@@ -278,11 +364,20 @@ def format_row(r: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| database | gunicorn workers | firma req/s | p50 ms | p99 ms | baseline req/s | ratio | signatures exact |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| database | gunicorn workers | firma req/s | p50 ms | p99 ms | baseline req/s | ratio | durable floor req/s "
+             "| ratio to the floor | signatures exact |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
+        f = r.get("floor", {})
+        floor_rps, floor_ratio = f.get("rps", "-"), f"{f['ratio']:.0%}" if f else "-"
         lines.append(f"| {r['database']} | {r['workers']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
-                     f"{r['baseline_rps']} | {r['ratio']:.0%} | {'yes' if r['exact'] else 'NO'} |")
+                     f"{r['baseline_rps']} | {r['ratio']:.0%} | {floor_rps} | {floor_ratio} | {'yes' if r['exact'] else 'NO'} |")
+        if "pooled" in r:
+            p = r["pooled"]
+            pooled_floor = f"{p['floor_ratio']:.0%}" if "floor_ratio" in p else "-"
+            lines.append(f"| {r['database']} through PgBouncer (transaction) | {r['workers']} | {p['rps']} | "
+                         f"{p['p50_ms']} | {p['p99_ms']} | {r['baseline_rps']} | {p['ratio']:.0%} | {floor_rps} | "
+                         f"{pooled_floor} | {'yes' if p['exact'] else 'NO'} |")
     return "\n".join(lines)
 
 

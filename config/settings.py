@@ -148,6 +148,26 @@ def _timezone(raw: str | None) -> str:
     return raw
 
 
+POOLERS = ("none", "session", "transaction", "transaction-prepared")
+
+
+def database_pooler(env: Mapping[str, str] | None = None) -> str:
+    """FIRMA_DATABASE_POOLER: what stands between firma and PostgreSQL (docs/deployment.md).
+    ``none``: PostgreSQL itself. ``transaction``: a pooler in transaction mode (PgBouncer's
+    ``pool_mode = transaction``, Supabase's port 6543, Heroku's and DigitalOcean's pools), which may
+    run each transaction on another server connection: firma keeps nothing on a server connection
+    between transactions, server-side prepared statements included. ``transaction-prepared``: the
+    same, for a pooler that keeps prepared statements across its server connections (PgBouncer 1.21
+    or later with ``max_prepared_statements``): prepares stay. ``session``: a pooler in session mode;
+    prepares stay, settings are made per transaction."""
+    env = os.environ if env is None else env
+    raw = env.get("FIRMA_DATABASE_POOLER", "").strip().lower() or "none"
+    if raw not in POOLERS:
+        hint = " (PgBouncer's statement mode breaks transactions: use transaction mode)" if raw == "statement" else ""
+        raise SettingsError(f"FIRMA_DATABASE_POOLER must be one of {', '.join(POOLERS)}, not {raw!r}{hint}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///firma.db"
@@ -182,6 +202,7 @@ class Settings:
             return value or None
 
         secret = opt("FIRMA_SECRET_KEY")
+        database_pooler(env)  # a value firma cannot use stops the command here; engines read it (storage.db)
         return cls(
             database_url=opt("FIRMA_DATABASE_URL") or "sqlite:///firma.db",
             campaigns_path=Path(opt("FIRMA_CAMPAIGNS") or SHIPPED_CAMPAIGNS),

@@ -6,12 +6,17 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import database_pooler
 
 try:
     import fcntl  # POSIX; elsewhere processes meet SQLite's own busy handler
@@ -37,6 +42,17 @@ PG_POOL_RECYCLE_S = 600
 # acknowledges what it receives at once. Options given in the database URL win.
 PG_TCP_OPTIONS = {"tcp_user_timeout": 10_000, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                   "keepalives_count": 3}
+# The web path's budget. A server (or pooler) that hangs rather than refusing keeps the connection open
+# and its kernel acknowledging, so none of the above ends the wait: without a limit of our own a webhook
+# would wait until gunicorn killed the worker (30 s, longer than Twilio's 15). On the request engine
+# (storage.uow.Database.for_requests) every wait for the server's answer ends after REQUEST_ANSWER_S:
+# the connection is closed and the request answers 503. Before that, the server itself cancels a
+# statement after REQUEST_STATEMENT_TIMEOUT_MS, or a wait for a lock (a migration's, say) after
+# REQUEST_LOCK_TIMEOUT_MS, so a slow server frees the connection cleanly (also a 503). A longer task
+# on the request path (the console's broadcast creation) asks for its own budget (``budget``).
+REQUEST_ANSWER_S = 5.0
+REQUEST_STATEMENT_TIMEOUT_MS = 4_000
+REQUEST_LOCK_TIMEOUT_MS = 2_000
 
 
 def is_sqlite(url_or_engine) -> bool:
@@ -158,7 +174,74 @@ def begin_write(dbapi_connection, begin=None) -> None:
         raise
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+_budget = threading.local()
+
+
+@contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """In this thread, for the block: the request engine waits up to ``seconds`` for each answer and
+    its statements may run that long (each transaction begun inside the block), instead of the web
+    path's few seconds. For long work a person started and waits for (the console's broadcast
+    creation); keep it below gunicorn's worker timeout."""
+    before = getattr(_budget, "seconds", None)
+    _budget.seconds = seconds
+    try:
+        yield
+    finally:
+        _budget.seconds = before
+
+
+def _timeouts_sql(statement_ms: int, lock_ms: int) -> str:
+    """The statement that sets the server's timeouts for the current transaction only (``SET LOCAL``
+    as a function: one statement for both, with bind-free literals a pooler can pass along)."""
+    return (f"SELECT set_config('statement_timeout', '{int(statement_ms)}', true), "
+            f"set_config('lock_timeout', '{int(lock_ms)}', true)")
+
+
+def transaction_settings(dbapi_connection) -> str | None:
+    """What a transaction on this driver connection must send right after BEGIN, or None: the request
+    engine's timeouts, per transaction when a pooler stands between (no setting survives a transaction
+    there) or when this thread has a longer ``budget``."""
+    seconds = getattr(_budget, "seconds", None)
+    if seconds is not None and getattr(dbapi_connection, "answer_within", None) is not None:
+        return _timeouts_sql(int(seconds * 1000), int(seconds * 1000))
+    return getattr(dbapi_connection, "local_settings", None)
+
+
+@lru_cache(maxsize=1)
+def _deadline_connection_class():
+    """psycopg's Connection, with a limit on each wait for the server's answer (``answer_within``
+    seconds, or this thread's ``budget``; None: no limit). Past it the connection is closed and a
+    psycopg OperationalError raised, which SQLAlchemy (and storage.inbound) take for a lost connection:
+    the pool discards it, and the web app answers 503."""
+    import psycopg
+
+    expired = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.OperationalError)  # what wait(timeout=) raises
+
+    class DeadlineConnection(psycopg.Connection):
+        answer_within: float | None = None
+        local_settings: str | None = None
+
+        def wait(self, gen, interval=0.1, timeout=None):
+            limit = getattr(_budget, "seconds", None) or self.answer_within
+            if limit is None:
+                return super().wait(gen, interval=interval, timeout=timeout)
+            try:
+                return super().wait(gen, interval=interval, timeout=limit if timeout is None else min(timeout, limit))
+            except expired:
+                if self.closed:
+                    raise
+                self.pgconn.finish()  # mid-statement: the connection cannot be used again
+                raise psycopg.OperationalError(f"the database did not answer within {limit:g} s") from None
+
+    return DeadlineConnection
+
+
+def make_engine(url: str, pooler: str | None = None, answer_within: float | None = None, **kwargs) -> Engine:
+    """An engine for ``url``. ``pooler``: what stands between firma and PostgreSQL (config.settings.
+    database_pooler; None: FIRMA_DATABASE_POOLER). ``answer_within``: the web path's budget (seconds;
+    REQUEST_ANSWER_S above): each wait for the server is limited, and the server's statement and lock
+    timeouts are set."""
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False,
@@ -203,7 +286,40 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_timeout", 10)  # every connection busy that long: 503, within Twilio's 15 s
-    return create_engine(url, **kwargs)
+    pooler = database_pooler() if pooler is None else pooler
+    if pooler == "transaction":
+        # A transaction pooler may run each transaction on another server connection: a statement
+        # psycopg prepared on one (after prepare_threshold uses) is missing on the next, or its name is
+        # taken there ("_pg3_0" already exists / does not exist). Prepare nothing on the server then.
+        kwargs["connect_args"].setdefault("prepare_threshold", None)
+    local_settings = None
+    if answer_within is not None:
+        if pooler == "none" and "options" not in given:
+            # straight to PostgreSQL: set once per connection, at no cost per transaction (a pooler
+            # refuses the option: "unsupported startup parameter: options", the sign that
+            # FIRMA_DATABASE_POOLER is missing)
+            kwargs["connect_args"].setdefault(
+                "options", f"-c statement_timeout={REQUEST_STATEMENT_TIMEOUT_MS} -c lock_timeout={REQUEST_LOCK_TIMEOUT_MS}")
+        else:  # a pooler does not keep session settings (nor pass them at connect): each transaction sets them
+            local_settings = _timeouts_sql(REQUEST_STATEMENT_TIMEOUT_MS, REQUEST_LOCK_TIMEOUT_MS)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        connection = _deadline_connection_class().connect(*cargs, **cparams)
+        connection.answer_within, connection.local_settings = answer_within, local_settings
+        return connection
+
+    if answer_within is not None:
+        @event.listens_for(engine, "begin")
+        def _per_transaction(conn):
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                return  # single statements outside a transaction: the connection's wait limit holds
+            statement = transaction_settings(conn.connection.dbapi_connection)
+            if statement:
+                conn.exec_driver_sql(statement)
+
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

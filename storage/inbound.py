@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
-from storage.db import begin_write
+from storage.db import begin_write, transaction_settings
 from storage.models import (
     CampaignCount,
     ConsentEvent,
@@ -382,6 +382,9 @@ class Transaction:
         if self.pg:
             log.debug("BEGIN")
             self.raw.execute("BEGIN")
+            settings = transaction_settings(self.raw)  # the web path's timeouts, behind a pooler
+            if settings:
+                self.raw.execute(settings)
         else:
             log.debug("BEGIN IMMEDIATE")
             begin_write(self.raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, TypeVar
 
 from sqlalchemy import Engine
@@ -10,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.db import make_engine, make_sessionmaker, ping, read_only
+from storage.db import REQUEST_ANSWER_S, budget, make_engine, make_sessionmaker, ping, read_only
 from storage.inbound import Transaction, prepare as prepare_inbound
 
 
@@ -87,14 +88,18 @@ class Database:
         self._sessions = make_sessionmaker(self.engine)
         self._read_sessions = make_sessionmaker(read_only(self.engine))
         self._snapshots = make_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        self._health_guard = threading.Lock()
+        self._health_check: _HealthCheck | None = None
 
     @classmethod
     def for_requests(cls, url: str) -> "Database":
         """The web app's database: no ping before each use of a pooled connection (one round trip per
         request less); a connection found dead fails its request with a 503, or, for an inbound SMS,
         the message is handled once more on a new one (retry_on_disconnect). The inbound hot path's
-        statements are compiled here, at start-up, not in a process's first message."""
-        database = cls(url, pool_pre_ping=False)
+        statements are compiled here, at start-up, not in a process's first message. A database that
+        does not answer within the web path's budget (storage.db.REQUEST_ANSWER_S) fails the request
+        with a 503 instead of holding it."""
+        database = cls(url, pool_pre_ping=False, answer_within=REQUEST_ANSWER_S)
         prepare_inbound(database.engine)
         return database
 
@@ -115,8 +120,33 @@ class Database:
         so use it for single-statement reads only; never for writes."""
         return UnitOfWork(self._snapshots)
 
-    def healthy(self) -> bool:
-        return ping(self.engine)
+    def budget(self, seconds: float):
+        """``with database.budget(25): ...``: a longer wait for work a person started and waits for,
+        on the web path whose database budget is a few seconds (storage.db.budget)."""
+        return budget(seconds)
+
+    def healthy(self, within: float = 1.5) -> bool:
+        """Whether the database answers a query within ``within`` seconds. The query goes on in a
+        thread of its own when it takes longer (it ends by the engine's own limits), and while it
+        does, the database counts as not answering, without a second query piling up behind it."""
+        with self._health_guard:
+            running = self._health_check
+            if running is None or not running.thread.is_alive():
+                running = self._health_check = _HealthCheck(self.engine)
+        running.thread.join(within)
+        return running.result is True
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class _HealthCheck:
+    """One ping of the database, in a daemon thread; ``result`` is None until it has answered."""
+
+    def __init__(self, engine: Engine):
+        self.result: bool | None = None
+        self.thread = threading.Thread(target=self._run, args=(engine,), name="firma-healthz", daemon=True)
+        self.thread.start()
+
+    def _run(self, engine: Engine) -> None:
+        self.result = ping(engine)

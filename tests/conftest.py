@@ -5,6 +5,11 @@ Databases: tests that take ``db_url`` run once per database named in FIRMA_TEST_
 FIRMA_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped at
 the end; when the server is down those tests are skipped, unless FIRMA_REQUIRE_POSTGRES=1 (CI),
 which makes them fail.
+
+FIRMA_TEST_POOLER=1 (CI's third leg) puts a PgBouncer of the session's own, in transaction pooling
+mode, between every PostgreSQL test and the server, and tells firma so (FIRMA_DATABASE_POOLER=transaction,
+inherited by the gunicorn and CLI subprocesses the tests start); CI runs the tests marked ``pooler``
+that way.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ hypothesis_settings.register_profile("firma", max_examples=60, deadline=None,
 hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None,
                                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "firma"))
+
+POOLED = os.environ.get("FIRMA_TEST_POOLER") == "1"
+if POOLED:
+    os.environ["FIRMA_DATABASE_POOLER"] = "transaction"
 
 DATABASES = [d.strip() for d in os.environ.get("FIRMA_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
 
@@ -61,9 +70,26 @@ def sqlite_template(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def postgres_database():
-    """A fresh, migrated PostgreSQL database for this test session; dropped afterwards."""
+def pgbouncer():
+    """A PgBouncer in transaction pooling mode in front of the test server (tests/support/pgbouncer.py)."""
+    from tests.support import pgbouncer as bouncer
+
+    try:
+        context = bouncer.running()
+        running = context.__enter__()
+    except bouncer.PgBouncerMissing as exc:
+        (pytest.fail if bouncer.REQUIRE_POOLER else pytest.skip)(str(exc))
+    yield running
+    context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_database(request):
+    """A fresh, migrated PostgreSQL database for this test session; dropped afterwards. With
+    FIRMA_TEST_POOLER=1, the same database through the session's PgBouncer (migrated through it too)."""
     with fresh_database() as url:
+        if POOLED:
+            url = request.getfixturevalue("pgbouncer").url(url)
         dbmod.upgrade(url)
         yield url
 

@@ -29,6 +29,7 @@ STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed", "skippe
 REFRESH_SECONDS = 3
 WORKER_RECENT = 120  # seconds: a worker that sent this recently counts as "seen recently"
 SEND_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # the confirmation's one-time token (secrets.token_urlsafe)
+CREATION_BUDGET_S = 25  # seconds the database may take to write a broadcast's deliveries (gunicorn's timeout: 30)
 LIST_LIMIT = 20  # each row is one COUNT ... GROUP BY status over that broadcast's deliveries (index only)
 
 
@@ -154,7 +155,8 @@ def compose():
     duplicate = bsvc.recent_duplicate(rt, pv.request, _now())
     if duplicate is not None and request.form.get("again") != "1":  # a double click or a resubmitted form
         return _render_compose(values, preview=pv, confirm=True, duplicate=duplicate, status=409)
-    created = bsvc.create_broadcast(rt, req, send_token=token)
+    with rt.db.budget(CREATION_BUDGET_S):  # a million deliveries take seconds to write, past the web path's few
+        created = bsvc.create_broadcast(rt, req, send_token=token)
     if created.repeated:  # this confirmation was sent already (a double click, a reload): show that one
         return redirect(url_for("staff_broadcasts.show", broadcast_id=created.id), code=303)
     staff = current_staff()

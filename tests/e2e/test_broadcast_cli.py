@@ -24,6 +24,8 @@ from tests.support.standins import TelegramStandIn, TwilioStandIn
 from tests.support.twilio_client import TOKEN
 from webhooks.cli import main
 
+pytestmark = pytest.mark.pooler  # CI runs these through PgBouncer too (FIRMA_TEST_POOLER=1)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

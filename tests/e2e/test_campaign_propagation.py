@@ -25,6 +25,8 @@ from tests.e2e.test_scale_out import post
 from tests.support import twilio_client
 from tests.support.twilio_client import messages
 
+pytestmark = pytest.mark.pooler  # CI runs these through PgBouncer too (FIRMA_TEST_POOLER=1)
+
 DEADLINE = 5.0  # seconds: interface.md, "a change reaches every process on every host within 5 seconds"
 _phones = itertools.count(13129000000)
 

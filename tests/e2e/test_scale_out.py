@@ -16,6 +16,8 @@ from sqlalchemy import create_engine, func, select
 from bench import common
 from storage.models import CampaignCount, ProcessedMessage, Signature
 
+pytestmark = pytest.mark.pooler  # CI runs these through PgBouncer too (FIRMA_TEST_POOLER=1)
+
 CONVERSATIONS = 60
 
 

@@ -18,6 +18,8 @@ from tests.e2e.test_staff import EMAIL, audit_rows, csrf_token, fast_hashing, si
 from tests.support import broadcasts as h
 from tests.support.standins import TWILIO_UNSUBSCRIBED
 
+pytestmark = pytest.mark.pooler  # CI runs these through PgBouncer too (FIRMA_TEST_POOLER=1)
+
 EN = "Hi {first_name}, we won! Thank you."
 ES = "Hola {first_name}, ¡ganamos! ✊ Gracias."  # the raised fist is not GSM-7: UCS-2
 

@@ -16,6 +16,8 @@ from tests.e2e.test_staff import csrf_token, fast_hashing, sign_in, staff_user  
 from tests.support.twilio_client import messages, post_sms
 from webhooks.cli import main
 
+pytestmark = pytest.mark.pooler  # CI runs these through PgBouncer too (FIRMA_TEST_POOLER=1)
+
 SUMMARY_EN = "Tell Congress: pass the Dream Act now. Add your name."
 
 

@@ -99,3 +99,47 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+class ProxyProcess:
+    """A ``TcpProxy`` in a process of its own, which a test can freeze (SIGSTOP) and thaw (SIGCONT):
+    the connections stay open and the kernel keeps accepting and acknowledging, but nothing is
+    forwarded, as with a hung server or pooler (only the client's own limits end a wait)."""
+
+    def __init__(self, upstream_host: str, upstream_port: int):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[2]
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.tcp_proxy", upstream_host, str(upstream_port)],
+                                     cwd=root, stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+
+    def freeze(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> "ProxyProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.thaw()
+        self.proc.kill()
+        self.proc.wait()
+
+
+if __name__ == "__main__":  # the process of a ProxyProcess: print the port, forward until killed
+    import sys
+    import time
+
+    proxy = TcpProxy(sys.argv[1], int(sys.argv[2])).start()
+    print(proxy.port, flush=True)
+    while True:
+        time.sleep(3600)

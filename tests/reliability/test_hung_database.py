@@ -1,0 +1,140 @@
+"""A database that hangs rather than refusing: a frozen server, a pooler that stops answering, a
+long lock taken by a migration. gunicorn serves firma through a TCP proxy to PostgreSQL that the test
+freezes with SIGSTOP (connections stay open, the kernel keeps acknowledging, nothing comes back).
+Twilio gives up on a webhook after 15 s and a load balancer's health check after a few: the webhook
+must answer 503 within a few seconds and /healthz within 2 s, and both recover once the database
+answers again. Straight to PostgreSQL and as behind a transaction pooler (the timeouts per transaction).
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import threading
+import time
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench import common
+from tests.e2e.test_scale_out import post
+from tests.support import twilio_client
+from tests.support.tcp_proxy import ProxyProcess
+
+_phones = itertools.count(13126000000)
+WEBHOOK_LIMIT_S = 10  # well inside Twilio's 15 s
+HEALTH_LIMIT_S = 2
+
+
+def keyword(port: int, timeout: float) -> int:
+    params = twilio_client.sms_params(f"+{next(_phones)}", "SCOMM")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", twilio_client.SMS_PATH, body=urlencode(params), headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": twilio_client.sign(params)})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def health(port: int, timeout: float) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def until_ok(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while keyword(port, WEBHOOK_LIMIT_S) != 200:
+        assert time.monotonic() < deadline, "firma did not recover after the database answered again"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pooler", ["none", "transaction"])
+@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+def test_a_frozen_database_gives_503_within_seconds_and_firma_recovers(db_url, pooler, tmp_path):
+    server = make_url(db_url)
+    with ProxyProcess(server.host, server.port or 5432) as proxy:
+        url = server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        env = common.app_env(url, FIRMA_DATABASE_POOLER=pooler)
+        with common.gunicorn("webhooks:create_app()", env, workers=1, log_dir=tmp_path) as app:
+            assert keyword(app.port, WEBHOOK_LIMIT_S) == 200
+            proxy.freeze()
+            try:
+                # a pooled connection, mid-conversation: its statement never gets an answer
+                assert keyword(app.port, WEBHOOK_LIMIT_S) == 503
+                assert health(app.port, HEALTH_LIMIT_S) == 503
+                # a new connection: the server never finishes the handshake
+                assert keyword(app.port, WEBHOOK_LIMIT_S) == 503
+                assert health(app.port, HEALTH_LIMIT_S) == 503
+            finally:
+                proxy.thaw()
+            until_ok(app.port)
+            assert health(app.port, HEALTH_LIMIT_S) == 200
+        assert "Traceback" not in app.log_path.read_text(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pooler", ["none", "transaction"])
+@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+def test_a_long_lock_gives_503_within_seconds_not_a_hang(db_url, pooler, tmp_path):
+    """A migration holding a table lock (ACCESS EXCLUSIVE on members) for longer than a webhook can
+    wait: the webhook gives up on the lock and answers 503; once the lock is gone, it answers 200."""
+    env = common.app_env(db_url, FIRMA_DATABASE_POOLER=pooler)
+    with common.gunicorn("webhooks:create_app()", env, workers=1, log_dir=tmp_path) as app:
+        assert keyword(app.port, WEBHOOK_LIMIT_S) == 200
+        locked, release = threading.Event(), threading.Event()
+
+        def migration():
+            engine = create_engine(db_url)
+            with engine.begin() as conn:
+                conn.execute(text("LOCK TABLE members IN ACCESS EXCLUSIVE MODE"))
+                locked.set()
+                release.wait(60)
+            engine.dispose()
+
+        holder = threading.Thread(target=migration)
+        holder.start()
+        try:
+            assert locked.wait(30)
+            started = time.monotonic()
+            assert keyword(app.port, WEBHOOK_LIMIT_S) == 503
+            waited = time.monotonic() - started
+        finally:
+            release.set()
+            holder.join()
+        until_ok(app.port)
+    print(f"pooler={pooler}: the webhook gave up on the lock after {waited:.1f} s")
+
+
+@pytest.mark.parametrize("pooler", ["none", "transaction"])
+@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+def test_the_web_path_cancels_a_slow_statement_unless_given_a_budget(db_url, pooler, monkeypatch):
+    """The web app's database cancels a statement past its few seconds (a 503 for the caller); work a
+    person started and waits for (the console's broadcast creation) asks for a budget of its own."""
+    from sqlalchemy.exc import OperationalError
+
+    from storage.db import REQUEST_STATEMENT_TIMEOUT_MS
+    from storage.uow import Database
+
+    monkeypatch.setenv("FIRMA_DATABASE_POOLER", pooler)
+    database = Database.for_requests(db_url)
+    slow = text(f"SELECT pg_sleep({REQUEST_STATEMENT_TIMEOUT_MS / 1000 + 0.5})")
+    try:
+        with pytest.raises(OperationalError, match="statement timeout"):
+            with database.uow() as uow:
+                uow.session.execute(slow)
+        with database.budget(20):
+            with database.uow() as uow:
+                uow.session.execute(slow)
+        with database.uow() as uow:  # the budget was for that block only
+            with pytest.raises(OperationalError, match="statement timeout"):
+                uow.session.execute(slow)
+    finally:
+        database.dispose()
