@@ -11,9 +11,7 @@ the others within bots.catalog.WATCH_INTERVAL.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -43,11 +41,9 @@ class Actor:
 
 
 def cli_actor() -> Actor:
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        user = os.environ.get("USER") or str(os.getuid())
-    return Actor(f"cli:{user}")
+    from bots.audit import cli_user
+
+    return Actor(cli_user())
 
 
 @dataclass

@@ -72,6 +72,7 @@ def main(ctx: click.Context):
     """firma: sign petitions by SMS and Telegram, and send updates to signers."""
     ctx.ensure_object(Context)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per Telegram API call otherwise
     redaction.install()  # phone numbers masked in every log line; secrets added once settings are read
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import click
 
-from bots import staff_accounts as svc
+from bots import audit, staff_accounts as svc
 
 
 def _db(obj):
@@ -53,6 +53,7 @@ def add(obj, email: str):
     db = _db(obj)
     try:
         info = _run(svc.add_staff, db, email, password, datetime.now(timezone.utc))
+        audit.record(db, audit.cli_user(), audit.STAFF_ADD, info.email, None, None, datetime.now(timezone.utc))
     finally:
         db.dispose()
     click.echo(f"staff login created for {info.email}; sign in at /staff/login")
@@ -68,6 +69,7 @@ def set_password(obj, email: str):
     db = _db(obj)
     try:
         _run(svc.set_password, db, email, password)
+        audit.record(db, audit.cli_user(), audit.STAFF_SET_PASSWORD, email, None, None, datetime.now(timezone.utc))
     finally:
         db.dispose()
     click.echo(f"password changed for {email}")
@@ -81,6 +83,8 @@ def disable(obj, email: str):
     db = _db(obj)
     try:
         _run(svc.set_active, db, email, False)
+        audit.record(db, audit.cli_user(), audit.STAFF_DISABLE, email.strip().lower(), None, None,
+                     datetime.now(timezone.utc))
     finally:
         db.dispose()
     click.echo(f"{email.strip().lower()} is disabled")
