@@ -228,9 +228,10 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
                 fh.write(chunk)
         click.echo(f"wrote {output}", err=True)
     else:
-        out = click.get_text_stream("stdout", encoding="utf-8")
+        sys.stdout.flush()
+        out = sys.stdout.buffer  # UTF-8 bytes whatever the terminal's locale, lines ended by CRLF (RFC 4180)
         for chunk in export_lines(rt, slug, include_contact):
-            out.write(chunk)
+            out.write(chunk.encode("utf-8"))
         out.flush()
 
 

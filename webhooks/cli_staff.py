@@ -24,7 +24,7 @@ def _db(obj):
 def _password() -> str:
     if sys.stdin is not None and sys.stdin.isatty():
         return click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    line = click.get_text_stream("stdin").readline()
+    line = sys.stdin.readline() if sys.stdin is not None else ""
     password = line.rstrip("\r\n")
     if not password:
         raise click.ClickException("no password on standard input (give it as the first line)")
