@@ -29,6 +29,7 @@ class Outcome:
     duplicate: bool = False
     signed: str | None = None  # the campaign signed by this message, if any
     throttled: bool = False  # over the per-sender limit: nothing done, nothing to send
+    opted_out: bool = False  # the member is opted out after this message
     first_group_post: bool = False  # a group seen for the first time (it gets one note)
 
 
@@ -97,7 +98,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                             opted_out=new.opted_out, disclosed=new.disclosed, campaign=new.campaign, step=new.step,
                             pending_name=new.pending_name, invalid_count=new.invalid_count,
                             response=_stored(messages, new.language, signed), now=now)
-    return Outcome(messages, new.language, signed=signed)
+    return Outcome(messages, new.language, signed=signed, opted_out=new.opted_out)
 
 
 def _admit(conn: hot.Transaction, inbound: Inbound, now: datetime, limit: int | None,
