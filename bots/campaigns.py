@@ -81,12 +81,14 @@ def current(rt: Runtime) -> Catalog:
 
 
 def list_campaigns(rt: Runtime) -> list[dict]:
-    """Every campaign, for a list: slug, title, active, goal, signatures, keywords {KEYWORD: language}."""
+    """Every campaign, for a list: slug, title, active, goal, signatures, keywords {KEYWORD: language}
+    (each keyword as staff wrote it: SUEÑO, not the SUENO it is matched as)."""
     catalog = current(rt)
     with rt.db.snapshot() as uow:
         counts = repo.signature_counts(uow.session)
     return [{"slug": c.slug, "title": c.text("en").title, "active": c.active, "goal": c.goal,
-             "signatures": counts.get(c.slug, 0), "keywords": dict(c.keywords)}
+             "signatures": counts.get(c.slug, 0),
+             "keywords": {c.spelled.get(word, word): lang for word, lang in c.keywords.items()}}
             for c in catalog.campaigns.values()]
 
 
