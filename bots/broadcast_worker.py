@@ -701,11 +701,18 @@ def make_senders(rt: Runtime, names: tuple[str, ...] | None = None, concurrency:
         try:
             senders[channel.name] = channel.sender(rt.settings, concurrency)
         except channels.NotConfigured as exc:
-            problems.append(str(exc))
+            problems.append((channel.name, str(exc)))
     if required and problems:
-        raise plan.BroadcastError("; ".join(problems))
-    for p in problems:
-        log.warning("%s: those deliveries wait until it is set", p)
+        raise plan.BroadcastError("; ".join(p for _, p in problems))
+    for name, p in problems:
+        with rt.db.reader() as uow:
+            waiting = sql.waiting_on(uow.session, name)
+        label = channels.label(name)
+        if waiting:  # an operator's mistake to fix: messages are queued that this worker will not send
+            log.warning("%s: %s %s message%s wait%s until it is set", p, f"{waiting:,}", label,
+                        "" if waiting == 1 else "s", "s" if waiting == 1 else "")
+        else:
+            log.info("%s: this worker sends no %s messages (none is queued)", p, label)
     return senders
 
 

@@ -322,6 +322,20 @@ class Progress:
     def open(self) -> int:
         return self.n("pending", "held", "sending")
 
+    @property
+    def state(self) -> str:
+        """cancelled, finished, held (only quiet-hours SMS left), waiting (for a worker) or sending."""
+        b = self.broadcast
+        if b.cancelled_at is not None:
+            return "cancelled"
+        if b.recipients == 0 or (self.open == 0 and self.done > 0):
+            return "finished"
+        if self.open and self.n("held") == self.open:
+            return "held"
+        if b.started_at is None:
+            return "waiting"
+        return "sending"
+
 
 def progress(rt: Runtime, broadcast_id: int) -> Progress | None:
     with rt.db.reader() as uow:

@@ -11,9 +11,7 @@ the others within bots.catalog.WATCH_INTERVAL.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -43,11 +41,9 @@ class Actor:
 
 
 def cli_actor() -> Actor:
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        user = os.environ.get("USER") or str(os.getuid())
-    return Actor(f"cli:{user}")
+    from bots.audit import cli_user
+
+    return Actor(cli_user())
 
 
 @dataclass
@@ -85,12 +81,14 @@ def current(rt: Runtime) -> Catalog:
 
 
 def list_campaigns(rt: Runtime) -> list[dict]:
-    """Every campaign, for a list: slug, title, active, goal, signatures, keywords {KEYWORD: language}."""
+    """Every campaign, for a list: slug, title, active, goal, signatures, keywords {KEYWORD: language}
+    (each keyword as staff wrote it: SUEÑO, not the SUENO it is matched as)."""
     catalog = current(rt)
     with rt.db.snapshot() as uow:
         counts = repo.signature_counts(uow.session)
     return [{"slug": c.slug, "title": c.text("en").title, "active": c.active, "goal": c.goal,
-             "signatures": counts.get(c.slug, 0), "keywords": dict(c.keywords)}
+             "signatures": counts.get(c.slug, 0),
+             "keywords": {c.spelled.get(word, word): lang for word, lang in c.keywords.items()}}
             for c in catalog.campaigns.values()]
 
 

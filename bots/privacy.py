@@ -53,6 +53,7 @@ class Forgotten:
     channel: str
     signatures: int  # kept, anonymised, still counted
     contacts: int = 1  # the member and the chats linked to the same person
+    member_id: int | None = None  # the row asked for (the audit log names it, never the contact)
 
 
 def locate(uow: UnitOfWork, candidates: list[tuple[str, str]]) -> tuple[str, str] | None:
@@ -90,7 +91,7 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
             contacts += 1
         uow.commit()
         db.checkpoint(uow.session.get_bind())
-    return Forgotten(channel, kept, contacts)
+    return Forgotten(channel, kept, contacts, member.id)
 
 
 PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)

@@ -30,6 +30,7 @@ class Outcome:
     duplicate: bool = False
     signed: str | None = None  # the campaign signed by this message, if any
     throttled: bool = False  # over the per-sender limit: nothing done, nothing to send
+    opted_out: bool = False  # the member is opted out after this message
     first_group_post: bool = False  # a group seen for the first time (it gets one note)
 
 
@@ -122,7 +123,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         # committed: no worker hands a message to this member over now; one handed over before must
         # reach the provider before the confirmation does
         broadcasts.wait_in_flight(uow, member.id, now)
-    return Outcome(messages, new.language, signed=signed)
+    return Outcome(messages, new.language, signed=signed, opted_out=new.opted_out)
 
 
 def _admit(conn: hot.Transaction, inbound: Inbound, now: datetime, limit: int | None,

@@ -336,6 +336,12 @@ def anything_left(session: Session, now: datetime, channel: str | None = None,
     return bool(session.scalar(select(exists().where(and_(*conds)))))
 
 
+def waiting_on(session: Session, channel: str) -> int:
+    """Deliveries of ``channel`` a worker has still to send (pending or held)."""
+    return session.scalar(select(func.count()).select_from(Delivery)
+                          .where(Delivery.channel == channel, Delivery.status.in_(("pending", "held")))) or 0
+
+
 def finish_broadcasts(session: Session, now: datetime) -> None:
     """Broadcasts with no open delivery left get their finished_at."""
     open_rows = exists().where(Delivery.broadcast_id == Broadcast.id, Delivery.status.in_(OPEN_STATUSES))

@@ -94,7 +94,8 @@ class DayChart:
         if not self.total:
             return f"No signatures from {first:%b %-d} to {last:%b %-d}."
         peak = self.peak
-        return (f"{number(self.total)} signatures from {first:%b %-d} to {last:%b %-d}; "
+        noun = "signature" if self.total == 1 else "signatures"
+        return (f"{number(self.total)} {noun} from {first:%b %-d} to {last:%b %-d}; "
                 f"the busiest day was {peak.day:%b %-d} with {number(peak.value)}.")
 
 

@@ -126,6 +126,7 @@ def main(ctx: click.Context, debug: bool = False):
     ctx.meta["firma.debug"] = debug
     ctx.ensure_object(Context)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per Telegram API call otherwise
     redaction.install()  # phone numbers masked in every log line; secrets added once settings are read
 
 
@@ -281,9 +282,10 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
                 fh.write(chunk)
         click.echo(f"wrote {output}", err=True)
     else:
-        out = click.get_text_stream("stdout", encoding="utf-8")
+        sys.stdout.flush()
+        out = sys.stdout.buffer  # UTF-8 bytes whatever the terminal's locale, lines ended by CRLF (RFC 4180)
         for chunk in export_lines(rt, slug, include_contact):
-            out.write(chunk)
+            out.write(chunk.encode("utf-8"))
         out.flush()
 
 

@@ -4,12 +4,12 @@ parse, call the broadcast service functions (bots/broadcasts.py, bots/broadcast_
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import datetime, timezone
 
 import click
 
+from bots import audit
 
 
 class _Channels(click.Choice):
@@ -31,9 +31,6 @@ class _Channels(click.Choice):
 
 
 def _runtime(ctx: click.Context):
-    import logging
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per Telegram call otherwise
     return ctx.find_root().obj.ready_runtime()
 
 
@@ -49,6 +46,21 @@ def _since(value: str | None) -> datetime | None:
 
 def _when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "-"
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 signer``, ``2 signers``, ``1,000 SMS``: the noun agrees with the number."""
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def _took(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else "under a second"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
 
 
 @click.group("broadcast", invoke_without_command=True)
@@ -84,9 +96,8 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
 
     console = Console()
     rt = _runtime(ctx)
-    user = os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
     req = svc.BroadcastRequest(slug, message, message_es, channel.lower(), state, zip_prefix, _since(signed_since),
-                               created_by=f"cli:{user}", window_template=window_template)
+                               created_by=audit.cli_user(), window_template=window_template)
     try:
         pv = svc.preview(rt, req)
     except svc.BroadcastError as exc:
@@ -108,10 +119,12 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
         from bots import channels
 
         parts = [f"{n:,} by {channels.label(ch)}" for ch, n in sorted(pv.recipients.items())]
-        cost = f", about {pv.segments:,} SMS segments" if pv.segments else ""
-        click.confirm(f"Send to {pv.total:,} signers ({', '.join(parts)}{cost})?", abort=True)
+        cost = f", about {_count(pv.segments, 'SMS segment')}" if pv.segments else ""
+        click.confirm(f"Send to {_count(pv.total, 'signer')} ({', '.join(parts)}{cost})?", abort=True)
     created = svc.create_broadcast(rt, req)
-    console.print(f"broadcast #{created.id}: {created.recipients:,} recipients")
+    audit.record(rt.db, req.created_by, audit.BROADCAST, str(created.id),
+                 audit.broadcast_detail(req.campaign, created.recipients, pv.recipients, created.held), None, rt.now())
+    console.print(f"broadcast #{created.id}: {_count(created.recipients, 'recipient')}")
     if enqueue:
         console.print("queued: `firma worker` sends it")
         _print_held(console, svc.progress(rt, created.id))
@@ -143,9 +156,13 @@ def _print_preview(console, pv) -> None:
 
 
 def _print_held(console, p) -> None:
-    if p and p.n("held"):
-        console.print(f"{p.n('held'):,} SMS are held for quiet hours; the first go out at {_when(p.next_release)} "
-                      f"(`firma worker` sends them)")
+    held = p.n("held") if p else 0
+    if held == 1:
+        console.print(f"1 SMS is held for quiet hours; it goes out at {_when(p.next_release)} "
+                      "(`firma worker` sends it)")
+    elif held:
+        console.print(f"{held:,} SMS are held for quiet hours; the first go out at {_when(p.next_release)} "
+                      "(`firma worker` sends them)")
 
 
 def _send_foreground(console, rt, created, senders) -> None:
@@ -156,29 +173,34 @@ def _send_foreground(console, rt, created, senders) -> None:
 
     columns = (TextColumn("[bold]#{task.fields[bid]}"), BarColumn(),
                TextColumn("sent {task.fields[sent]:,}  failed {task.fields[failed]:,}  held {task.fields[held]:,}  "
-                          "{task.fields[rate]:.1f} msg/s"), TimeElapsedColumn())
-    state = {"t": time.monotonic(), "sent": 0, "rate": 0.0}
+                          "{task.fields[rate]}"), TimeElapsedColumn())
+    start = time.monotonic()
+    state = {"t": start, "sent": 0}
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("send", total=created.recipients, bid=created.id, sent=0, failed=0, held=0, rate=0.0)
+        task = bar.add_task("send", total=created.recipients, bid=created.id, sent=0, failed=0, held=0, rate="")
 
         async def tick(_stats):
             p = await asyncio.to_thread(svc.progress, rt, created.id)
             now = time.monotonic()
             sent = p.n("sent", "delivered")
-            if now - state["t"] >= 0.5:
-                state["rate"] = (sent - state["sent"]) / (now - state["t"])
+            fields = {}
+            if now - state["t"] >= 0.5:  # the current rate, over the last half second or more
+                fields["rate"] = f"{(sent - state['sent']) / (now - state['t']):,.1f} msg/s"
                 state["t"], state["sent"] = now, sent
             bar.update(task, completed=p.done + p.n("held"), sent=sent, failed=p.n("failed", "unknown"),
-                       held=p.n("held"), rate=state["rate"])
+                       held=p.n("held"), **fields)
 
         try:
             run_worker(rt, Options(drain=True, broadcast_id=created.id), senders, on_progress=tick)
         except KeyboardInterrupt:
             console.print("stopped: what is left stays queued for `firma worker`")
+        elapsed = time.monotonic() - start
         p = svc.progress(rt, created.id)
+        handed = p.n("sent", "delivered", "failed", "unknown")
         bar.update(task, completed=p.done + p.n("held"), sent=p.n("sent", "delivered"),
-                   failed=p.n("failed", "unknown"), held=p.n("held"))
-    console.print(_summary(p))
+                   failed=p.n("failed", "unknown"), held=p.n("held"),
+                   rate=f"{handed / elapsed:,.1f} msg/s on average" if handed else "")
+    console.print(_summary(p) + (f" in {elapsed:.1f} s ({handed / elapsed:,.1f} msg/s)" if handed else ""))
     _print_held(console, p)
 
 
@@ -196,39 +218,113 @@ def _summary(p) -> str:
 @click.option("--limit", default=20, show_default=True, help="How many recent broadcasts to list.")
 @click.pass_context
 def status(ctx: click.Context, broadcast_id: int | None, limit: int):
-    """List recent broadcasts with their counts, or show one."""
+    """List recent broadcasts with their counts, or show one: its texts, who it went to, every count
+    and its timing."""
     from rich.console import Console
-    from rich.table import Table
 
     from bots import broadcasts as svc
 
     rt = _runtime(ctx)
     console = Console()
-    rows = [svc.progress(rt, broadcast_id)] if broadcast_id else svc.list_broadcasts(rt, limit)
-    if broadcast_id and rows[0] is None:
+    if broadcast_id is None:
+        _print_list(console, svc.list_broadcasts(rt, limit))
+        return
+    p = svc.progress(rt, broadcast_id)
+    if p is None:
         raise click.ClickException(f"no broadcast #{broadcast_id}")
-    t = Table(title="Broadcasts")
-    cols = ("id", "created", "campaign", "to", "recipients", "pending", "held", "sending", "sent", "delivered",
-            "failed", "skipped", "outside window", "unknown", "finished")
-    for c in cols:
-        t.add_column(c, justify="right" if c not in ("created", "campaign", "to", "finished") else "left")
+    _print_detail(console, p)
+
+
+def _audience(b, short: bool = False) -> str:
+    """Whom a broadcast went to: its channel and filters in words."""
+    from bots import channels
+
+    parts = [] if short and b.channel == "all" else [
+        "all channels" if b.channel == "all" else channels.label(b.channel)]
+    if b.state:
+        parts.append(b.state if short else f"state {b.state}")
+    if b.zip_prefix:
+        parts.append(f"ZIP {b.zip_prefix}*")
+    if b.signed_since:
+        parts.append(f"since {b.signed_since:%Y-%m-%d}" if short else f"signed since {b.signed_since:%Y-%m-%d}")
+    return ", ".join(parts)
+
+
+# What each delivery status means, in the order a message moves through them.
+STATUS_WORDS = (
+    ("pending", "waiting for a worker"),
+    ("held", "held for quiet hours"),
+    ("sending", "with a worker now"),
+    ("sent", "accepted by the provider"),
+    ("delivered", "delivered to the phone"),
+    ("failed", "failed"),
+    ("unknown", "may or may not have arrived (a worker stopped mid-call)"),
+    ("skipped", "not sent (cancelled, or the member opted out meanwhile)"),
+    ("outside_window", "not sent: outside WhatsApp's 24-hour window, and no approved template"),
+)
+
+
+def _print_list(console, rows) -> None:
+    """One line a broadcast; 80 columns hold it (the campaign column wraps, figures never do)."""
+    from rich import box
+    from rich.table import Table
+
+    if not rows:
+        console.print("no broadcasts yet")
+        return
+    t = Table(title="Broadcasts", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+              caption="`firma broadcast status ID` shows one: its texts, every count, its timing")
+    t.add_column("id", justify="right", no_wrap=True)
+    t.add_column("created (UTC)", no_wrap=True)
+    t.add_column("campaign, to", overflow="fold", min_width=10)
+    for col in ("recipients", "sent", "failed", "left"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("state", no_wrap=True)
     for p in rows:
         b = p.broadcast
-        to = " ".join(x for x in (b.channel, b.state or "", f"zip {b.zip_prefix}*" if b.zip_prefix else "",
-                                  f"since {b.signed_since:%Y-%m-%d}" if b.signed_since else "") if x)
-        t.add_row(str(b.id), _when(b.created_at), b.campaign, to, f"{b.recipients:,}",
-                  *(f"{p.counts.get(s, 0):,}" for s in ("pending", "held", "sending", "sent", "delivered", "failed",
-                                                         "skipped", svc.OUTSIDE_WINDOW, "unknown")),
-                  _when(b.finished_at))
+        to = _audience(b, short=True)
+        t.add_row(str(b.id), f"{b.created_at:%Y-%m-%d %H:%M}", b.campaign + (f"\n{to}" if to else ""),
+                  f"{b.recipients:,}", f"{p.n('sent', 'delivered'):,}", f"{p.n('failed', 'unknown'):,}",
+                  f"{p.open:,}", p.state)
     console.print(t)
-    if broadcast_id:
-        b = rows[0].broadcast
-        if b.window_template:
-            console.print(f"members outside the WhatsApp window get the approved template {b.window_template}")
-        if b.cancelled_at:
-            console.print(f"cancelled by {b.cancelled_by} at {_when(b.cancelled_at)}: "
-                          f"{rows[0].counts.get('skipped', 0):,} messages skipped")
-        _print_held(console, rows[0])
+
+
+def _print_detail(console, p) -> None:
+    from rich.table import Table
+
+    b = p.broadcast
+    console.print(f"[bold]Broadcast #{b.id}[/bold] to signers of {b.campaign}: {p.state}")
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(no_wrap=True)
+    facts.add_column(overflow="fold")
+    facts.add_row("to", _audience(b))
+    facts.add_row("created", f"{_when(b.created_at)} by {b.created_by}")
+    if b.started_at:
+        facts.add_row("started", _when(b.started_at))
+    if b.finished_at:
+        took = f" (took {_took((b.finished_at - b.started_at).total_seconds())})" if b.started_at else ""
+        facts.add_row("finished", _when(b.finished_at) + took)
+    if b.cancelled_at:
+        facts.add_row("cancelled", f"by {b.cancelled_by} at {_when(b.cancelled_at)}")
+    facts.add_row("English", b.message_en)
+    facts.add_row("Spanish", b.message_es or "(none: Spanish speakers get the English text)")
+    if b.window_template:
+        facts.add_row("WhatsApp", f"members outside the 24-hour window get the approved template {b.window_template}")
+    console.print(facts)
+    counts = Table.grid(padding=(0, 2))
+    counts.add_column(no_wrap=True)
+    counts.add_column(justify="right", no_wrap=True)
+    counts.add_column(overflow="fold")
+    counts.add_row("recipients", f"{b.recipients:,}", "")
+    for status_, words in STATUS_WORDS:
+        n = p.counts.get(status_, 0)
+        if n or status_ == "sent":
+            counts.add_row(status_, f"{n:,}", words)
+    console.print(counts)
+    if b.cancelled_at:
+        console.print(f"cancelled by {b.cancelled_by} at {_when(b.cancelled_at)}: "
+                      f"{_count(p.counts.get('skipped', 0), 'message')} skipped")
+    _print_held(console, p)
 
 
 @broadcast.command("cancel")
@@ -246,7 +342,12 @@ def cancel(ctx: click.Context, broadcast_id: int, yes: bool):
     if not yes:
         click.confirm(f"Stop broadcast #{broadcast_id}? {p.not_sent:,} of its "
                       f"{p.broadcast.recipients:,} messages have not gone out yet and will not be sent", abort=True)
-    result = svc.cancel_broadcast(rt, broadcast_id, by="cli")
+    who = audit.cli_user()
+    result = svc.cancel_broadcast(rt, broadcast_id, by=who)
+    if not result.already and not result.finished:
+        audit.record(rt.db, who, audit.BROADCAST_CANCEL, str(broadcast_id),
+                     f"{result.cancelled} messages not sent; {result.in_flight} already with the provider", None,
+                     rt.now())
     if result.finished:
         click.echo(f"broadcast #{broadcast_id} had finished: nothing to cancel")
     elif result.already:

@@ -24,7 +24,7 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
     anonymously, and the contact stays opted out: firma never writes to it again unless the person
     texts a keyword anew. A consent event of kind "forget" records the erasure.
     """
-    from bots import channels, privacy
+    from bots import audit, channels, privacy
 
     settings = obj.settings
     if settings.secret_key_generated:
@@ -48,6 +48,9 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
     result = privacy.forget(rt.db.uow(), settings.secret_key, channel, address, rt.now())
     if result is None:
         raise click.ClickException(f"no {channels.label(channel)} member {address}")
+    # the member's row id, never the contact: the entry outlives the erasure it records
+    audit.record(rt.db, audit.cli_user(), audit.MEMBER_FORGET, str(result.member_id),
+                 f"{channels.label(channel)} member; {result.signatures} signature(s) kept anonymously", None, rt.now())
     linked = f" (with {result.contacts - 1} contact(s) linked to the same person)" if result.contacts > 1 else ""
     click.echo(f"forgotten: personal data erased{linked}; {result.signatures} signature(s) kept anonymously; "
                "the contact stays opted out")

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import click
 
-from bots import staff_accounts as svc
+from bots import audit, staff_accounts as svc
 
 
 def _db(obj):
@@ -24,7 +24,7 @@ def _db(obj):
 def _password() -> str:
     if sys.stdin is not None and sys.stdin.isatty():
         return click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    line = click.get_text_stream("stdin").readline()
+    line = sys.stdin.readline() if sys.stdin is not None else ""
     password = line.rstrip("\r\n")
     if not password:
         raise click.ClickException("no password on standard input (give it as the first line)")
@@ -55,6 +55,7 @@ def add(obj, email: str, role: str | None):
     db = _db(obj)
     try:
         info = _run(svc.add_staff, db, email, password, datetime.now(timezone.utc), role)
+        audit.record(db, audit.cli_user(), audit.STAFF_ADD, info.email, None, None, datetime.now(timezone.utc))
     finally:
         db.dispose()
     click.echo(f"staff login created for {info.email} ({info.role}); sign in at /staff/login")
@@ -90,6 +91,7 @@ def set_password(obj, email: str):
     db = _db(obj)
     try:
         _run(svc.set_password, db, email, password)
+        audit.record(db, audit.cli_user(), audit.STAFF_SET_PASSWORD, email, None, None, datetime.now(timezone.utc))
     finally:
         db.dispose()
     click.echo(f"password changed for {email}")
@@ -103,6 +105,8 @@ def disable(obj, email: str):
     db = _db(obj)
     try:
         _run(svc.set_active, db, email, False)
+        audit.record(db, audit.cli_user(), audit.STAFF_DISABLE, email.strip().lower(), None, None,
+                     datetime.now(timezone.utc))
     finally:
         db.dispose()
     click.echo(f"{email.strip().lower()} is disabled")

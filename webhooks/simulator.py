@@ -39,7 +39,7 @@ def page():
     catalog = runtime().catalog
     default = catalog.default_campaign
     return render_template("simulator.html", campaigns=catalog.active_campaigns, channels=channels.channels(),
-                           keywords=" or ".join(default.keywords))
+                           keywords=" or ".join(default.spelled.get(w, w) for w in default.keywords))
 
 
 @bp.post("/send")
@@ -77,4 +77,14 @@ def send():
     rt = runtime()
     outcome = service.handle_inbound(rt.db.uow(), inbound, rt.engine, rt.now(), timezone=rt.settings.timezone)
     reply = channel.simulated_reply(inbound, outcome, rt.catalog, from_button=button is not None)
-    return jsonify(messages=reply.messages, language=reply.language, html=reply.html, buttons=reply.buttons or [])
+    return jsonify(messages=reply.messages, language=reply.language, html=reply.html, buttons=reply.buttons or [],
+                   note=None if reply.messages or reply.buttons else _silence(outcome))
+
+
+def _silence(outcome) -> str:
+    """Why a message got no reply, for the person trying the bot (a real member is told nothing)."""
+    if outcome.throttled:
+        return f"no reply: over {service.INBOUND_LIMIT_PER_MINUTE} messages a minute from this sender"
+    if outcome.opted_out:
+        return "no reply: this member has opted out (START, HELP or a keyword gets an answer)"
+    return "no reply"

@@ -160,23 +160,14 @@ def compose():
     if created.repeated:  # this confirmation was sent already (a double click, a reload): show that one
         return redirect(url_for("staff_broadcasts.show", broadcast_id=created.id), code=303)
     staff = current_staff()
-    channels = ", ".join(f"{n} {ch}" for ch, n in sorted(pv.recipients.items()) if n)
     audit.audit(rt.db, staff, audit.BROADCAST, str(created.id),
-              f"{req.campaign} to {created.recipients} recipients ({channels})"
-              + (f"; {created.held} SMS held for quiet hours" if created.held else ""), client_ip(), _now())
+                audit.broadcast_detail(req.campaign, created.recipients, pv.recipients, created.held),
+                client_ip(), _now())
     return redirect(url_for("staff_broadcasts.show", broadcast_id=created.id, created=1), code=303)
 
 
 def _state(p: bsvc.Progress) -> str:
-    if p.broadcast.cancelled_at is not None:
-        return "cancelled"
-    if p.broadcast.recipients == 0 or (p.open == 0 and p.done > 0):
-        return "finished"
-    if p.open and p.n("held") == p.open:
-        return "held"
-    if p.broadcast.started_at is None:
-        return "waiting"
-    return "sending"
+    return p.state
 
 
 def _progress_data(p: bsvc.Progress, now: datetime) -> dict:

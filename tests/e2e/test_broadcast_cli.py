@@ -60,7 +60,7 @@ def test_dry_run_shows_recipients_segments_and_encoding_and_sends_nothing(rt, tw
 def test_confirmation_declined_creates_nothing(rt, twilio):
     h.add_signer(rt, "+13125550001")
     res = cli(env_for(rt, twilio), "broadcast", "--campaign", "end-scomm", "--message", "Hi", input="n\n")
-    assert res.exit_code == 1 and "Send to 1 signers (1 by SMS, about 1 SMS segments)?" in res.output
+    assert res.exit_code == 1 and "Send to 1 signer (1 by SMS, about 1 SMS segment)?" in res.output
     assert broadcasts.list_broadcasts(rt) == [] and twilio.messages == []
 
 
@@ -211,7 +211,7 @@ def test_cancel_stops_what_has_not_gone_out(rt, twilio):
     assert res.exit_code == 0 and "broadcast #1 cancelled: 2 messages will not be sent" in res.output
     assert h.status_of(rt) == {"skipped": 2}
     assert "cancelled already" in cli(env, "broadcast", "cancel", "1", "--yes").output
-    assert "cancelled by cli at" in cli(env, "broadcast", "status", "1").output
+    assert "cancelled by cli:" in cli(env, "broadcast", "status", "1").output
     assert cli(env, "worker", "--drain").exit_code == 0
     assert twilio.messages == []
     res = CliRunner().invoke(main, ["broadcast", "cancel", "7", "--yes"], env=env)

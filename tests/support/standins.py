@@ -85,7 +85,10 @@ class StandIn(abc.ABC):
         self._lock = threading.Lock()
         handler = self._handler_class()
         self._server = _Server(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # shutdown() waits for serve_forever to look again: every 10 ms, not the default half second
+        # that every test using a stand-in would otherwise spend stopping it
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        daemon=True)
 
     @property
     def url(self) -> str:

@@ -34,12 +34,13 @@ def test_day_chart_geometry():
     assert chart.scale_max == 1 and chart.ticks == ["1", "", "0"]
     assert chart.bars[28].height == 100 and chart.bars[28].y == 0
     assert all(b.height == 0 for i, b in enumerate(chart.bars) if i != 28)
-    assert chart.summary == "1 signatures from Nov 1 to Nov 30; the busiest day was Nov 29 with 1."
+    assert chart.summary == "1 signature from Nov 1 to Nov 30; the busiest day was Nov 29 with 1."
     assert chart.width == 300 and all(0 <= b.x < chart.width for b in chart.bars)
 
     big = charts.day_chart([(start, 1_000_000), (start + timedelta(days=1), 1)])
     assert big.ticks == ["1,000,000", "500,000", "0"]
     assert big.bars[0].height == 100 and 0 < big.bars[1].height < 1
+    assert big.summary == "1,000,001 signatures from Nov 1 to Nov 2; the busiest day was Nov 1 with 1,000,000."
 
     empty = charts.day_chart([(start + timedelta(days=i), 0) for i in range(30)])
     assert empty.peak is None and empty.summary.startswith("No signatures from Nov 1")

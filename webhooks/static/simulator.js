@@ -25,9 +25,22 @@
     } else {
       div.textContent = text;
     }
-    log.appendChild(div);
-    div.scrollIntoView({block: "end"});
+    append(div);
     return div;
+  }
+
+  // The newest line of the chat stays in sight: the pane scrolls to its end (buttons included).
+  function append(el) {
+    log.appendChild(el);
+    log.scrollTop = log.scrollHeight;
+    if (el.scrollIntoView) { el.scrollIntoView({block: "nearest"}); }
+  }
+
+  function note(text) {
+    var p = document.createElement("p");
+    p.className = "note";
+    p.textContent = text;
+    append(p);
   }
 
   function buttons(list) {
@@ -41,7 +54,7 @@
       btn.addEventListener("click", function () { send(b.data || b.text, b.text, b); });
       row.appendChild(btn);
     });
-    log.appendChild(row);
+    append(row);
   }
 
   function send(text, shown, button) {
@@ -59,6 +72,7 @@
       if (!res.ok) { errorBox.textContent = res.data.error || "Something went wrong"; return; }
       (res.data.messages || []).forEach(function (m) { bubble(m, "bot", res.data.html); });
       buttons(res.data.buttons);
+      if (res.data.note) { note(res.data.note); }
     }).catch(function () { errorBox.textContent = "The server did not answer."; });
   }
 

@@ -10,11 +10,17 @@ No python-telegram-bot ``Application``/``ConversationHandler``: state stays in t
 from __future__ import annotations
 
 import html
+import os
 import threading
 from typing import Sequence
 from urllib.parse import quote
 
-from bots import broadcast_plan as plan
+# python-telegram-bot 22.2+ gives durations (RetryAfter.retry_after) as timedeltas when PTB_TIMEDELTA is set,
+# and warns on every 429 otherwise; v23 makes timedeltas the only behaviour. Opt in before its first use:
+# gateway.py and sender.py read timedeltas (and still ints, for older versions).
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+from bots import broadcast_plan as plan  # noqa: E402
 from bots.channels.base import ProviderRefused, Signup, Simulated
 from bots.channels.telegram import replies, updates
 from bots.channels.telegram.sender import TelegramSender

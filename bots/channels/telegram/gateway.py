@@ -9,7 +9,6 @@ import functools
 import logging
 import ssl
 import threading
-import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +24,6 @@ from telegram import (
 )
 from telegram.error import Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBDeprecationWarning
 
 from bots.channels.telegram.replies import Action
 
@@ -159,9 +157,7 @@ async def perform(bot: Bot, actions: Sequence[Action]) -> Delivery:
 
 def _seconds(exc: RetryAfter) -> float:
     """retry_after in seconds, whether this python-telegram-bot gives an int or (v23) a timedelta."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
+    value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
