@@ -2,7 +2,7 @@
 the index the staff API pages a campaign's signatures through (campaign, id)
 
 Revision ID: 0010_staff_roles
-Revises: 0008_campaigns
+Revises: 0009_whatsapp
 Create Date: 2026-12-05
 """
 from alembic import op
@@ -12,7 +12,7 @@ import storage.models
 
 
 revision = "0010_staff_roles"
-down_revision = "0008_campaigns"
+down_revision = "0009_whatsapp"
 branch_labels = None
 depends_on = None
 

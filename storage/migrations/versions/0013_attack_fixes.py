@@ -2,7 +2,7 @@
 nobody (rows written before `firma member forget` erased them).
 
 Revision ID: 0013_attack_fixes
-Revises: 0008_campaigns
+Revises: 0012_inbox
 Create Date: 2026-12-05
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "0013_attack_fixes"
-down_revision = "0008_campaigns"
+down_revision = "0012_inbox"
 branch_labels = None
 depends_on = None
 

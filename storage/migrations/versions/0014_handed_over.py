@@ -3,7 +3,7 @@ statement, that the member was still subscribed and the broadcast not cancelled)
 messages in flight per member, which an opt-out waits for before it is answered.
 
 Revision ID: 0014_handed_over
-Revises: 0008_campaigns
+Revises: 0013_attack_fixes
 Create Date: 2026-12-05
 """
 from alembic import op
@@ -13,7 +13,7 @@ import storage.models
 
 
 revision = "0014_handed_over"
-down_revision = "0008_campaigns"
+down_revision = "0013_attack_fixes"
 branch_labels = None
 depends_on = None
 
