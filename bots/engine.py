@@ -141,8 +141,8 @@ def clean_name(text: str) -> str:
     Cf: bidi marks, overrides and isolates, soft hyphens, tags...), which could make a name look like
     another to staff or hide a formula from the export's guard. A joiner between two letters stays."""
     text = _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
-    if not text.isascii():
-        text = _drop_format(text)
+    if not text.isascii():  # NFC again: a mark kept apart by a dropped character now composes
+        text = unicodedata.normalize("NFC", _drop_format(text))
     return _SPACES.sub(" ", text).strip()
 
 

@@ -435,6 +435,7 @@ class TestInvisibleCharacters:
         ("Ana\u200bLópez", "Ana López"),  # a zero-width space is a space
         ("Ana\tLópez\n", "Ana López"),
         ("\u200c=cmd\u200d", "=cmd"),  # a joiner with no letters around it joins nothing
+        ("Ana Lópe\u200e\u0301z", "Ana Lópéz"),  # the accent that was kept apart composes once it is gone
     ])
     def test_format_characters_leave_the_name(self, catalog, text, name):
         from bots.engine import clean_name
