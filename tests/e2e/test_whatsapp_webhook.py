@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.models import ConsentEvent, Member, Signature
 from tests.e2e.test_staff import csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
-from tests.support.twilio_client import (SMS_PATH, messages, new_sid, post_sms, post_whatsapp, whatsapp_params)
+from tests.support.twilio_client import (SMS_PATH, WHATSAPP_PATH, messages, new_sid, post_sms, post_whatsapp,
+                                        whatsapp_params)
 
 PHONE = "+13125550177"
 
@@ -160,3 +162,15 @@ def test_the_simulator_offers_whatsapp_and_keeps_accents(client, rt):
     assert "código postal" in sim("Rosa Díaz")[0]
     assert "Rosa Díaz" in sim("60601")[0]
     assert client.get("/api/campaigns/end-scomm").get_json()["signatures"] == 0  # simulated: not counted
+
+
+@pytest.mark.parametrize("path", [WHATSAPP_PATH, SMS_PATH])
+@pytest.mark.parametrize("keyword,name,thanks", [("SCOMM", "Ana María López", "has signed"),
+                                                 ("FIRMA", "José Núñez", "firmó")])
+def test_signing_in_both_languages_on_both_paths(client, rt, path, keyword, name, thanks):
+    say(client, keyword, path=path)
+    say(client, name, path=path)
+    done = say(client, "60601", path=path)
+    assert name in done[0] and thanks in done[0]
+    with rt.db.uow() as uow:
+        assert uow.session.scalars(select(Signature.channel)).one() == "whatsapp"
