@@ -93,8 +93,12 @@ def test_one_person_across_sms_and_whatsapp_with_consent_per_channel(client, rt)
     for text in ("SCOMM", "Ana López", "60601"):
         post_sms(client, PHONE, text)
     again = say(client, "SCOMM")
-    assert "already signed" in again[0]
+    # already signed, and this chat's first contact: the WhatsApp opt-in note, recorded for WhatsApp
+    assert "already signed" in again[0] and again[0].endswith("Reply STOP to stop.")
     assert client.get("/api/campaigns/end-scomm").get_json()["signatures"] == 1
+    with rt.db.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(ConsentEvent).where(
+            ConsentEvent.channel == "whatsapp", ConsentEvent.kind == "opt_in")) == 1
     # STOP on WhatsApp stops WhatsApp, not SMS
     say(client, "STOP")
     with rt.db.uow() as uow:
