@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Protocol, Sequence
 
-from sqlalchemy import (Select, and_, bindparam, delete, exists, func, insert, literal, or_, select, text, union_all,
+from sqlalchemy import (and_, bindparam, delete, exists, func, insert, literal, or_, select, text, union_all,
                         update)
 from sqlalchemy.orm import Session, aliased
 

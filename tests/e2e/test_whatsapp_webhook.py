@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.models import ConsentEvent, Member, Signature
-from tests.e2e.test_staff import csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
+from tests.e2e.test_staff import csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401, F811 - fixtures
 from tests.support.twilio_client import (SMS_PATH, WHATSAPP_PATH, messages, new_sid, post_sms, post_whatsapp,
                                         whatsapp_params)
 
