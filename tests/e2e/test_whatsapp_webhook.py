@@ -178,3 +178,19 @@ def test_signing_in_both_languages_on_both_paths(client, rt, path, keyword, name
     assert name in done[0] and thanks in done[0]
     with rt.db.uow() as uow:
         assert uow.session.scalars(select(Signature.channel)).one() == "whatsapp"
+
+
+@pytest.mark.parametrize("stop", ["STOP", "PARAR", "ya no me manden mensajes", "Cancelar"])
+def test_firma_handles_stop_and_start_itself(client, rt, stop):
+    say(client, "FIRMA")
+    stopped = say(client, stop)
+    assert "Cancelaste tu suscripción" in stopped[0]  # WhatsApp has no carrier STOP: firma answers
+    assert say(client, "hola") == []  # STOP means stop
+    helped = say(client, "AYUDA")
+    assert "PARAR" in helped[0] and "tarifas" not in helped[0]
+    back = say(client, "START")
+    assert "aquí por WhatsApp" in back[0]
+    with rt.db.uow() as uow:
+        kinds = [e.kind for e in uow.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))]
+        opted_out = uow.session.scalars(select(Member.opted_out_at)).one()
+    assert kinds == ["opt_in", "opt_out", "help", "opt_in"] and opted_out is None
