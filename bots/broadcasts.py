@@ -435,8 +435,8 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
                   channel: str, now: datetime, effect: str | None = None) -> str | None:
     """A Twilio status callback: move the delivery to delivered or failed, and opt the member out on
     21610. ``effect`` is the error code's meaning on that channel (broadcast_plan's kinds): a member
-    unreachable there, or a message refused outside the channel's reply window (counted as such). Returns the delivery's new status (None when nothing moved, or the message is not one of
-    ours). Twilio may call back before the worker has written the message's SID (before its answer to
+    unreachable there, or a message refused outside the channel's reply window (counted as such).
+    Returns the delivery's new status (None when nothing moved, or the message is not one of ours). Twilio may call back before the worker has written the message's SID (before its answer to
     the send reached the worker, or while the database was briefly unavailable to the worker): a final
     status is then kept and applied when the SID is written (storage.broadcasts.EarlyStatus)."""
     status = (status or "").lower()

@@ -352,7 +352,12 @@ def _start(state: State, inbound: Inbound, word: str, catalog: Catalog) -> Step:
     if not campaign.active:
         return Step(_reset(state), (*replies, Reply("campaign_closed", campaign=slug), *back), tuple(effects))
     if slug in state.signed:
-        return Step(_reset(state), (*replies, Reply("already_signed", campaign=slug), *back), tuple(effects))
+        replies += [Reply("already_signed", campaign=slug), *back]
+        if not state.disclosed:  # signed on another chat of theirs: this one's first contact still discloses
+            replies.append(Reply("disclosure", join=True))
+            effects.append(Consent("opt_in", cause, slug))
+            state = replace(state, disclosed=True)
+        return Step(_reset(state), tuple(replies), tuple(effects))
     last = state.last_signed
     if last is not None and last.usable:  # signed another campaign: offer the name and ZIP given there
         question, next_step = Reply("offer_signer", {"name": last.name, "zip": last.zip_code}), AWAITING_CONFIRM

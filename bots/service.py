@@ -76,12 +76,12 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         if member is None:
             # someone who asked to be forgotten and writes again starts opted out: that opt-out still holds
             token = privacy.forget_token(forget_key, channel, address) if forget_key else None
-            member = hot.create_member(conn, channel, address, now, inbound.simulated, token)
+            # the same number on SMS and WhatsApp is one person (link): the new member joins it
+            member = hot.create_member(conn, channel, address, now, inbound.simulated, token,
+                                       link=channels.get(channel).phone_numbers)
             created = member is not None
             if member is None:  # another first message from this contact won the insert
                 member = hot.lock_state(conn, channel, address)
-            elif channels.get(channel).phone_numbers:  # the same number on SMS and WhatsApp: one person
-                member = hot.join_phone_person(conn, member, channel, address)
         last = member.last_signature
         today = organization_day(now, timezone)
         state = State(

@@ -157,22 +157,23 @@ class _Statements:
         person = bindparam("p_person", type_=Member.id.type)
         self.signed = with_latest(select(*signed(person)).select_from(Member), person).where(Member.id == person)
         self.lock_person = select(Member.id).where(Member.id == bindparam("p_person")).with_for_update()
-        # The person of a phone number already met on another channel (SMS and WhatsApp share E.164
-        # addresses; no other channel's address starts with "+"): the first member of the number.
-        self.phone_person = (select(func.coalesce(Member.person_id, Member.id))
-                             .where(Member.address == bindparam("p_address"), Member.channel != bindparam("p_channel"),
-                                    Member.address.startswith("+"), Member.simulated.is_(False))
-                             .order_by(Member.id).limit(1))
-        self.set_person = (update(Member).where(Member.id == bindparam("p_member_id"))
-                           .values(person_id=bindparam("p_person", type_=Member.id.type)))
         # A contact that was forgotten (its erased member's address is forgotten_token) starts opted out.
         forgotten = exists().where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_token"))
+        # A phone number already met on another channel (SMS, WhatsApp: the channels whose addresses are
+        # E.164, the only ones starting with "+") is the same person: with p_link the new member is
+        # linked, in the same statement, to that number's person (its first member's person).
+        other = aliased(Member, name="same_number")
+        phone_person = (select(func.coalesce(other.person_id, other.id))
+                        .where(other.address == bindparam("p_address"), other.channel != bindparam("p_channel"),
+                               other.address.startswith("+"), other.simulated.is_(False))
+                        .order_by(other.id).limit(1).scalar_subquery())
         self.insert_member = (insert(Member)
                               .values(channel=bindparam("p_channel"), address=bindparam("p_address"),
                                       simulated=bindparam("p_simulated"), language="en", created_at=_now(),
-                                      opted_out_at=case((forgotten, _now()), else_=None))
+                                      opted_out_at=case((forgotten, _now()), else_=None),
+                                      person_id=case((bindparam("p_link", type_=Boolean), phone_person), else_=None))
                               .on_conflict_do_nothing(index_elements=["channel", "address"])
-                              .returning(Member.id, Member.opted_out_at))
+                              .returning(Member.id, Member.opted_out_at, Member.person_id))
 
         sig = (insert(Signature)
                .values(member_id=bindparam("p_member_id"), campaign=bindparam("p_campaign"),
@@ -301,7 +302,6 @@ class _Compiled:
         self.lock_state, self.lock_person, self.signed = sql(st.lock_state), sql(st.lock_person), sql(st.signed)
         self.insert_member, self.sign, self.consent = sql(st.insert_member), sql(st.sign), sql(st.consent)
         self.unclaim, self.response = sql(st.unclaim), sql(st.response)
-        self.phone_person, self.set_person = sql(st.phone_person), sql(st.set_person)
         if self.pg:
             self.admit = {key: sql(st.admit(*key)) for key in ((b, c) for b in (True, False) for c in (True, False))}
             self.save = {response: sql(st.save(response)) for response in (True, False)}
@@ -552,33 +552,23 @@ def _last(columns: list) -> tuple | None:
 
 
 def create_member(conn: Transaction, channel: str, address: str, now: datetime, simulated: bool,
-                  forgotten_token: str | None) -> MemberState | None:
+                  forgotten_token: str | None, link: bool = False) -> MemberState | None:
     """Insert a member for a first message; None when another transaction inserted it first (then lock
     and read it with lock_state). A row this transaction inserted is invisible to others until commit.
-    A contact forgotten before (a member at ``forgotten_token`` exists) starts opted out."""
+    A contact forgotten before (a member at ``forgotten_token`` exists) starts opted out. With ``link``
+    (a phone-number channel), a number another channel has met is linked to that person in the same
+    statement; the person is then locked and the campaigns they signed read (one more round trip, for
+    that first message only). Consent stays the member's own (per channel)."""
     row = _run(conn, _for(conn).insert_member, _p(channel=channel, address=address, now=now, simulated=simulated,
-                                                  token=forgotten_token)).fetchone()
+                                                  token=forgotten_token, link=link and not simulated)).fetchone()
     if row is None:
         return None
-    return MemberState(row[0], simulated, None, "en", opted_out=row[1] is not None, disclosed=False)
-
-
-def join_phone_person(conn: Transaction, member: MemberState, channel: str, address: str) -> MemberState:
-    """A member just created for a phone number that another channel has met (SMS, WhatsApp) is the
-    same person: linked to it, under its lock, with the campaigns that person signed. Consent stays
-    the member's own (per channel)."""
-    if member.simulated or not address.startswith("+"):
-        return member
-    st = _for(conn)
-    row = _run(conn, st.phone_person, _p(channel=channel, address=address)).fetchone()
-    if row is None:
-        return member
-    person = row[0]
-    _run(conn, st.set_person, _p(member_id=member.id, person=person))
-    _run(conn, st.lock_person, _p(person=person)).fetchone()
-    signed_own, signed_linked, *last = _run(conn, st.signed, _p(person=person)).fetchone()
-    member.person_id = person
-    member.signed, member.last_signature = _campaigns(signed_own, signed_linked), _last(last)
+    member = MemberState(row[0], simulated, row[2], "en", opted_out=row[1] is not None, disclosed=False)
+    if member.person_id is not None:
+        st = _for(conn)
+        _run(conn, st.lock_person, _p(person=member.person_id)).fetchone()
+        signed_own, signed_linked, *last = _run(conn, st.signed, _p(person=member.person_id)).fetchone()
+        member.signed, member.last_signature = _campaigns(signed_own, signed_linked), _last(last)
     return member
 
 

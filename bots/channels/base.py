@@ -116,6 +116,13 @@ class Channel(Protocol):
     segmented: bool  # priced per segment (the preview estimates segments)
     status_callbacks: bool  # the provider reports delivery later (Twilio's status callbacks)
     rate_variable: str  # the environment variable of its broadcast rate
+    # Optional, read with getattr where used (a channel without them has none of these needs):
+    # - reply_window (timedelta): free text reaches a member only this long after their last message;
+    #   outside it the broadcast's approved template goes (the sender's send_template(to, sid,
+    #   template_variables(name))), or nothing, counted as outside the window (WhatsApp: 24 hours);
+    # - twilio_prefix (str): Twilio carries it and writes its addresses with this prefix ("" for SMS,
+    #   "whatsapp:"); such a channel also has parse_inbound(form), respond(messages) and
+    #   classify_error(status, code), and shares the Twilio webhook and status callback.
 
     def rate(self, settings: Settings) -> float:
         """Broadcast messages per second, all workers together."""

@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.models import ConsentEvent, Member, Signature
-from tests.e2e.test_staff import csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
-from tests.support.twilio_client import (SMS_PATH, messages, new_sid, post_sms, post_whatsapp, whatsapp_params)
+from tests.e2e.test_staff import csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401, F811 - fixtures
+from tests.support.twilio_client import (SMS_PATH, WHATSAPP_PATH, messages, new_sid, post_sms, post_whatsapp,
+                                        whatsapp_params)
 
 PHONE = "+13125550177"
 
@@ -91,8 +93,12 @@ def test_one_person_across_sms_and_whatsapp_with_consent_per_channel(client, rt)
     for text in ("SCOMM", "Ana López", "60601"):
         post_sms(client, PHONE, text)
     again = say(client, "SCOMM")
-    assert "already signed" in again[0]
+    # already signed, and this chat's first contact: the WhatsApp opt-in note, recorded for WhatsApp
+    assert "already signed" in again[0] and again[0].endswith("Reply STOP to stop.")
     assert client.get("/api/campaigns/end-scomm").get_json()["signatures"] == 1
+    with rt.db.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(ConsentEvent).where(
+            ConsentEvent.channel == "whatsapp", ConsentEvent.kind == "opt_in")) == 1
     # STOP on WhatsApp stops WhatsApp, not SMS
     say(client, "STOP")
     with rt.db.uow() as uow:
@@ -160,3 +166,31 @@ def test_the_simulator_offers_whatsapp_and_keeps_accents(client, rt):
     assert "código postal" in sim("Rosa Díaz")[0]
     assert "Rosa Díaz" in sim("60601")[0]
     assert client.get("/api/campaigns/end-scomm").get_json()["signatures"] == 0  # simulated: not counted
+
+
+@pytest.mark.parametrize("path", [WHATSAPP_PATH, SMS_PATH])
+@pytest.mark.parametrize("keyword,name,thanks", [("SCOMM", "Ana María López", "has signed"),
+                                                 ("FIRMA", "José Núñez", "firmó")])
+def test_signing_in_both_languages_on_both_paths(client, rt, path, keyword, name, thanks):
+    say(client, keyword, path=path)
+    say(client, name, path=path)
+    done = say(client, "60601", path=path)
+    assert name in done[0] and thanks in done[0]
+    with rt.db.uow() as uow:
+        assert uow.session.scalars(select(Signature.channel)).one() == "whatsapp"
+
+
+@pytest.mark.parametrize("stop", ["STOP", "PARAR", "ya no me manden mensajes", "Cancelar"])
+def test_firma_handles_stop_and_start_itself(client, rt, stop):
+    say(client, "FIRMA")
+    stopped = say(client, stop)
+    assert "Cancelaste tu suscripción" in stopped[0]  # WhatsApp has no carrier STOP: firma answers
+    assert say(client, "hola") == []  # STOP means stop
+    helped = say(client, "AYUDA")
+    assert "PARAR" in helped[0] and "tarifas" not in helped[0]
+    back = say(client, "START")
+    assert "aquí por WhatsApp" in back[0]
+    with rt.db.uow() as uow:
+        kinds = [e.kind for e in uow.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))]
+        opted_out = uow.session.scalars(select(Member.opted_out_at)).one()
+    assert kinds == ["opt_in", "opt_out", "help", "opt_in"] and opted_out is None

@@ -72,3 +72,26 @@ def test_a_request_counts_from_when_it_reached_the_machine_not_when_the_standin_
             arrived = standins._arrival(conn)
             assert arrived is not None and abs(arrived - sent) < 0.1, (arrived, sent)
             assert conn.recv(100).startswith(b"POST /")  # only looked at: the handler still reads it all
+
+
+def test_twilio_standin_takes_whatsapp_and_content_api_sends_as_twilio_does():
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.rest import Client
+
+    with TwilioStandIn() as standin:
+        client = Client("AC" + "0" * 32, "token")
+        client.api.base_url = standin.url
+        wa = "whatsapp:+13125550101"
+        assert client.messages.create(to=wa, from_="whatsapp:+14155238886", body="¡hola!").sid.startswith("SM")
+        sent = client.messages.create(to=wa, from_="whatsapp:+14155238886", content_sid="HX" + "0a" * 16,
+                                      content_variables='{"1": "Ana"}')
+        assert sent.status == "queued"
+        for bad, code in (({"content_sid": "HX-not-a-sid"}, 21656),  # an invalid Content SID
+                          ({"content_sid": "HX" + "0a" * 16, "content_variables": "[1]"}, 21658),
+                          ({"body": "hi", "from_": "+14155238886"}, 63007)):  # an SMS sender to a WhatsApp address
+            kwargs = {"from_": "whatsapp:+14155238886", **bad}
+            with pytest.raises(TwilioRestException) as exc:
+                client.messages.create(to=wa, **kwargs)
+            assert exc.value.code == code
+        assert standin.messages[1]["ContentSid"] == "HX" + "0a" * 16
+        assert standin.messages[1]["ContentVariables"] == '{"1": "Ana"}'
