@@ -26,6 +26,7 @@ from storage.models import ConsentEvent
 PAGE = 50
 REPLY_MAX = 1000  # characters: a staff reply is a text message, not a letter
 SLOT_WAIT_MAX = 10.0  # seconds a reply may wait for its rate slot before it is refused
+REPEAT_WINDOW = 60  # seconds in which the same reply to the same member is taken for a double submit
 HEADROOM = 0.15  # the broadcast worker's spacing of slots: (1 + HEADROOM) / rate
 
 
@@ -123,10 +124,14 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
         member = q.member(uow.session, member_id)
         if member is None or q.thread(uow.session, member_id) is None:  # staff answer conversations members start
             raise LookupError(member_id)
+        last = q.last_staff_message(uow.session, member_id)
         uow.session.expunge(member)
     reason = refusal(member)
     if reason:
         raise ReplyRefused(reason)
+    if last is not None and last[0] == text and (rt.now() - last[1]).total_seconds() < REPEAT_WINDOW:
+        raise ReplyRefused("This reply was sent a moment ago (a second click?); it was not sent again.",
+                           conflict=False)
     channel = channels.get(member.channel)
     template = text.replace("{", "{{").replace("}", "}}")  # a reply is sent as written, not personalised
     try:
