@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from bots import audit
 from bots import broadcast_plan as plan
@@ -26,6 +26,7 @@ from storage.models import ConsentEvent
 PAGE = 50
 REPLY_MAX = 1000  # characters: a staff reply is a text message, not a letter
 SLOT_WAIT_MAX = 10.0  # seconds a reply may wait for its rate slot before it is refused
+REPEAT_WINDOW = 60  # seconds in which the same reply to the same member is taken for a double submit
 HEADROOM = 0.15  # the broadcast worker's spacing of slots: (1 + HEADROOM) / rate
 
 
@@ -121,12 +122,16 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
     text = check_text(text)
     with rt.db.uow() as uow:
         member = q.member(uow.session, member_id)
-        if member is None:
+        if member is None or q.thread(uow.session, member_id) is None:  # staff answer conversations members start
             raise LookupError(member_id)
+        last = q.last_staff_message(uow.session, member_id)
         uow.session.expunge(member)
     reason = refusal(member)
     if reason:
         raise ReplyRefused(reason)
+    if last is not None and last[0] == text and (rt.now() - last[1]).total_seconds() < REPEAT_WINDOW:
+        raise ReplyRefused("This reply was sent a moment ago (a second click?); it was not sent again.",
+                           conflict=False)
     channel = channels.get(member.channel)
     template = text.replace("{", "{{").replace("}", "}}")  # a reply is sent as written, not personalised
     try:
@@ -240,3 +245,34 @@ def erase(session, member_id: int) -> int:
 def purge(session, before: datetime) -> int:
     return q.purge_done(session, before)
 
+
+
+# --- the staff API's view of the inbox ----------------------------------------------------------------
+
+_OPAQUE = "m"
+
+
+def opaque(member_id: int) -> str:
+    """A conversation's member as the API names it: never the phone number or the Telegram id (nor a
+    string of digits that could be taken for one)."""
+    return f"{_OPAQUE}{member_id}"
+
+
+def member_of(opaque_id: str) -> int | None:
+    """The member id behind an opaque id; None when it cannot be one."""
+    digits = opaque_id[len(_OPAQUE):] if opaque_id.startswith(_OPAQUE) else ""
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 19 else None
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat(timespec="seconds")[:19] + "Z"
+
+
+def thread_json(row: q.ThreadRow) -> dict:
+    return {"member": opaque(row.member_id), "channel": row.channel, "language": row.language,
+            "campaign": row.campaign, "last_text": row.last_text, "last_at": _utc(row.last_at), "status": row.status}
+
+
+def messages_json(found: Conversation) -> dict:
+    return {"member": opaque(found.member.id),
+            "messages": [{"at": _utc(m.at), "from": m.sender, "text": m.text} for m in found.messages]}

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from storage.models import ConsentEvent, Delivery, Member
+from storage.models import ConsentEvent, Delivery, InboxMessage
 
 WINDOW = timedelta(hours=48)
 
@@ -46,12 +46,9 @@ def opt_outs_after(session: Session, broadcast_id: int, until: datetime) -> int:
 
 
 def replies_after(session: Session, broadcast_id: int, until: datetime) -> int:
-    """Recipients who wrote to us after their message and before ``until``.
-
-    Read from the member's last inbound time: a member who wrote within the window and again after it
-    is not counted. This is the one place that knows where members' messages are kept; when they are
-    kept one by one (the inbox), count from there instead."""
-    wrote = exists().where(Member.id == Delivery.member_id,
-                           and_(Member.last_seen_at > Delivery.sent_at, Member.last_seen_at < until))
+    """Recipients who wrote to us in their own words (the inbox's messages) after their message and
+    before ``until``."""
+    wrote = exists().where(InboxMessage.member_id == Delivery.member_id, InboxMessage.sender == "member",
+                           InboxMessage.at > Delivery.sent_at, InboxMessage.at < until)
     return session.scalar(select(func.count()).select_from(Delivery)
                           .where(Delivery.broadcast_id == broadcast_id, Delivery.sent_at.is_not(None), wrote)) or 0

@@ -105,6 +105,14 @@ def messages(session: Session, member_id: int, limit: int = 500) -> list[Message
     return rows
 
 
+def last_staff_message(session: Session, member_id: int) -> tuple[str, datetime] | None:
+    """The text and time of the latest staff reply to the member."""
+    row = session.execute(select(InboxMessage.text, InboxMessage.at)
+                          .where(InboxMessage.member_id == member_id, InboxMessage.sender == "staff")
+                          .order_by(InboxMessage.id.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else None
+
+
 def member(session: Session, member_id: int) -> Member | None:
     return session.get(Member, member_id)
 

@@ -15,6 +15,8 @@ from bots import api_tokens, audit
 from bots import broadcast_plan as plan
 from bots import broadcasts as bsvc
 from bots import campaigns as csvc
+from bots import channels
+from bots import inbox as isvc
 from bots.exports import signatures_page
 from webhooks import runtime
 from webhooks.auth import ORGANIZER, VIEWER, required_role, requires
@@ -227,3 +229,97 @@ def cancel_broadcast(broadcast_id: int):
         _audit(audit.BROADCAST_CANCEL, str(broadcast_id),
                f"{result.cancelled} messages not sent; {result.in_flight} already with the provider")
     return jsonify(id=broadcast_id, **bsvc.follow_up(rt, broadcast_id))
+
+
+# --- the inbox --------------------------------------------------------------------------------------
+
+
+def _inbox_filters():
+    """status (open | done), campaign, channel, language, limit and before (a page cursor) from the query."""
+    from storage.inbox import STATUSES, Filters
+
+    rt = runtime()
+    args, problems = request.args, []
+    status = args.get("status", "open")
+    if status not in STATUSES:
+        problems.append(f"status must be open or done, not {status!r}")
+    campaign, channel, language = (args.get(k) or None for k in ("campaign", "channel", "language"))
+    if campaign and campaign not in csvc.current(rt).campaigns:
+        problems.append(f"no campaign {campaign!r}")
+    if channel and channel not in channels.names():
+        problems.append(f"channel must be one of {', '.join(channels.names())}")
+    if language and language not in rt.catalog.languages:
+        problems.append(f"language must be one of {', '.join(rt.catalog.languages)}")
+    limit = args.get("limit", str(PAGE_DEFAULT)).strip()
+    if not (limit.isdigit() and 1 <= int(limit) <= PAGE_MAX):
+        problems.append(f"limit must be a number from 1 to {PAGE_MAX}, not {limit!r}")
+    before = None
+    if args.get("before"):
+        at, _, member = args["before"].rpartition("_")
+        try:
+            before = (datetime.fromisoformat(at.replace("Z", "+00:00")), isvc.member_of(member))
+        except ValueError:
+            before = None
+        if before is None or before[1] is None or before[0].tzinfo is None:
+            problems.append("before must be the cursor of a previous page (its Link header)")
+    if problems:
+        raise Unprocessable(*problems)
+    return Filters(status, campaign, channel, language), int(limit), before
+
+
+@bp.get("/inbox")
+@requires(ORGANIZER)
+def inbox():
+    """Conversations newest first, as a list; a full page links the next one (Link: <...>; rel="next")."""
+    filters, limit, before = _inbox_filters()
+    rows, _names = isvc.list_threads(runtime(), filters, before, limit)
+    response = jsonify([isvc.thread_json(r) for r in rows])
+    if len(rows) == limit:
+        last = rows[-1]
+        cursor = f"{isvc.thread_json(last)['last_at']}_{isvc.opaque(last.member_id)}"
+        args = {k: v for k, v in request.args.items() if k != "before"}
+        from urllib.parse import urlencode
+
+        response.headers["Link"] = f'<{request.path}?{urlencode({**args, "before": cursor})}>; rel="next"'
+    return response
+
+
+@bp.get("/inbox/<member>")
+@requires(ORGANIZER)
+def inbox_thread(member: str):
+    member_id = isvc.member_of(member)
+    found = isvc.conversation(runtime(), member_id, mark_read=False) if member_id is not None else None
+    if found is None:
+        return _not_found(f"no conversation {member!r}")
+    return jsonify(isvc.messages_json(found))
+
+
+@bp.post("/inbox/<member>/reply")
+@requires(ORGANIZER)
+def inbox_reply(member: str):
+    member_id = isvc.member_of(member)
+    if member_id is None:
+        return _not_found(f"no conversation {member!r}")
+    data = _body()
+    unknown = [k for k in data if k != "text"]
+    if unknown or not isinstance(data.get("text"), str):
+        raise Unprocessable(*([f"unknown field {k!r}; the only field is text" for k in unknown]
+                              or ["text is required: the reply, as a string"]))
+    try:
+        body = isvc.reply(runtime(), member_id, data["text"], _user().who, request.remote_addr)
+    except LookupError:
+        return _not_found(f"no conversation {member!r}")
+    except isvc.ReplyRefused as exc:
+        if exc.conflict:
+            return jsonify(error=str(exc)), 409
+        raise Unprocessable(str(exc)) from None
+    return jsonify(member=member, text=body), 202
+
+
+@bp.post("/inbox/<member>/done")
+@requires(ORGANIZER)
+def inbox_done(member: str):
+    member_id = isvc.member_of(member)
+    if member_id is None or not isvc.set_status(runtime(), member_id, True, _user().who, request.remote_addr):
+        return _not_found(f"no conversation {member!r}")
+    return "", 204

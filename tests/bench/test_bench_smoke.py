@@ -110,3 +110,16 @@ def test_staff_dashboard_smoke(request):
         request.getfixturevalue("postgres_database")
         out = run_bench("staff_dashboard.py", "--database-url", PG_SERVER)
         assert "PostgreSQL, 2,000 rows" in out and "GET /staff/campaigns/end-scomm:" in out, out
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_inbox_smoke(request):
+    out = run_bench("inbox.py")
+    assert "SQLite, 2,000 open conversations" in out and "GET /staff/inbox (with the unread count):" in out, out
+    if "postgresql" in DATABASES:
+        from tests.support.postgres import PG_SERVER
+
+        request.getfixturevalue("postgres_database")
+        out = run_bench("inbox.py", "--database-url", PG_SERVER)
+        assert "PostgreSQL, 2,000 open conversations" in out and "second page" in out, out

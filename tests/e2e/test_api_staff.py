@@ -41,6 +41,10 @@ LEAST_ROLE = {
     "api_staff.signatures": "organizer",
     "api_staff.create_broadcast": "organizer",
     "api_staff.cancel_broadcast": "organizer",
+    "api_staff.inbox": "organizer",
+    "api_staff.inbox_thread": "organizer",
+    "api_staff.inbox_reply": "organizer",
+    "api_staff.inbox_done": "organizer",
     "api_staff.create_campaign": "admin",
     "api_staff.replace_campaign": "admin",
 }

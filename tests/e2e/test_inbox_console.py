@@ -89,6 +89,8 @@ def test_a_reply_reaches_the_member_by_sms_at_once_and_the_thread_shows_who_sent
     assert 'aria-label="2 unread"' in page(client, "/staff/inbox")  # reading it marked it read
     r = reply(client, ana, "Thank you Ana! Sí: Saturday 10am at the church. ¿Vienes?")
     assert r.status_code == 303
+    again = reply(client, ana, "Thank you Ana! Sí: Saturday 10am at the church. ¿Vienes?")  # a double submit
+    assert again.status_code == 422 and "a second click" in again.get_data(as_text=True)
     sent = [m for m in twilio.messages if m["To"] == ANA]
     # quiet hours (all day here) do not hold a reply: the member wrote first
     assert [m["Body"] for m in sent] == ["Thank you Ana! Si: Saturday 10am at the church. ¿Vienes?"]  # GSM-7
