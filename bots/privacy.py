@@ -90,13 +90,19 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
 
 
 PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)
+# A signed Twilio request carries no time: replayed a year later, it would act again (re-subscribe a
+# member who sent STOP since) unless its MessageSid is still known. Ids alone are small (about 100
+# bytes a message with the index): kept two years; rotate the auth token at least as often
+# (SECURITY.md), which voids every signature captured before.
+PROVIDER_IDS_KEPT_DAYS = 730
 
 
 @dataclass
 class Purged:
-    processed: int
+    processed: int  # handled messages whose reply (and, except unique ids, id) was dropped
     counters: int
     early_statuses: int = 0
+    ids: int = 0  # unique provider ids dropped after PROVIDER_IDS_KEPT_DAYS
 
 
 def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS) -> Purged:
@@ -105,9 +111,16 @@ def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS) 
     callbacks kept for a message that no delivery ever claimed, older than ``days``."""
     from datetime import timedelta
 
+    from bots import channels
+
+    unique = [c.name for c in channels.channels() if c.provider_ids_unique]
+    others = [c.name for c in channels.channels() if c.name not in unique]
     with uow:
-        processed = repo.purge_processed(uow.session, now - timedelta(days=days))
+        cutoff = now - timedelta(days=days)
+        processed = repo.purge_processed(uow.session, cutoff, others)
+        processed += repo.purge_responses(uow.session, cutoff, unique)
+        ids = repo.purge_processed(uow.session, now - timedelta(days=max(days, PROVIDER_IDS_KEPT_DAYS)), unique)
         counters = repo.purge_inbound_counters(uow.session, now - timedelta(hours=1))
         early = broadcast_sql.purge_early_statuses(uow.session, now - timedelta(days=days))
         uow.commit()
-    return Purged(processed, counters, early)
+    return Purged(processed, counters, early, ids)

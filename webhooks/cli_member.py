@@ -67,4 +67,6 @@ def purge(obj, days: int):
     result = privacy.purge(rt.db.uow(), rt.now(), days)
     click.echo(f"purged {result.processed} handled message(s) older than {days} days and "
                f"{result.counters} inbound counter(s)"
-               + (f"; {result.early_statuses} unclaimed status callback(s)" if result.early_statuses else ""))
+               + (f"; {result.early_statuses} unclaimed status callback(s)" if result.early_statuses else "")
+               + (f"; {result.ids} provider message id(s) older than {privacy.PROVIDER_IDS_KEPT_DAYS} days" if result.ids
+                  else ""))

@@ -116,6 +116,10 @@ class Channel(Protocol):
     segmented: bool  # priced per segment (the preview estimates segments)
     status_callbacks: bool  # the provider reports delivery later (Twilio's status callbacks)
     rate_variable: str  # the environment variable of its broadcast rate
+    # The provider's message ids are never reused (Twilio's MessageSid): they are kept, without the
+    # replies, long after the replies are purged, so that a captured signed request replayed later is
+    # refused. Telegram's update_id restarts at random after a quiet week: those go with the replies.
+    provider_ids_unique: bool
 
     def rate(self, settings: Settings) -> float:
         """Broadcast messages per second, all workers together."""

@@ -232,7 +232,9 @@ def test_db_purge_drops_old_message_ids_and_counters_only(client, rt, clock):
     assert "purged 3 handled message(s) older than 30 days and 1 inbound counter(s)" in result.output
     with rt.db.uow() as uow:
         s = uow.session
-        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 1  # the recent one
+        # the replies are gone but for the recent one; Twilio's ids stay, against replays (test_replay.py)
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)
+                        .where(ProcessedMessage.response.is_not(None))) == 1
         assert s.scalar(select(func.count()).select_from(InboundCounter)) == 1
         assert s.scalar(select(func.count()).select_from(Signature)) == 1  # signatures are not touched
 
