@@ -84,3 +84,20 @@ def test_rejected_twilio_credentials_pause_sms_while_telegram_sends(rt, tmp_path
     assert "TWILIO_AUTH_TOKEN" in out, out
     assert res.returncode == 1, out
     assert h.status_of(rt) == {"sent": 1, "pending": 1}  # not failed: it goes once the credentials are fixed
+
+
+def test_a_foreground_broadcast_says_which_channel_did_not_send(rt, tmp_path):
+    h.add_signer(rt, "+13125550001")
+    h.add_signer(rt, "222333444", channel="telegram")
+    with TwilioStandIn() as twilio, TelegramStandIn(token=h.TG_TOKEN) as telegram:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FIRMA_DATABASE_URL=rt.settings.database_url,
+                   TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN=TOKEN,
+                   TWILIO_MESSAGING_SERVICE_SID="MG" + "1" * 32, TWILIO_API_URL=twilio.url, FIRMA_QUIET_HOURS="off",
+                   FIRMA_SMS_RATE="100", TELEGRAM_BOT_TOKEN=BAD_TOKEN, TELEGRAM_API_URL=telegram.url, COLUMNS="200")
+        res = subprocess.run([sys.executable, "-W", "ignore", "-m", "webhooks.cli", "broadcast", "--campaign",
+                              "end-scomm", "--message", "We won!", "--yes"], env=env, capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)
+        out = res.stdout + res.stderr
+        assert [m["To"] for m in twilio.messages] == ["+13125550001"], out
+    assert_clean(out, BAD_TOKEN, TOKEN)
+    assert "Telegram did not send" in out and "TELEGRAM_BOT_TOKEN" in out, out
