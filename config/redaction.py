@@ -21,6 +21,9 @@ REDACTED = "[redacted]"
 # 7 to 15 digits (a number without its "+", a Telegram user or chat id, which can be as short as 7
 # digits): all but the last four digits masked.
 _PHONE = re.compile(r"(?<![\w])(\+|%2B)?(\d{3,11})(\d{4})(?!\d)")
+# North American numbers as people write them, "(312) 555-0102", "312.555.0102", "+1 312 555 0102":
+# not one run of digits, so the pattern above misses them (an error quoting what someone typed).
+_SPACED_PHONE = re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?![\w])")
 _BOT_TOKEN = re.compile(r"(?<!\d)\d{5,12}:[A-Za-z0-9_-]{30,}")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
 
@@ -32,6 +35,7 @@ def mask_phone(text: str) -> str:
         prefix = m.group(1) or ""
         return prefix + "*" * len(m.group(2)) + m.group(3)
 
+    text = _SPACED_PHONE.sub(lambda m: re.sub(r"\d", "*", m.group(0)[:-4]) + m.group(0)[-4:], text)
     return _PHONE.sub(repl, text)
 
 

@@ -38,6 +38,8 @@ PHONE = "+13125550187"
 
 def test_masking_keeps_only_the_last_four_digits():
     assert mask_phone("from +13125550187 to +15005550006") == "from +*******0187 to +*******0006"
+    assert mask_phone("typed (312) 555-0187, 312.555.0188 or +1 312 555 0189") == \
+        "typed (***) ***-0187, ***.***.0188 or +* *** *** 0189"
     assert mask_phone("sim:+13125550187") == "sim:+*******0187"
     assert mask_phone("From=%2B13125550187&Body=hi") == "From=%2B*******0187&Body=hi"
     assert mask_phone("('sms', '13125550187')") == "('sms', '*******0187')"
