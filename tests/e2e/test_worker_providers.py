@@ -101,3 +101,37 @@ def test_a_foreground_broadcast_says_which_channel_did_not_send(rt, tmp_path):
         assert [m["To"] for m in twilio.messages] == ["+13125550001"], out
     assert_clean(out, BAD_TOKEN, TOKEN)
     assert "Telegram did not send" in out and "TELEGRAM_BOT_TOKEN" in out, out
+
+
+def test_a_running_worker_tries_the_paused_channel_again_and_sends_once_it_answers(rt, caplog):
+    import asyncio
+    import logging
+    import time
+
+    from bots.broadcast_worker import Options, Worker, make_senders
+
+    caplog.set_level(logging.WARNING, logger="firma.worker")
+    one_of_each(rt)
+    with TwilioStandIn() as twilio, TelegramStandIn(token="111:not-this-bot") as telegram:
+        rt.settings = h.settings_for(rt, twilio, telegram, telegram_bot_token=h.TG_TOKEN)
+
+        async def main():
+            worker = Worker(rt, make_senders(rt), Options(poll=0.1))
+            worker.provider_retry = 0.2
+            task = asyncio.create_task(worker.run())
+            deadline = time.monotonic() + 30
+            while not twilio.messages and time.monotonic() < deadline:  # SMS goes while Telegram refuses
+                await asyncio.sleep(0.05)
+            assert twilio.messages and telegram.sent == []
+            telegram.token = h.TG_TOKEN  # the token is fixed (a new bot, the right one): Telegram answers now
+            while not telegram.sent and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            worker.stop.set()
+            return await task
+
+        stats = asyncio.run(main())
+        assert [str(m["chat_id"]) for m in telegram.sent] == ["222333444"]
+    assert stats.unavailable == {}
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("Telegram is paused" in line for line in lines) == 1, lines  # one line, not one per retry
+    assert any("Telegram is reachable again" in line for line in lines), lines
