@@ -47,6 +47,7 @@ def staff_client(client, rt):
     staff_svc.add_staff(rt.db, EMAIL, PASSWORD, rt.now())
     _post(client, "/staff/login", {"email": EMAIL, "password": PASSWORD}, page="/staff/login")
     assert client.get("/staff/").status_code == 200
+    assert len(_forms(client)) >= 5  # the console's forms are found (the fuzzing below reaches them)
     return client
 
 
@@ -81,7 +82,7 @@ def _forms(client) -> list[tuple[str, list[str]]]:
 @given(st.data())
 def test_every_console_form_never_500(staff_client, data):
     forms = _forms(staff_client)
-    assert len(forms) >= 5, forms
+    assert forms  # (an example may have renamed or switched off the campaign whose pages hold some)
     action, names = data.draw(st.sampled_from(forms))
     values = {name: data.draw(text) for name in names if data.draw(st.booleans()) or name == "action"}
     r = _post(staff_client, action, values)
