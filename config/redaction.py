@@ -104,6 +104,7 @@ def install(secrets: Iterable[str | None] = ()) -> Redactor:
 
             logging.setLogRecordFactory(factory)
             _REDACTOR = redactor
+            _redact_hooks(redactor)
         _REDACTOR.add_secrets(secrets)
         for name in QUIET_LIBRARIES:  # their DEBUG records dump whole requests: message texts and names
             library = logging.getLogger(name)
@@ -113,6 +114,40 @@ def install(secrets: Iterable[str | None] = ()) -> Redactor:
             if _REDACTOR not in handler.filters:
                 handler.addFilter(_REDACTOR)
         return _REDACTOR
+
+
+def _redact_hooks(redactor: Redactor) -> None:
+    """Tracebacks Python prints itself, not through logging (an exception that ends a thread or the
+    process, or one raised in a destructor), pass through the redactor too."""
+    import sys
+    import threading
+    import traceback
+
+    def write(text: str) -> None:
+        try:
+            sys.stderr.write(redactor.redact(text))
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a closed stderr at exit: nothing more to say
+            pass
+
+    def excepthook(kind, value, tb):
+        write("".join(traceback.format_exception(kind, value, tb)))
+
+    def thread_hook(args):
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "a thread"
+        write(f"Exception in {name}:\n" + "".join(traceback.format_exception(args.exc_type, args.exc_value,
+                                                                            args.exc_traceback)))
+
+    def unraisable_hook(unraisable):
+        write(f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n" +
+              "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
+                                                 unraisable.exc_traceback)))
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_hook
+    sys.unraisablehook = unraisable_hook
 
 
 def secrets_of(settings) -> list[str | None]:

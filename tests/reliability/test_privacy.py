@@ -100,6 +100,21 @@ def test_the_cli_masks_its_logs_too(tmp_path):
     _assert_clean(out.stdout + out.stderr, [PHONE], [twilio_client.TOKEN, "another-long-secret-key"])
 
 
+def test_tracebacks_python_prints_itself_are_redacted_too(tmp_path):
+    """A thread that dies, or the process itself, print their traceback without logging."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TWILIO_AUTH_TOKEN": twilio_client.TOKEN}
+    code = ("import threading\n"
+            "from config import redaction\n"
+            f"redaction.install(['{twilio_client.TOKEN}'])\n"
+            f"def boom():\n    raise RuntimeError('token {twilio_client.TOKEN} for {PHONE}')\n"
+            "t = threading.Thread(target=boom); t.start(); t.join()\n"
+            "boom()\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and out.stderr.count("RuntimeError: token [redacted] for +*******0187") == 2, out.stderr
+    _assert_clean(out.stdout + out.stderr, [PHONE], [twilio_client.TOKEN])
+
+
 # --- HTML -------------------------------------------------------------------------------------------
 
 HOSTILE = '<script>alert("t")</script><img src=x onerror=alert(1)> & Co'
