@@ -114,6 +114,7 @@ class Worker:
         self._last_reap = 0.0
         self._down_since: float | None = None  # when the database stopped answering, while it does not
         self.db_retry = 1.0  # seconds between attempts while it does not
+        self.provider_retry = 5.0  # first wait before a paused channel's provider is tried again (doubles)
         self.last_write_patience = 20.0  # seconds a stopping worker waits for it to write what is left
 
     def rate(self, channel: str) -> float:
@@ -159,7 +160,7 @@ class Worker:
         """Start the channel's sender. While its provider refuses the credentials or cannot be reached,
         the channel waits (one line says why) and is tried again, doubling the wait up to five
         minutes; the other channels send meanwhile. A draining worker gives up on it at once."""
-        wait = 5.0
+        wait = self.provider_retry
         while not self.stop.is_set():
             try:
                 await stack.enter_async_context(self.senders[channel])

@@ -96,14 +96,20 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
 
 PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)
 INBOX_RETENTION_DAYS = 180  # a conversation staff closed is kept this long, then dropped
+# A signed Twilio request carries no time: replayed a year later, it would act again (re-subscribe a
+# member who sent STOP since) unless its MessageSid is still known. Ids alone are small (about 100
+# bytes a message with the index): kept two years; rotate the auth token at least as often
+# (SECURITY.md), which voids every signature captured before.
+PROVIDER_IDS_KEPT_DAYS = 730
 
 
 @dataclass
 class Purged:
-    processed: int
+    processed: int  # handled messages whose reply (and, except unique ids, id) was dropped
     counters: int
     early_statuses: int = 0
     conversations: int = 0  # inbox conversations done more than inbox_days ago
+    ids: int = 0  # unique provider ids dropped after PROVIDER_IDS_KEPT_DAYS
 
 
 def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS,
@@ -114,10 +120,17 @@ def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS,
     conversations marked done more than ``inbox_days`` ago (with their messages)."""
     from datetime import timedelta
 
+    from bots import channels
+
+    unique = [c.name for c in channels.channels() if c.provider_ids_unique]
+    others = [c.name for c in channels.channels() if c.name not in unique]
     with uow:
-        processed = repo.purge_processed(uow.session, now - timedelta(days=days))
+        cutoff = now - timedelta(days=days)
+        processed = repo.purge_processed(uow.session, cutoff, others)
+        processed += repo.purge_responses(uow.session, cutoff, unique)
+        ids = repo.purge_processed(uow.session, now - timedelta(days=max(days, PROVIDER_IDS_KEPT_DAYS)), unique)
         counters = repo.purge_inbound_counters(uow.session, now - timedelta(hours=1))
         early = broadcast_sql.purge_early_statuses(uow.session, now - timedelta(days=days))
         conversations = inbox_sql.purge_done(uow.session, now - timedelta(days=inbox_days))
         uow.commit()
-    return Purged(processed, counters, early, conversations)
+    return Purged(processed, counters, early, conversations, ids)

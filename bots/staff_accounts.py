@@ -22,7 +22,12 @@ from storage.uow import Database
 
 # Sign-in throttling: failures in a sliding window, counted in the database (several processes).
 THROTTLE_WINDOW = timedelta(minutes=15)
-ACCOUNT_FAILURE_LIMIT = 5  # per account, reset by a successful sign-in
+# Failures count per account AND address: an attacker elsewhere cannot lock the owner out. Once an
+# account has this many failures from addresses it never signed in from, such addresses may try only
+# once per UNKNOWN_ADDRESS_SPACING between them (slowed, not locked: the owner on a new network waits
+# a minute at most); the addresses it signed in from before are not slowed.
+ACCOUNT_FAILURE_LIMIT = 5  # per account and address, reset by a successful sign-in from there
+UNKNOWN_ADDRESS_SPACING = timedelta(minutes=1)
 IP_FAILURE_LIMIT = 20  # per client address, across accounts
 ATTEMPTS_KEPT = timedelta(days=1)
 
@@ -203,28 +208,46 @@ def _retry_after(failures: list[datetime], limit: int, now: datetime) -> int | N
 
 
 def sign_in(db: Database, email: str, password: str, ip: str, now: datetime) -> SignInResult:
-    """Check a sign-in. Throttled requests are refused before the password is looked at."""
+    """Check a sign-in. Throttled requests are refused before the password is looked at.
+
+    The attempt is recorded as a failure before the password is checked (and marked a success after),
+    in the same transaction as the count, serialised per account and address: however many guesses
+    arrive at once, no more than the limit are checked."""
     key = (email or "").strip().lower()[:254]
     ip = (ip or "unknown")[:64]
     since = now - THROTTLE_WINDOW
     with db.uow() as uow:
         s = uow.session
-        waits = [w for w in (_retry_after(q.failures_for_email(s, key, since), ACCOUNT_FAILURE_LIMIT, now),
+        q.lock_sign_in(s, key, ip)
+        waits = [w for w in (_retry_after(q.failures_for_pair(s, key, ip, since), ACCOUNT_FAILURE_LIMIT, now),
                              _retry_after(q.failures_for_ip(s, ip, since), IP_FAILURE_LIMIT, now)) if w]
+        if not q.is_known_address(s, key, ip):
+            strangers = q.failures_from_unknown_addresses(s, key, since)
+            if len(strangers) >= ACCOUNT_FAILURE_LIMIT:
+                wait = (strangers[-1] + UNKNOWN_ADDRESS_SPACING - now).total_seconds()
+                if wait > 0:
+                    waits.append(int(wait) + (wait % 1 > 0))
         if waits:
             return SignInResult(retry_after=max(waits))
-        user = q.staff_by_email(s, key)
-        ok = _verify(user.password_hash if user else _dummy_hash(), password or "")
-        ok = ok and user is not None and user.active
-        q.record_attempt(s, key, ip, ok, now)
+        attempt = q.record_attempt(s, key, ip, False, now)
         q.prune_attempts(s, now - ATTEMPTS_KEPT)
-        info = None
-        if ok:
-            if _hasher().check_needs_rehash(user.password_hash):
-                user.password_hash = _hasher().hash(password)
-            user.last_sign_in_at = now
-            q.add_audit(s, staff_email=user.email, action=SIGN_IN, target=None, detail=None, ip=ip, now=now)
-            info = _info(user)
+        user = q.staff_by_email(s, key)
+        user_id, password_hash, active = (user.id, user.password_hash, user.active) if user else (None, None, False)
+        uow.commit()
+    ok = _verify(password_hash or _dummy_hash(), password or "") and active
+    if not ok:
+        return SignInResult()
+    with db.uow() as uow:
+        s = uow.session
+        user = q.staff_by_id(s, user_id)
+        if user is None or not user.active:
+            return SignInResult()
+        q.attempt_succeeded(s, attempt)
+        if _hasher().check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher().hash(password)
+        user.last_sign_in_at = now
+        q.add_audit(s, staff_email=user.email, action=SIGN_IN, target=None, detail=None, ip=ip, now=now)
+        info = _info(user)
         uow.commit()
         return SignInResult(staff=info)
 

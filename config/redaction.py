@@ -21,6 +21,9 @@ REDACTED = "[redacted]"
 # 7 to 15 digits (a number without its "+", a Telegram user or chat id, which can be as short as 7
 # digits): all but the last four digits masked.
 _PHONE = re.compile(r"(?<![\w])(\+|%2B)?(\d{3,11})(\d{4})(?!\d)")
+# North American numbers as people write them, "(312) 555-0102", "312.555.0102", "+1 312 555 0102":
+# not one run of digits, so the pattern above misses them (an error quoting what someone typed).
+_SPACED_PHONE = re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?![\w])")
 _BOT_TOKEN = re.compile(r"(?<!\d)\d{5,12}:[A-Za-z0-9_-]{30,}")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
 
@@ -32,6 +35,7 @@ def mask_phone(text: str) -> str:
         prefix = m.group(1) or ""
         return prefix + "*" * len(m.group(2)) + m.group(3)
 
+    text = _SPACED_PHONE.sub(lambda m: re.sub(r"\d", "*", m.group(0)[:-4]) + m.group(0)[-4:], text)
     return _PHONE.sub(repl, text)
 
 
@@ -100,6 +104,7 @@ def install(secrets: Iterable[str | None] = ()) -> Redactor:
 
             logging.setLogRecordFactory(factory)
             _REDACTOR = redactor
+            _redact_hooks(redactor)
         _REDACTOR.add_secrets(secrets)
         for name in QUIET_LIBRARIES:  # their DEBUG records dump whole requests: message texts and names
             library = logging.getLogger(name)
@@ -109,6 +114,40 @@ def install(secrets: Iterable[str | None] = ()) -> Redactor:
             if _REDACTOR not in handler.filters:
                 handler.addFilter(_REDACTOR)
         return _REDACTOR
+
+
+def _redact_hooks(redactor: Redactor) -> None:
+    """Tracebacks Python prints itself, not through logging (an exception that ends a thread or the
+    process, or one raised in a destructor), pass through the redactor too."""
+    import sys
+    import threading
+    import traceback
+
+    def write(text: str) -> None:
+        try:
+            sys.stderr.write(redactor.redact(text))
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a closed stderr at exit: nothing more to say
+            pass
+
+    def excepthook(kind, value, tb):
+        write("".join(traceback.format_exception(kind, value, tb)))
+
+    def thread_hook(args):
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "a thread"
+        write(f"Exception in {name}:\n" + "".join(traceback.format_exception(args.exc_type, args.exc_value,
+                                                                            args.exc_traceback)))
+
+    def unraisable_hook(unraisable):
+        write(f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n" +
+              "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
+                                                 unraisable.exc_traceback)))
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_hook
+    sys.unraisablehook = unraisable_hook
 
 
 def secrets_of(settings) -> list[str | None]:

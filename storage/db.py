@@ -372,12 +372,17 @@ def _first_line(exc: BaseException) -> str:
     return text[0].strip() if text else orig.__class__.__name__
 
 
+_DRIVERS = {"psycopg", "psycopg2", "pg8000", "asyncpg", "MySQLdb", "pymysql", "mysql", "oracledb", "cx_Oracle",
+            "pyodbc", "pymssql"}  # DBAPI modules a URL can ask for
+
+
 def describe_error(exc: BaseException, url: str) -> str | None:
     """One line saying what is wrong with opening the database ``url`` and what to do, or None when
     ``exc`` is not such a problem. Never the password."""
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-    if isinstance(exc, NoSuchModuleError) or (isinstance(exc, ModuleNotFoundError) and exc.name):
+    driver_missing = isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _DRIVERS
+    if isinstance(exc, NoSuchModuleError) or driver_missing:
         return (f"the database driver FIRMA_DATABASE_URL asks for is not installed ({_first_line(exc)}): use "
                 "postgresql+psycopg://... (psycopg is installed with firma) or sqlite:///firma.db")
     if isinstance(exc, ArgumentError) or (isinstance(exc, ValueError) and "URL" in str(exc)):

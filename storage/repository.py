@@ -399,9 +399,22 @@ def json_escaped(text: str) -> str:
     return json.dumps(text)[1:-1]
 
 
-def purge_processed(session: Session, before: datetime) -> int:
-    """Forget provider message ids (and the replies kept for retries) received before ``before``."""
-    return session.execute(delete(ProcessedMessage).where(ProcessedMessage.received_at < before)).rowcount
+def purge_processed(session: Session, before: datetime, channels: list[str] | None = None) -> int:
+    """Forget provider message ids (and the replies kept for retries) received before ``before``, of
+    ``channels`` (None: all)."""
+    stmt = delete(ProcessedMessage).where(ProcessedMessage.received_at < before)
+    if channels is not None:
+        stmt = stmt.where(ProcessedMessage.channel.in_(channels))
+    return session.execute(stmt).rowcount
+
+
+def purge_responses(session: Session, before: datetime, channels: list[str]) -> int:
+    """Drop the replies kept for retries of messages received before ``before`` (they can quote a
+    name); the ids stay."""
+    return session.execute(update(ProcessedMessage)
+                           .where(ProcessedMessage.received_at < before, ProcessedMessage.channel.in_(channels),
+                                  ProcessedMessage.response.is_not(None))
+                           .values(response=None)).rowcount
 
 
 def purge_inbound_counters(session: Session, before: datetime) -> int:

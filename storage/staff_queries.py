@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, false, func, select
+from sqlalchemy import delete, false, func, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.models import (ApiToken, AuditLog, Broadcast, ConsentEvent, Delivery, Member, SendThrottle, SignInAttempt,
@@ -59,26 +59,67 @@ def all_staff(session: Session) -> list[StaffUser]:
 # --- sign-in attempts --------------------------------------------------------------------------------
 
 
-def record_attempt(session: Session, email: str, ip: str, succeeded: bool, now: datetime) -> None:
-    session.add(SignInAttempt(email=email, ip=ip, succeeded=succeeded, at=now))
+def lock_sign_in(session: Session, email: str, ip: str) -> None:
+    """Serialise sign-in checks of this account and of this address until the transaction ends, so
+    that counting failures and recording the new attempt are one step for concurrent requests
+    (PostgreSQL: advisory locks, taken in one order; SQLite: the write transaction already is)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted({f"sign-in email:{email}", f"sign-in ip:{ip}"}):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+def record_attempt(session: Session, email: str, ip: str, succeeded: bool, now: datetime) -> int:
+    attempt = SignInAttempt(email=email, ip=ip, succeeded=succeeded, at=now)
+    session.add(attempt)
+    session.flush()
+    return attempt.id
+
+
+def attempt_succeeded(session: Session, attempt_id: int) -> None:
+    session.execute(update(SignInAttempt).where(SignInAttempt.id == attempt_id).values(succeeded=True))
+
+
+def _known_ips(email: str):
+    """Addresses this account has signed in from (the audit log keeps them)."""
+    return select(AuditLog.ip).where(AuditLog.staff_email == email, AuditLog.action == "sign_in",
+                                     AuditLog.ip.is_not(None))
+
+
+def is_known_address(session: Session, email: str, ip: str) -> bool:
+    return session.scalar(select(func.count()).select_from(_known_ips(email).where(AuditLog.ip == ip).subquery())) > 0
+
+
+def _failures(session: Session, since: datetime, *where) -> list[datetime]:
+    """Failed attempts matching ``where`` since ``since`` and after the last success among them."""
+    last_ok = session.scalar(select(func.max(SignInAttempt.id))
+                             .where(*where, SignInAttempt.succeeded.is_(True), SignInAttempt.at >= since))
+    conditions = [*where, SignInAttempt.succeeded.is_(False), SignInAttempt.at >= since]
+    if last_ok is not None:
+        conditions.append(SignInAttempt.id > last_ok)
+    return list(session.scalars(select(SignInAttempt.at).where(*conditions).order_by(SignInAttempt.id)))
+
+
+def failures_for_pair(session: Session, email: str, ip: str, since: datetime) -> list[datetime]:
+    """Failed attempts at this account from this address (since its last success from there)."""
+    return _failures(session, since, SignInAttempt.email == email, SignInAttempt.ip == ip)
+
+
+def failures_from_unknown_addresses(session: Session, email: str, since: datetime) -> list[datetime]:
+    """Failed attempts at this account from addresses it never signed in from (since its last success)."""
+    return _failures(session, since, SignInAttempt.email == email, SignInAttempt.ip.not_in(_known_ips(email)))
 
 
 def failures_for_email(session: Session, email: str, since: datetime) -> list[datetime]:
     """Failed attempts at this account since ``since`` and after its last successful sign-in."""
-    last_ok = session.scalar(select(func.max(SignInAttempt.at))
-                             .where(SignInAttempt.email == email, SignInAttempt.succeeded.is_(True),
-                                    SignInAttempt.at >= since))
-    conditions = [SignInAttempt.email == email, SignInAttempt.succeeded.is_(False), SignInAttempt.at >= since]
-    if last_ok is not None:
-        conditions.append(SignInAttempt.at > last_ok)
-    return list(session.scalars(select(SignInAttempt.at).where(*conditions).order_by(SignInAttempt.at)))
+    return _failures(session, since, SignInAttempt.email == email)
 
 
 def failures_for_ip(session: Session, ip: str, since: datetime) -> list[datetime]:
     return list(session.scalars(select(SignInAttempt.at)
                                 .where(SignInAttempt.ip == ip, SignInAttempt.succeeded.is_(False),
                                        SignInAttempt.at >= since)
-                                .order_by(SignInAttempt.at)))
+                                .order_by(SignInAttempt.id)))
 
 
 def prune_attempts(session: Session, before: datetime) -> None:

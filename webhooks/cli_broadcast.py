@@ -190,8 +190,9 @@ def _send_foreground(console, rt, created, senders) -> None:
             bar.update(task, completed=p.done + p.n("held"), sent=sent, failed=p.n("failed", "unknown"),
                        held=p.n("held"), **fields)
 
+        stats = None
         try:
-            run_worker(rt, Options(drain=True, broadcast_id=created.id), senders, on_progress=tick)
+            stats = run_worker(rt, Options(drain=True, broadcast_id=created.id), senders, on_progress=tick)
         except KeyboardInterrupt:
             console.print("stopped: what is left stays queued for `firma worker`")
         elapsed = time.monotonic() - start
@@ -202,6 +203,12 @@ def _send_foreground(console, rt, created, senders) -> None:
                    rate=f"{handed / elapsed:,.1f} msg/s on average" if handed else "")
     console.print(_summary(p) + (f" in {elapsed:.1f} s ({handed / elapsed:,.1f} msg/s)" if handed else ""))
     _print_held(console, p)
+    if stats is not None and stats.unavailable:
+        from bots import channels
+
+        for ch, why in sorted(stats.unavailable.items()):
+            console.print(f"[red]{channels.label(ch)} did not send:[/red] {why}; its messages stay queued for "
+                          "`firma worker`", markup=True, highlight=False)
 
 
 def _summary(p) -> str:

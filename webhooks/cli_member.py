@@ -74,4 +74,6 @@ def purge(obj, days: int, inbox_days: int):
     click.echo(f"purged {result.processed} handled message(s) older than {days} days and "
                f"{result.counters} inbound counter(s)"
                + (f"; {result.early_statuses} unclaimed status callback(s)" if result.early_statuses else "")
-               + f"; {result.conversations} inbox conversation(s) done more than {inbox_days} days ago")
+               + f"; {result.conversations} inbox conversation(s) done more than {inbox_days} days ago"
+               + (f"; {result.ids} provider message id(s) older than {privacy.PROVIDER_IDS_KEPT_DAYS} days" if result.ids
+                  else ""))

@@ -123,6 +123,10 @@ class Channel(Protocol):
     # - twilio_prefix (str): Twilio carries it and writes its addresses with this prefix ("" for SMS,
     #   "whatsapp:"); such a channel also has parse_inbound(form), respond(messages) and
     #   classify_error(status, code), and shares the Twilio webhook and status callback.
+    # The provider's message ids are never reused (Twilio's MessageSid): they are kept, without the
+    # replies, long after the replies are purged, so that a captured signed request replayed later is
+    # refused. Telegram's update_id restarts at random after a quiet week: those go with the replies.
+    provider_ids_unique: bool
 
     def rate(self, settings: Settings) -> float:
         """Broadcast messages per second, all workers together."""

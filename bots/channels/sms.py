@@ -28,6 +28,7 @@ class Sms:
     commands = False
     phone_numbers = True
     quiet_hours = True
+    provider_ids_unique = True
     segmented = True
     status_callbacks = True
     rate_variable = "FIRMA_SMS_RATE"

@@ -68,6 +68,7 @@ class WhatsApp:
     quiet_hours = True
     segmented = False
     status_callbacks = True
+    provider_ids_unique = True  # a MessageSid, never reused: kept long after purge against replays
     rate_variable = "FIRMA_WHATSAPP_RATE"
     twilio_prefix = PREFIX
     reply_window = timedelta(hours=24)  # free text only this long after the member's last message

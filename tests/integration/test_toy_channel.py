@@ -52,6 +52,7 @@ class Toy:
     commands = False
     phone_numbers = False
     quiet_hours = False
+    provider_ids_unique = False
     segmented = False
     status_callbacks = False
     rate_variable = "FIRMA_TOY_RATE"

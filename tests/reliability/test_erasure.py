@@ -105,3 +105,46 @@ def test_after_forget_the_sqlite_files_hold_neither_the_number_nor_the_name(clie
             pass
     for form in ("3125550102", "Ana Mar", "Ana Maria", "Lopez", "López"):
         assert form.encode() not in raw, form
+
+
+@pytest.fixture
+def empty_db_url(db_kind, tmp_path):
+    from tests.support.postgres import fresh_database
+
+    if db_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    with fresh_database("firma_mig") as url:
+        yield url
+
+
+def test_the_migration_scrubs_lookups_and_deliveries_written_before(empty_db_url):
+    """Rows written before this release: lookups that kept what was typed, and deliveries of members
+    forgotten then."""
+    from sqlalchemy import text
+
+    from storage import db as dbmod
+
+    dbmod.upgrade(empty_db_url, "0008_campaigns")
+    engine = dbmod.make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO audit_log (id, at, staff_email, action, target, detail, ip) VALUES "
+                              "(1, '2026-11-01 00:00:00+00', 'a@b.org', 'member_lookup', NULL, "
+                              "'(312) 555-0102 -> 1 found', '127.0.0.1'), "
+                              "(2, '2026-11-01 00:00:00+00', 'a@b.org', 'export', 'end-scomm', 'with contact', NULL)"))
+            conn.execute(text("INSERT INTO members (id, channel, address, language, simulated, created_at) VALUES "
+                              "(7, 'sms', 'forgotten:abc', 'en', false, '2026-11-01 00:00:00+00')"))
+            conn.execute(text("INSERT INTO broadcasts (id, campaign, message_en, channel, created_by, created_at, "
+                              "recipients, timezones) VALUES (1, 'end-scomm', 'Hi', 'all', 'cli', "
+                              "'2026-11-01 00:00:00+00', 1, '')"))
+            conn.execute(text("INSERT INTO deliveries (id, broadcast_id, member_id, channel, address, language, name, "
+                              "status, due_at, attempts) VALUES (1, 1, 7, 'sms', '+13125550102', 'en', 'Ana López', "
+                              "'sent', '2026-11-01 00:00:00+00', 1)"))
+        dbmod.upgrade(empty_db_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT detail FROM audit_log ORDER BY id")).scalars().all() == \
+                ["1 found", "with contact"]
+            assert conn.execute(text("SELECT address, name FROM deliveries")).one() == ("forgotten:abc", "")
+    finally:
+        engine.dispose()

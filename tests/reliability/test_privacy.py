@@ -38,6 +38,8 @@ PHONE = "+13125550187"
 
 def test_masking_keeps_only_the_last_four_digits():
     assert mask_phone("from +13125550187 to +15005550006") == "from +*******0187 to +*******0006"
+    assert mask_phone("typed (312) 555-0187, 312.555.0188 or +1 312 555 0189") == \
+        "typed (***) ***-0187, ***.***.0188 or +* *** *** 0189"
     assert mask_phone("sim:+13125550187") == "sim:+*******0187"
     assert mask_phone("From=%2B13125550187&Body=hi") == "From=%2B*******0187&Body=hi"
     assert mask_phone("('sms', '13125550187')") == "('sms', '*******0187')"
@@ -96,6 +98,21 @@ def test_the_cli_masks_its_logs_too(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "texted +*******0187 using [redacted] and [redacted]" in out.stderr, out.stderr
     _assert_clean(out.stdout + out.stderr, [PHONE], [twilio_client.TOKEN, "another-long-secret-key"])
+
+
+def test_tracebacks_python_prints_itself_are_redacted_too(tmp_path):
+    """A thread that dies, or the process itself, print their traceback without logging."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TWILIO_AUTH_TOKEN": twilio_client.TOKEN}
+    code = ("import threading\n"
+            "from config import redaction\n"
+            f"redaction.install(['{twilio_client.TOKEN}'])\n"
+            f"def boom():\n    raise RuntimeError('token {twilio_client.TOKEN} for {PHONE}')\n"
+            "t = threading.Thread(target=boom); t.start(); t.join()\n"
+            "boom()\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and out.stderr.count("RuntimeError: token [redacted] for +*******0187") == 2, out.stderr
+    _assert_clean(out.stdout + out.stderr, [PHONE], [twilio_client.TOKEN])
 
 
 # --- HTML -------------------------------------------------------------------------------------------
@@ -232,7 +249,9 @@ def test_db_purge_drops_old_message_ids_and_counters_only(client, rt, clock):
     assert "purged 3 handled message(s) older than 30 days and 1 inbound counter(s)" in result.output
     with rt.db.uow() as uow:
         s = uow.session
-        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 1  # the recent one
+        # the replies are gone but for the recent one; Twilio's ids stay, against replays (test_replay.py)
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)
+                        .where(ProcessedMessage.response.is_not(None))) == 1
         assert s.scalar(select(func.count()).select_from(InboundCounter)) == 1
         assert s.scalar(select(func.count()).select_from(Signature)) == 1  # signatures are not touched
 

@@ -53,6 +53,7 @@ class Telegram:
     commands = True
     phone_numbers = False
     quiet_hours = False
+    provider_ids_unique = False
     segmented = False
     status_callbacks = False
     rate_variable = "FIRMA_TELEGRAM_RATE"
