@@ -271,6 +271,11 @@ DELIVERY_STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed"
 
 class Broadcast(Base):
     __tablename__ = "broadcasts"
+    __table_args__ = (
+        # What workers look for: scheduled broadcasts not yet queued.
+        Index("ix_broadcasts_scheduled", "send_at", postgresql_where=text("queued_at IS NULL"),
+              sqlite_where=text("queued_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign: Mapped[str] = mapped_column(String(64), index=True)
@@ -291,6 +296,11 @@ class Broadcast(Base):
     send_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # staff stopped it: nothing more goes out
     cancelled_by: Mapped[str | None] = mapped_column(String(200))
+    # Scheduling: a broadcast with a send_at in the future has no deliveries yet; a worker writes them
+    # (queued_at) when the time comes, for the signers of that moment. Until then it can be edited
+    # or cancelled. A broadcast sent at once is queued when it is made.
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Delivery(Base):

@@ -63,9 +63,11 @@ def _when(dt: datetime | None) -> str:
 @click.option("--dry-run", is_flag=True, help="Show recipients, SMS segments and encoding; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--enqueue", is_flag=True, help="Only queue it; `firma worker` sends it.")
+@click.option("--at", "at", help="Send at this time (2026-12-05T10:00, in FIRMA_TIMEZONE unless it has an offset): "
+                                 "only writes the broadcast; `firma worker` sends it then.")
 @click.pass_context
 def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip_prefix, signed_since, dry_run,
-              yes, enqueue):
+              yes, enqueue, at):
     """Send a message to a campaign's signers (or, with `status`, list broadcasts).
 
     Without --enqueue it sends now, with a progress bar; SMS held by quiet hours stay queued for
@@ -82,8 +84,15 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
     console = Console()
     rt = _runtime(ctx)
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+    send_at = None
+    if at:
+        try:
+            send_at = svc.parse_send_at(at, rt.settings.timezone)
+        except svc.BroadcastError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--at "), param_hint="--at") from None
+        enqueue = True  # it only writes the broadcast; a worker sends it at the time
     req = svc.BroadcastRequest(slug, message, message_es, channel.lower(), state, zip_prefix, _since(signed_since),
-                               created_by=f"cli:{user}")
+                               created_by=f"cli:{user}", send_at=send_at)
     try:
         pv = svc.preview(rt, req)
     except svc.BroadcastError as exc:
@@ -106,8 +115,17 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
 
         parts = [f"{n:,} by {channels.label(ch)}" for ch, n in sorted(pv.recipients.items())]
         cost = f", about {pv.segments:,} SMS segments" if pv.segments else ""
-        click.confirm(f"Send to {pv.total:,} signers ({', '.join(parts)}{cost})?", abort=True)
-    created = svc.create_broadcast(rt, req)
+        when = f" at {svc.local_time(send_at, rt.settings.timezone)}" if send_at else ""
+        click.confirm(f"Send to {pv.total:,} signers ({', '.join(parts)}{cost}){when}?", abort=True)
+    try:
+        created = svc.create_broadcast(rt, req)
+    except svc.BroadcastError as exc:
+        raise click.ClickException(str(exc)) from None
+    if created.send_at is not None:
+        console.print(f"broadcast #{created.id} is scheduled for {svc.local_time(created.send_at, rt.settings.timezone)}"
+                      f" ({created.send_at:%Y-%m-%d %H:%M} UTC): `firma worker` sends it then to the signers of "
+                      f"that moment ({pv.total:,} now). `firma broadcast cancel {created.id}` stops it before.")
+        return
     console.print(f"broadcast #{created.id}: {created.recipients:,} recipients")
     if enqueue:
         console.print("queued: `firma worker` sends it")
@@ -235,11 +253,19 @@ def cancel(ctx: click.Context, broadcast_id: int, yes: bool):
     p = svc.progress(rt, broadcast_id)
     if p is None:
         raise click.ClickException(f"no broadcast #{broadcast_id}")
+    scheduled = p.broadcast.queued_at is None and p.broadcast.cancelled_at is None
     if not yes:
-        click.confirm(f"Stop broadcast #{broadcast_id}? {p.n('pending', 'held'):,} of its "
-                      f"{p.broadcast.recipients:,} messages have not gone out yet and will not be sent", abort=True)
+        if scheduled:
+            click.confirm(f"Cancel broadcast #{broadcast_id}, scheduled for "
+                          f"{svc.local_time(p.broadcast.send_at, rt.settings.timezone)}? Nothing will be sent",
+                          abort=True)
+        else:
+            click.confirm(f"Stop broadcast #{broadcast_id}? {p.n('pending', 'held'):,} of its "
+                          f"{p.broadcast.recipients:,} messages have not gone out yet and will not be sent", abort=True)
     result = svc.cancel_broadcast(rt, broadcast_id, by="cli")
-    if result.finished:
+    if scheduled and not result.already:
+        click.echo(f"broadcast #{broadcast_id} cancelled before its time: nothing will be sent")
+    elif result.finished:
         click.echo(f"broadcast #{broadcast_id} had finished: nothing to cancel")
     elif result.already:
         click.echo(f"broadcast #{broadcast_id} was cancelled already" +
