@@ -286,6 +286,14 @@ def update_scheduled(rt: Runtime, broadcast_id: int, req: BroadcastRequest) -> d
         return send_at
 
 
+def list_scheduled(rt: Runtime) -> list[Broadcast]:
+    """Broadcasts waiting for their time, soonest first."""
+    with rt.db.reader() as uow:
+        rows = sql.scheduled(uow.session)
+        uow.session.expunge_all()
+        return rows
+
+
 def request_of(b: Broadcast, **changes) -> BroadcastRequest:
     """A broadcast's texts and filters as a request (to edit a scheduled one)."""
     req = BroadcastRequest(b.campaign, b.message_en, b.message_es, b.channel, b.state, b.zip_prefix, b.signed_since,

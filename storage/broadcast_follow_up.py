@@ -49,9 +49,13 @@ def replies_after(session: Session, broadcast_id: int, until: datetime) -> int:
     """Recipients who wrote to us after their message and before ``until``.
 
     Read from the member's last inbound time: a member who wrote within the window and again after it
-    is not counted. This is the one place that knows where members' messages are kept; when they are
-    kept one by one (the inbox), count from there instead."""
+    is not counted, nor one whose last message was their opt-out (STOP is counted as an opt-out, not
+    as a reply; the opt-out is recorded at the same instant as the message). This is the one place
+    that knows where members' messages are kept; when they are kept one by one (the inbox), count
+    from there instead."""
+    stopped = exists().where(ConsentEvent.member_id == Member.id, ConsentEvent.kind == "opt_out",
+                             ConsentEvent.created_at == Member.last_seen_at)
     wrote = exists().where(Member.id == Delivery.member_id,
-                           and_(Member.last_seen_at > Delivery.sent_at, Member.last_seen_at < until))
+                           and_(Member.last_seen_at > Delivery.sent_at, Member.last_seen_at < until), ~stopped)
     return session.scalar(select(func.count()).select_from(Delivery)
                           .where(Delivery.broadcast_id == broadcast_id, Delivery.sent_at.is_not(None), wrote)) or 0

@@ -32,6 +32,7 @@ LEAST_ROLE = {
     "staff_broadcasts.compose": "organizer",
     "staff_broadcasts.cancel_form": "organizer",
     "staff_broadcasts.cancel": "organizer",
+    "staff_broadcasts.edit": "organizer",
     "staff.audit_log": "admin",
     "staff_campaigns.create": "admin",
     "staff_campaigns.edit": "admin",
