@@ -128,6 +128,7 @@ def backoff(attempts: int) -> timedelta:
 
 SENT, FAILED, RETRY, PAUSE, UNKNOWN, OPTED_OUT, UNREACHABLE = (
     "sent", "failed", "retry", "pause", "unknown", "opted_out", "unreachable")
+CANCELLED = "cancelled"  # staff cancelled the broadcast after the row was claimed: no call was made
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,11 @@ class Worker:
         self._buffer: list[tuple[dict, tuple]] = []
         self._unswept = False  # SMS SIDs were written since kept early status callbacks were last looked at
         self._templates: dict[int, Broadcast] = {}
+        # Broadcasts with rows claimed here, and those of them staff have cancelled since (looked up
+        # every ``cancel_check`` seconds): a claimed row of a cancelled broadcast is not sent.
+        self._claimed_by_broadcast: dict[int, int] = defaultdict(int)
+        self._cancelled: set[int] = set()
+        self.cancel_check = 0.25
         self._templates_lock = threading.Lock()
         self._flush_lock = asyncio.Lock()
         self._last_reap = 0.0
@@ -126,10 +131,14 @@ class Worker:
             if self.o.broadcast_id is None:  # the foreground `firma broadcast` sends its own, already queued
                 await self._db(self._release_scheduled)  # before the first claims (and a drain's check)
                 scheduler = asyncio.create_task(self._scheduler())
+            cancels = asyncio.create_task(self._watch_cancels())
             try:
                 await asyncio.gather(*(self._channel_loop(ch) for ch in self.senders))
             finally:
                 self.stop.set()
+                cancels.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cancels
                 if scheduler is not None:
                     scheduler.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -150,6 +159,19 @@ class Worker:
             await self._sleep(self.o.poll)
             if not self.stop.is_set():
                 await self._db(self._release_scheduled)
+
+    async def _watch_cancels(self) -> None:
+        while True:
+            await asyncio.sleep(self.cancel_check)
+            ids = {b for b, n in self._claimed_by_broadcast.items() if n > 0}
+            if ids:
+                found = await self._db(self._cancelled_among, ids, pause=False)
+                if found is not _DOWN:
+                    self._cancelled |= found
+
+    def _cancelled_among(self, ids: set[int]) -> set[int]:
+        with self.rt.db.reader() as uow:
+            return sql.cancelled_among(uow.session, ids)
 
     def _release_scheduled(self) -> list[int]:
         from bots.broadcasts import release_due
@@ -224,6 +246,7 @@ class Worker:
             self._book(channel, [slot for _, slot in claimed])
             for row, slot in claimed:
                 self._inflight[channel] += 1
+                self._claimed_by_broadcast[row.broadcast_id] += 1
                 asyncio.create_task(self._send(channel, row, slot))
 
     def _book(self, channel: str, slots: list[float]) -> None:
@@ -456,7 +479,9 @@ class Worker:
                 self._outcome(channel, row, plan.SendResult(plan.PAUSE, error_code="late", retry_after=0.0))
                 return
             self._calls += 1
-            if time.time() < self._paused_until[channel]:
+            if row.broadcast_id in self._cancelled:  # cancelled while it waited for its slot: no call
+                result = plan.SendResult(plan.CANCELLED, error_code="cancelled")
+            elif time.time() < self._paused_until[channel]:
                 # The channel was paused (429) after this slot was reserved: do not call; retry later.
                 result = plan.SendResult(plan.PAUSE, error_code="paused",
                                          retry_after=self._paused_until[channel] - time.time())
@@ -468,6 +493,7 @@ class Worker:
             self._outcome(channel, row, plan.SendResult(plan.UNKNOWN, error_code="worker_error"))
         finally:
             self._inflight[channel] -= 1
+            self._claimed_by_broadcast[row.broadcast_id] -= 1
 
     def _outcome(self, channel: str, row: sql.Claimed, r: plan.SendResult) -> None:
         now = self.rt.now()
@@ -476,6 +502,8 @@ class Worker:
         effect: tuple = ()
         if r.kind == plan.SENT:
             out["status"] = "sent"
+        elif r.kind == plan.CANCELLED:
+            out["status"] = "skipped"
         elif r.kind in (plan.FAILED, plan.UNKNOWN):
             out["status"] = "failed" if r.kind == plan.FAILED else "unknown"
         elif r.kind == plan.OPTED_OUT:

@@ -373,6 +373,12 @@ def scheduled(session: Session) -> list[Broadcast]:
                                 .order_by(Broadcast.send_at, Broadcast.id)))
 
 
+def cancelled_among(session: Session, ids: Iterable[int]) -> set[int]:
+    """Which of these broadcasts staff have cancelled."""
+    return set(session.scalars(select(Broadcast.id).where(Broadcast.id.in_(list(ids)),
+                                                         Broadcast.cancelled_at.is_not(None))))
+
+
 def lock_broadcast(session: Session, broadcast_id: int) -> Broadcast | None:
     return session.scalars(select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update()
                            .execution_options(populate_existing=True)).first()

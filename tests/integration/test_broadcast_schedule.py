@@ -176,3 +176,25 @@ def test_api_send_at_scheduled_then_cancelled(app, client, rt):
     r = client.post("/api/staff/broadcasts", headers=auth,
                     json={"campaign": "end-scomm", "message": "x", "send_at": "soon"})
     assert r.status_code == 422 and "send_at must be a date and time" in r.get_json()["problems"][0]
+
+
+def test_cancel_stops_rows_already_claimed_but_not_yet_sent(brt, twilio):
+    """A worker claims a second of rate slots at a time; cancelling stops those claimed rows too
+    (they are skipped as cancelled), not only the ones still in the queue."""
+    brt.settings = brt.settings.with_(sms_rate=2.0)
+    for i in range(12):
+        h.add_signer(brt, f"+131255502{i:02d}")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Hi {first_name}"))
+    with RunningWorker(brt) as running:
+        assert wait_for(lambda: len(twilio.messages) >= 2, 15)
+        assert wait_for(lambda: h.status_of(brt, b.id).get("sending", 0) >= 1, 5)
+        cancelled_at = time.time()
+        result = broadcasts.cancel_broadcast(brt, b.id, by="test")
+        claimed = result.in_flight
+        assert wait_for(lambda: "sending" not in h.status_of(brt, b.id), 10)
+        assert running.worker.stats["skipped"] >= 1
+    late = [r for r in twilio.requests if r.path.endswith("/Messages.json") and r.arrived > cancelled_at + 0.5]
+    assert late == [], "a message went out after the cancel"
+    counts = broadcasts.follow_up(brt, b.id)["counts"]
+    assert counts["sent"] + counts["cancelled"] == 12 and counts["cancelled"] >= 12 - len(twilio.messages)
+    assert claimed >= 1
