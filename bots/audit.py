@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 SIGN_IN, SIGN_OUT, EXPORT, MEMBER_LOOKUP, MEMBER_VIEW, BROADCAST, BROADCAST_CANCEL = (
     "sign_in", "sign_out", "export", "member_lookup", "member_view", "broadcast", "broadcast_cancel")
 DELIVERY = "delivery"  # the delivery package PDF: names go to the petition's target
+BROADCAST_EDIT = "broadcast_edit"  # a scheduled broadcast changed before its time
 STAFF_ROLE = "staff_role"  # an admin changed a login's role
 INBOX_REPLY, INBOX_STATUS, SAVED_REPLY = "inbox_reply", "inbox_status", "saved_reply"  # the inbox
 MEMBER_FORGET = "member_forget"

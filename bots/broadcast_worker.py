@@ -126,10 +126,18 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             self._install_signals()
             flusher = asyncio.create_task(self._flusher())
+            scheduler = None
+            if self.o.broadcast_id is None:  # the foreground `firma broadcast` sends its own, already queued
+                await self._db(self._release_scheduled)  # before the first claims (and a drain's check)
+                scheduler = asyncio.create_task(self._scheduler())
             try:
                 await asyncio.gather(*(self._channel_loop(ch, stack) for ch in self.senders))
             finally:
                 self.stop.set()
+                if scheduler is not None:
+                    scheduler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await scheduler
                 await self._wait_idle()
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -139,6 +147,21 @@ class Worker:
                     log.warning("the database is unavailable: broadcasts with nothing left to send get their "
                                 "finish time when the next worker stops")
         return self.stats
+
+    async def _scheduler(self) -> None:
+        """Queue scheduled broadcasts when their time comes (every ``poll`` seconds, as claims look)."""
+        while not self.stop.is_set():
+            await self._sleep(self.o.poll)
+            if not self.stop.is_set():
+                await self._db(self._release_scheduled)
+
+    def _release_scheduled(self) -> list[int]:
+        from bots.broadcasts import release_due
+
+        queued = release_due(self.rt)
+        for broadcast_id in queued:
+            log.info("scheduled broadcast #%d is due: its deliveries are queued", broadcast_id)
+        return queued
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -8,6 +8,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +51,7 @@ class BroadcastRequest:
     # (WhatsApp: 24 hours after their last message); its variable 1 is the member's first name.
     window_template: str | None = None
     wording: str = "cli"  # a key of FIELD_NAMES: how problems name the texts
+    send_at: datetime | None = None  # later: the broadcast waits until then (a worker queues it)
 
     def filters(self) -> sql.Filters:
         return sql.Filters(self.campaign, self.channel, self.state, self.zip_prefix, self.signed_since)
@@ -70,6 +72,8 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
         raise BroadcastError(f"ZIP prefix must be 1 to 5 digits, not {req.zip_prefix!r}")
     if req.signed_since is not None and req.signed_since.tzinfo is None:
         raise BroadcastError("signed-since needs a time zone (UTC)")
+    if req.send_at is not None and req.send_at.tzinfo is None:
+        raise BroadcastError("the send time needs a time zone")
     en_name, es_name = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])
     en = plan.check_template(req.message_en, en_name)
     es = plan.check_template(req.message_es, es_name) if (req.message_es or "").strip() else None
@@ -174,6 +178,28 @@ def counts_for(counts: dict[tuple[str, str], int], channel: str) -> int:
     return sum(n for (ch, _lang), n in counts.items() if ch == channel)
 
 
+def parse_send_at(text: str, zone: str, what: str = "--at") -> datetime:
+    """A send time in ISO 8601 (2026-12-05T10:00, a space instead of the T, or with an offset); without
+    an offset it is in ``zone`` (FIRMA_TIMEZONE). Returned in UTC. BroadcastError when it is not one."""
+    raw = (text or "").strip()
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BroadcastError(f"{what} must be a date and time like 2026-12-05T10:00, not {raw!r}") from None
+    if len(raw) <= 10:  # a date alone: which hour is meant is not for us to guess
+        raise BroadcastError(f"{what} needs a time too, like {raw}T10:00")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=ZoneInfo(zone))
+    return dt.astimezone(timezone.utc)
+
+
+def local_time(dt: datetime | None, zone: str) -> str:
+    """A time as the organization reads it: 2026-12-05 10:00 EST."""
+    if dt is None:
+        return "-"
+    return dt.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
 @dataclass(frozen=True)
 class Created:
     id: int
@@ -181,29 +207,48 @@ class Created:
     held: int
     held_until: datetime | None
     repeated: bool = False  # the same confirmation was sent before: this is that broadcast, nothing new
+    send_at: datetime | None = None  # scheduled for then: no delivery is written yet
+
+
+def _check_texts(rt: Runtime, req: BroadcastRequest) -> None:
+    """Refuse texts that cannot be sent, before anything is written."""
+    for lang in rt.catalog.languages:
+        for channel in targets(req):
+            template, text_lang = template_for(req, lang)
+            channel.check_broadcast(template, lang, stop_notice(rt.catalog, req.campaign, text_lang))
+
+
+def _scheduled_for(req: BroadcastRequest, now: datetime) -> datetime | None:
+    """The request's send time when it is still to come; None to send now. A time already past is
+    refused: sending a broadcast meant for an hour ago without asking would surprise its author."""
+    if req.send_at is None:
+        return None
+    if req.send_at <= now - timedelta(minutes=1):
+        raise BroadcastError(f"the send time {req.send_at:%Y-%m-%d %H:%M} UTC has passed")
+    return req.send_at if req.send_at > now else None
 
 
 def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None = None) -> Created:
     """Write the broadcast and its deliveries in one transaction (set-wise), holding SMS whose
-    recipients are in quiet hours right now. Sends nothing.
+    recipients are in quiet hours right now. Sends nothing. With a send time to come, only the
+    broadcast is written: a worker writes its deliveries when the time comes (release_due).
 
     ``send_token``: the staff confirmation's one-time token. Submitted again (a double click, a reload,
     two tabs), even at the same moment, it returns the broadcast it made (``repeated``) and writes
     nothing: the unique token makes the second writer wait for the first and then find its row."""
     req = validate(req, rt.catalog)
-    for lang in rt.catalog.languages:  # refuse texts that cannot be sent before writing anything
-        for channel in targets(req):
-            template, text_lang = template_for(req, lang)
-            channel.check_broadcast(template, lang, stop_notice(rt.catalog, req.campaign, text_lang))
+    _check_texts(rt, req)
     now = rt.now()
+    send_at = _scheduled_for(req, now)
     with rt.db.uow() as uow:
         s = uow.session
         b = Broadcast(campaign=req.campaign, message_en=req.message_en, message_es=req.message_es,
                       channel=req.channel, state=req.state, zip_prefix=req.zip_prefix,
                       signed_since=req.signed_since, created_by=req.created_by, created_at=now,
-                      recipients=0, timezones="", send_token=send_token, window_template=req.window_template)
+                      recipients=0, timezones="", send_token=send_token, window_template=req.window_template,
+                      send_at=send_at)
         if send_token is not None and (sent := sql.broadcast_by_token(s, send_token)) is not None:
-            return Created(sent.id, sent.recipients, 0, None, repeated=True)
+            return Created(sent.id, sent.recipients, 0, None, repeated=True, send_at=sent.send_at)
         s.add(b)
         try:
             s.flush()
@@ -211,26 +256,96 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
             uow.rollback()
             if send_token is None or (sent := sql.broadcast_by_token(s, send_token)) is None:
                 raise
-            return Created(sent.id, sent.recipients, 0, None, repeated=True)
-        b.recipients = sql.materialise(s, b, req.filters(), now)
-        phones = [c.name for c in channels.channels() if c.phone_numbers]
-        for ac in sql.area_codes_without_zone(s, b.id, phones):
-            zone = rt.zips.timezone_for_area_code(ac)
-            if zone:
-                sql.set_zone_for_area_code(s, b.id, ac, zone, phones)
-        quiet = [c.name for c in channels.channels() if c.quiet_hours]
-        zones = sql.zones(s, b.id, quiet)
-        b.timezones = "\n".join(sorted(z or "" for z in zones))
-        held, until = 0, None
-        for zone in zones:
-            opens = plan.quiet_until(zone, now, rt.settings.quiet_hours)
-            if opens is not None:
-                n = sql.hold_zone(s, b.id, zone, opens, quiet)
-                if n:
-                    held += n
-                    until = opens if until is None else min(until, opens)
+            return Created(sent.id, sent.recipients, 0, None, repeated=True, send_at=sent.send_at)
+        if send_at is not None:
+            uow.commit()
+            return Created(b.id, 0, 0, None, send_at=send_at)
+        held, until = _queue(rt, s, b, now)
         uow.commit()
         return Created(b.id, b.recipients, held, until)
+
+
+def _queue(rt: Runtime, s, b: Broadcast, now: datetime) -> tuple[int, datetime | None]:
+    """Write the broadcast's deliveries for its signers of this moment (one INSERT ... SELECT), give
+    phone numbers without a ZIP time zone their area code's, and hold the messages of channels with
+    quiet hours whose recipients are in their local night. (held, until when)"""
+    b.recipients = sql.materialise(s, b, sql.Filters(b.campaign, b.channel, b.state, b.zip_prefix, b.signed_since),
+                                   now)
+    b.queued_at = now
+    phones = [c.name for c in channels.channels() if c.phone_numbers]
+    for ac in sql.area_codes_without_zone(s, b.id, phones):
+        zone = rt.zips.timezone_for_area_code(ac)
+        if zone:
+            sql.set_zone_for_area_code(s, b.id, ac, zone, phones)
+    quiet = [c.name for c in channels.channels() if c.quiet_hours]
+    zones = sql.zones(s, b.id, quiet)
+    b.timezones = "\n".join(sorted(z or "" for z in zones))
+    held, until = 0, None
+    for zone in zones:
+        opens = plan.quiet_until(zone, now, rt.settings.quiet_hours)
+        if opens is not None:
+            n = sql.hold_zone(s, b.id, zone, opens, quiet)
+            if n:
+                held += n
+                until = opens if until is None else min(until, opens)
+    return held, until
+
+
+def release_due(rt: Runtime, limit: int = 10) -> list[int]:
+    """Queue the scheduled broadcasts whose time has come (a worker calls this): each in its own
+    transaction, its row locked and skipped by other workers (PostgreSQL: SKIP LOCKED). A broadcast
+    cancelled or edited meanwhile is seen as it now is. Returns the ids queued."""
+    done: list[int] = []
+    while len(done) < limit:
+        now = rt.now()
+        with rt.db.uow() as uow:
+            b = sql.claim_due_scheduled(uow.session, now)
+            if b is None:
+                uow.rollback()
+                break
+            _queue(rt, uow.session, b, now)
+            uow.commit()
+            done.append(b.id)
+    return done
+
+
+def update_scheduled(rt: Runtime, broadcast_id: int, req: BroadcastRequest) -> datetime:
+    """Change a scheduled broadcast (texts, filters, send time) while it has not started. Returns its
+    send time. BroadcastError when it has started, was cancelled, or the change is not valid;
+    LookupError when there is no such broadcast."""
+    req = validate(req, rt.catalog)
+    _check_texts(rt, req)
+    now = rt.now()
+    if req.send_at is None:
+        raise BroadcastError("a send time is needed")
+    send_at = _scheduled_for(req, now) or now
+    with rt.db.uow() as uow:
+        b = sql.lock_broadcast(uow.session, broadcast_id)
+        if b is None:
+            raise LookupError(broadcast_id)
+        if b.cancelled_at is not None:
+            raise BroadcastError(f"broadcast #{broadcast_id} was cancelled")
+        if b.queued_at is not None:
+            raise BroadcastError(f"broadcast #{broadcast_id} has started: it cannot be changed any more")
+        b.campaign, b.message_en, b.message_es, b.channel = req.campaign, req.message_en, req.message_es, req.channel
+        b.state, b.zip_prefix, b.signed_since, b.send_at = req.state, req.zip_prefix, req.signed_since, send_at
+        uow.commit()
+        return send_at
+
+
+def list_scheduled(rt: Runtime) -> list[Broadcast]:
+    """Broadcasts waiting for their time, soonest first."""
+    with rt.db.reader() as uow:
+        rows = sql.scheduled(uow.session)
+        uow.session.expunge_all()
+        return rows
+
+
+def request_of(b: Broadcast, **changes) -> BroadcastRequest:
+    """A broadcast's texts and filters as a request (to edit a scheduled one)."""
+    req = BroadcastRequest(b.campaign, b.message_en, b.message_es, b.channel, b.state, b.zip_prefix, b.signed_since,
+                           created_by=b.created_by, send_at=b.send_at)
+    return replace(req, **changes)
 
 
 @dataclass(frozen=True)
@@ -258,6 +373,11 @@ def cancel_broadcast(rt: Runtime, broadcast_id: int, by: str) -> Cancelled | Non
         if b is None:
             return None
         already = b.cancelled_at is not None
+        if b.queued_at is None:  # scheduled, not started: nothing was written, nothing will be
+            if not already:
+                b.cancelled_at, b.cancelled_by, b.finished_at = now, by, now
+            uow.commit()
+            return Cancelled(broadcast_id, 0, 0, already=already)
         in_flight = sql.status_counts(s, broadcast_id).get("sending", 0)  # what is left: handed over
         if not already and not n and not in_flight:
             return Cancelled(broadcast_id, 0, 0, finished=True)  # everything had gone out: nothing to stop
@@ -324,10 +444,13 @@ class Progress:
 
     @property
     def state(self) -> str:
-        """cancelled, finished, held (only quiet-hours SMS left), waiting (for a worker) or sending."""
+        """cancelled, scheduled (its time has not come), finished, held (only quiet-hours SMS left),
+        waiting (for a worker) or sending."""
         b = self.broadcast
         if b.cancelled_at is not None:
             return "cancelled"
+        if b.queued_at is None:
+            return "scheduled"
         if b.recipients == 0 or (self.open == 0 and self.done > 0):
             return "finished"
         if self.open and self.n("held") == self.open:
@@ -391,10 +514,12 @@ def wait_in_flight(uow: UnitOfWork, member_id: int, now: datetime, patience: flo
 FOLLOW_UP_COUNTS = ("pending", "held", "sending", "sent", "delivered", "failed", "cancelled", "skipped", "unknown")
 
 
-def status_of(b: Broadcast, counts: dict[str, int], now: datetime) -> str:
-    """scheduled (its time has not come), sending, finished or cancelled."""
+def status_of(b: Broadcast, counts: dict[str, int]) -> str:
+    """scheduled (no worker has queued it yet), sending, finished or cancelled."""
     if b.cancelled_at is not None:
         return "cancelled"
+    if b.queued_at is None:
+        return "scheduled"
     if any(counts.get(s, 0) for s in ("pending", "held", "sending")):
         return "sending"
     return "finished"
@@ -406,7 +531,6 @@ def follow_up(rt: Runtime, broadcast_id: int) -> dict | None:
     is no such broadcast."""
     from storage import broadcast_follow_up as fu
 
-    now = rt.now()
     with rt.db.reader() as uow:
         s = uow.session
         b = s.get(Broadcast, broadcast_id)
@@ -416,8 +540,8 @@ def follow_up(rt: Runtime, broadcast_id: int) -> dict | None:
         until = fu.window_end(s, broadcast_id)
         opt_outs = fu.opt_outs_after(s, broadcast_id, until) if until else 0
         replies = fu.replies_after(s, broadcast_id, until) if until else 0
-        send_at = getattr(b, "send_at", None)
-        return {"status": status_of(b, counts, now), "campaign": b.campaign,
+        send_at = b.send_at
+        return {"status": status_of(b, counts), "campaign": b.campaign,
                 "send_at": send_at.isoformat() if send_at else None,
                 "recipients_total": b.recipients,
                 "counts": {k: counts.get(k, 0) for k in FOLLOW_UP_COUNTS},

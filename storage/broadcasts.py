@@ -474,6 +474,22 @@ def broadcast_by_token(session: Session, token: str) -> Broadcast | None:
     return session.scalars(select(Broadcast).where(Broadcast.send_token == token)).first()
 
 
+def claim_due_scheduled(session: Session, now: datetime) -> Broadcast | None:
+    """A scheduled broadcast whose time has come and that no worker has queued, locked (other
+    workers skip it); None when there is none."""
+    stmt = (select(Broadcast).where(Broadcast.queued_at.is_(None), Broadcast.cancelled_at.is_(None),
+                                    Broadcast.send_at <= now)
+            .order_by(Broadcast.send_at, Broadcast.id).limit(1)
+            .with_for_update(skip_locked=True).execution_options(populate_existing=True))
+    return session.scalars(stmt).first()
+
+
+def scheduled(session: Session) -> list[Broadcast]:
+    """Broadcasts waiting for their time (not queued, not cancelled), soonest first."""
+    return list(session.scalars(select(Broadcast).where(Broadcast.queued_at.is_(None), Broadcast.cancelled_at.is_(None))
+                                .order_by(Broadcast.send_at, Broadcast.id)))
+
+
 def lock_broadcast(session: Session, broadcast_id: int) -> Broadcast | None:
     return session.scalars(select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update()
                            .execution_options(populate_existing=True)).first()

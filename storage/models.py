@@ -275,6 +275,11 @@ DELIVERY_STATUSES = ("pending", "held", "sending", "sent", "delivered", "failed"
 
 class Broadcast(Base):
     __tablename__ = "broadcasts"
+    __table_args__ = (
+        # What workers look for: scheduled broadcasts not yet queued.
+        Index("ix_broadcasts_scheduled", "send_at", postgresql_where=text("queued_at IS NULL"),
+              sqlite_where=text("queued_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign: Mapped[str] = mapped_column(String(64), index=True)
@@ -298,6 +303,11 @@ class Broadcast(Base):
     # An approved template (Twilio Content SID) for members outside a channel's reply window
     # (WhatsApp's 24 hours); without one they are not sent to.
     window_template: Mapped[str | None] = mapped_column(String(64))
+    # Scheduling: a broadcast with a send_at in the future has no deliveries yet; a worker writes them
+    # (queued_at) when the time comes, for the signers of that moment. Until then it can be edited
+    # or cancelled. A broadcast sent at once is queued when it is made.
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Delivery(Base):

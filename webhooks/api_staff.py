@@ -185,11 +185,17 @@ def _broadcast_request(data: dict) -> bsvc.BroadcastRequest:
     if values["whatsapp_template"]:
         problems.append("whatsapp_template: this server has no WhatsApp channel")
     since = _since(values["signed_since"], problems)
+    send_at = None
+    if values["send_at"]:
+        try:
+            send_at = bsvc.parse_send_at(values["send_at"], runtime().settings.timezone, what="send_at")
+        except plan.BroadcastError as exc:
+            problems.append(str(exc))
     if problems:
         raise Unprocessable(*problems)
     return bsvc.BroadcastRequest(values["campaign"], values["message"], values["message_es"],
                                  (values["channel"] or bsvc.ALL).lower(), values["state"], values["zip_prefix"], since,
-                                 created_by=_user().who, wording="api")
+                                 created_by=_user().who, wording="api", send_at=send_at)
 
 
 @bp.post("/broadcasts")
@@ -199,13 +205,17 @@ def create_broadcast():
     req = _broadcast_request(_body())
     try:
         pv = bsvc.preview(rt, req)
-        if pv.total == 0:
+        if pv.total == 0 and req.send_at is None:  # a scheduled one goes to the signers of its time
             raise Unprocessable("nobody matches these filters: there is nobody to send to")
         created = bsvc.create_broadcast(rt, req)
     except plan.BroadcastError as exc:
         raise Unprocessable(str(exc)) from None
-    _audit(audit.BROADCAST, str(created.id), f"{req.campaign} to {created.recipients} recipients ("
-           + ", ".join(f"{n} {ch}" for ch, n in sorted(pv.recipients.items()) if n) + ")")
+    to = ", ".join(f"{n} {ch}" for ch, n in sorted(pv.recipients.items()) if n)
+    if created.send_at is not None:
+        _audit(audit.BROADCAST, str(created.id), f"{req.campaign} scheduled for {created.send_at:%Y-%m-%d %H:%M} "
+               f"UTC ({to or 'nobody'} now)")
+    else:
+        _audit(audit.BROADCAST, str(created.id), f"{req.campaign} to {created.recipients} recipients ({to})")
     return jsonify(id=created.id, recipients=pv.recipients, **bsvc.follow_up(rt, created.id)), 201
 
 

@@ -78,9 +78,11 @@ def _took(seconds: float) -> str:
 @click.option("--dry-run", is_flag=True, help="Show recipients, SMS segments and encoding; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--enqueue", is_flag=True, help="Only queue it; `firma worker` sends it.")
+@click.option("--at", "at", help="Send at this time (2026-12-05T10:00, in FIRMA_TIMEZONE unless it has an offset): "
+                                 "only writes the broadcast; `firma worker` sends it then.")
 @click.pass_context
 def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip_prefix, signed_since,
-              window_template, dry_run, yes, enqueue):
+              window_template, dry_run, yes, enqueue, at):
     """Send a message to a campaign's signers (or, with `status`, list broadcasts).
 
     Without --enqueue it sends now, with a progress bar; SMS held by quiet hours stay queued for
@@ -96,8 +98,15 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
 
     console = Console()
     rt = _runtime(ctx)
+    send_at = None
+    if at:
+        try:
+            send_at = svc.parse_send_at(at, rt.settings.timezone)
+        except svc.BroadcastError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--at "), param_hint="--at") from None
+        enqueue = True  # it only writes the broadcast; a worker sends it at the time
     req = svc.BroadcastRequest(slug, message, message_es, channel.lower(), state, zip_prefix, _since(signed_since),
-                               created_by=audit.cli_user(), window_template=window_template)
+                               created_by=audit.cli_user(), window_template=window_template, send_at=send_at)
     try:
         pv = svc.preview(rt, req)
     except svc.BroadcastError as exc:
@@ -120,10 +129,19 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
 
         parts = [f"{n:,} by {channels.label(ch)}" for ch, n in sorted(pv.recipients.items())]
         cost = f", about {_count(pv.segments, 'SMS segment')}" if pv.segments else ""
-        click.confirm(f"Send to {_count(pv.total, 'signer')} ({', '.join(parts)}{cost})?", abort=True)
-    created = svc.create_broadcast(rt, req)
+        when = f" at {svc.local_time(send_at, rt.settings.timezone)}" if send_at else ""
+        click.confirm(f"Send to {_count(pv.total, 'signer')} ({', '.join(parts)}{cost}){when}?", abort=True)
+    try:
+        created = svc.create_broadcast(rt, req)
+    except svc.BroadcastError as exc:
+        raise click.ClickException(str(exc)) from None
     audit.record(rt.db, req.created_by, audit.BROADCAST, str(created.id),
                  audit.broadcast_detail(req.campaign, created.recipients, pv.recipients, created.held), None, rt.now())
+    if created.send_at is not None:
+        console.print(f"broadcast #{created.id} is scheduled for {svc.local_time(created.send_at, rt.settings.timezone)}"
+                      f" ({created.send_at:%Y-%m-%d %H:%M} UTC): `firma worker` sends it then to the signers of "
+                      f"that moment ({pv.total:,} now). `firma broadcast cancel {created.id}` stops it before.")
+        return
     console.print(f"broadcast #{created.id}: {_count(created.recipients, 'recipient')}")
     if enqueue:
         console.print("queued: `firma worker` sends it")
@@ -306,6 +324,8 @@ def _print_detail(console, p) -> None:
     facts.add_column(overflow="fold")
     facts.add_row("to", _audience(b))
     facts.add_row("created", f"{_when(b.created_at)} by {b.created_by}")
+    if b.send_at is not None:
+        facts.add_row("scheduled for", _when(b.send_at) + ("" if b.queued_at is None else " (started)"))
     if b.started_at:
         facts.add_row("started", _when(b.started_at))
     if b.finished_at:
@@ -346,16 +366,24 @@ def cancel(ctx: click.Context, broadcast_id: int, yes: bool):
     p = svc.progress(rt, broadcast_id)
     if p is None:
         raise click.ClickException(f"no broadcast #{broadcast_id}")
+    scheduled = p.broadcast.queued_at is None and p.broadcast.cancelled_at is None
     if not yes:
-        click.confirm(f"Stop broadcast #{broadcast_id}? {p.not_sent:,} of its "
-                      f"{p.broadcast.recipients:,} messages have not gone out yet and will not be sent", abort=True)
+        if scheduled:
+            click.confirm(f"Cancel broadcast #{broadcast_id}, scheduled for "
+                          f"{svc.local_time(p.broadcast.send_at, rt.settings.timezone)}? Nothing will be sent",
+                          abort=True)
+        else:
+            click.confirm(f"Stop broadcast #{broadcast_id}? {p.not_sent:,} of its "
+                          f"{p.broadcast.recipients:,} messages have not gone out yet and will not be sent", abort=True)
     who = audit.cli_user()
     result = svc.cancel_broadcast(rt, broadcast_id, by=who)
     if not result.already and not result.finished:
         audit.record(rt.db, who, audit.BROADCAST_CANCEL, str(broadcast_id),
                      f"{result.cancelled} messages not sent; {result.in_flight} already with the provider", None,
                      rt.now())
-    if result.finished:
+    if scheduled and not result.already:
+        click.echo(f"broadcast #{broadcast_id} cancelled before its time: nothing will be sent")
+    elif result.finished:
         click.echo(f"broadcast #{broadcast_id} had finished: nothing to cancel")
     elif result.already:
         click.echo(f"broadcast #{broadcast_id} was cancelled already" +

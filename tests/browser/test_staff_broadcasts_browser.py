@@ -73,7 +73,7 @@ def test_preview_send_and_watch_a_broadcast_finish(standins, rt, page, live):
     page.get_by_role("button", name="Send to 4 recipients").click()
 
     expect(page.get_by_test_id("state")).to_have_text("waiting")
-    expect(page.get_by_text("No worker has picked this broadcast up yet")).to_be_visible()
+    expect(page.get_by_test_id("worker")).to_contain_text("has not picked it up")
     shoot(page, "13-broadcast-queued")
     assert twilio.requests == [] and telegram.requests == []  # sending from the page only wrote rows
 
@@ -84,13 +84,14 @@ def test_preview_send_and_watch_a_broadcast_finish(standins, rt, page, live):
     worker.join(timeout=60)
     assert not worker.is_alive() and worker.error is None
     expect(page.get_by_test_id("count-sent")).to_contain_text("4")
-    expect(page.get_by_text("A worker last sent at")).to_be_visible()
+    expect(page.get_by_test_id("follow-sent")).to_contain_text("4")  # what it did, once finished
     shoot(page, "14-broadcast-finished")
     assert sorted(m["To"] for m in twilio.messages) == ["+13125550001", "+13125550002", "+13125550003"]
     assert [str(c["chat_id"]) for c in telegram.sent] == ["1001"]
 
     page.get_by_role("link", name="Broadcasts", exact=True).first.click()
     expect(page.get_by_role("cell", name="finished")).to_be_visible()
+    expect(page.get_by_text("It last sent at")).to_be_visible()
     shoot(page, "15-broadcasts-list")
 
     page.goto(f"/staff/members/{ana}")
@@ -119,6 +120,6 @@ def test_cancel_a_queued_broadcast_from_its_page(standins, rt, page, live):
     shoot(page, "17-broadcast-cancel")
     button.click()
     expect(page.get_by_test_id("state")).to_have_text("cancelled")
-    expect(page.get_by_test_id("cancelled")).to_contain_text("2 messages skipped")
+    expect(page.get_by_test_id("cancelled")).to_contain_text("2 messages not sent")
     assert h.status_of(rt) == {"skipped": 2}
     assert twilio.requests == [] and telegram.requests == []

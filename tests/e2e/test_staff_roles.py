@@ -38,6 +38,7 @@ LEAST_ROLE = {
     "staff_inbox.status": "organizer",
     "staff_inbox.saved": "admin",
     "staff_inbox.delete_saved": "admin",
+    "staff_broadcasts.edit": "organizer",
     "staff.audit_log": "admin",
     "staff_campaigns.create": "admin",
     "staff_campaigns.edit": "admin",

@@ -498,7 +498,8 @@ def test_cancelling_a_finished_or_unknown_broadcast_changes_nothing(brt, twilio)
 
 def test_cancel_while_a_worker_sends_stops_it_without_a_deadlock(brt, twilio):
     """A worker claims deliveries and then marks their broadcast; a cancel takes the same two in the
-    same order, so both go through. What was handed over is sent; the rest never is."""
+    same order, so both go through. What had reached the provider is sent; the rest never is (rows
+    the worker had claimed but not yet sent are skipped too)."""
     brt.settings = brt.settings.with_(sms_rate=40.0)  # slow enough to cancel mid-way
     h.add_signers_bulk(brt, 200)
     b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
@@ -511,8 +512,8 @@ def test_cancel_while_a_worker_sends_stops_it_without_a_deadlock(brt, twilio):
     worker.join(timeout=60)
     assert not worker.is_alive() and worker.error is None, worker.error
     counts = h.status_of(brt, b.id)
-    assert result.cancelled > 100 and counts.get("skipped", 0) == result.cancelled
-    assert counts.get("sent", 0) == len(twilio.messages) == 200 - result.cancelled  # each once, none after
+    assert result.cancelled > 100 and counts.get("skipped", 0) >= result.cancelled
+    assert counts.get("sent", 0) == len(twilio.messages) == 200 - counts["skipped"]  # each once, none after
     assert set(counts) <= {"sent", "skipped"}
 
 

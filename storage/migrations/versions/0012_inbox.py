@@ -3,7 +3,7 @@ the bot's acknowledgements, staff replies), saved_replies; conversations.acked_o
 acknowledgement a day).
 
 Revision ID: 0012_inbox
-Revises: 0010_staff_roles
+Revises: 0011_broadcast_schedule
 Create Date: 2026-12-05
 """
 from alembic import op
@@ -13,7 +13,7 @@ import storage.models
 
 
 revision = "0012_inbox"
-down_revision = "0010_staff_roles"
+down_revision = "0011_broadcast_schedule"
 branch_labels = None
 depends_on = None
 
