@@ -223,8 +223,8 @@ def _deadline_connection_class():
         local_settings: str | None = None
 
         def wait(self, gen, interval=0.1, timeout=None):
-            limit = getattr(_budget, "seconds", None) or self.answer_within
-            if limit is None:
+            limit = self.answer_within and (getattr(_budget, "seconds", None) or self.answer_within)
+            if not limit:  # an engine off the web path (the worker, the commands): no limit
                 return super().wait(gen, interval=interval, timeout=timeout)
             try:
                 return super().wait(gen, interval=interval, timeout=limit if timeout is None else min(timeout, limit))
