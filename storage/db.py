@@ -232,9 +232,17 @@ def _deadline_connection_class():
                 if self.closed:
                     raise
                 self.pgconn.finish()  # mid-statement: the connection cannot be used again
-                raise psycopg.OperationalError(f"the database did not answer within {limit:g} s") from None
+                error = psycopg.OperationalError(f"the database did not answer within {limit:g} s")
+                error.firma_no_answer = True  # (did_not_answer) not worth a second try in this request
+                raise error from None
 
     return DeadlineConnection
+
+
+def did_not_answer(exc: BaseException) -> bool:
+    """Whether ``exc`` (SQLAlchemy's, or the driver's) is the web path's limit running out: the
+    database hangs, and trying again within the same request would only double the wait."""
+    return bool(getattr(getattr(exc, "orig", exc), "firma_no_answer", False))
 
 
 def make_engine(url: str, pooler: str | None = None, answer_within: float | None = None, **kwargs) -> Engine:
