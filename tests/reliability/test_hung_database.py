@@ -1,6 +1,7 @@
 """A database that hangs rather than refusing: a frozen server, a pooler that stops answering, a
-long lock taken by a migration. gunicorn serves firma through a TCP proxy to PostgreSQL that the test
-freezes with SIGSTOP (connections stay open, the kernel keeps acknowledging, nothing comes back).
+long lock taken by a migration. gunicorn serves firma through a TCP proxy to PostgreSQL, or through
+PgBouncer, that the test freezes with SIGSTOP (connections stay open, the kernel keeps acknowledging,
+nothing comes back).
 Twilio gives up on a webhook after 15 s and a load balancer's health check after a few: the webhook
 must answer 503 within a few seconds and /healthz within 2 s, and both recover once the database
 answers again. Straight to PostgreSQL and as behind a transaction pooler (the timeouts per transaction).
@@ -8,6 +9,7 @@ answers again. Straight to PostgreSQL and as behind a transaction pooler (the ti
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import threading
@@ -61,13 +63,33 @@ def until_ok(port: int) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("pooler", ["none", "transaction"])
-@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
-def test_a_frozen_database_gives_503_within_seconds_and_firma_recovers(db_url, pooler, tmp_path):
+@contextlib.contextmanager
+def frozen_between(db_url: str, between: str):
+    """A proxy (a TCP proxy process, or a PgBouncer in transaction mode) between firma and the
+    database of ``db_url``, that the test can freeze: (the URL through it, the proxy)."""
     server = make_url(db_url)
+    if between == "pgbouncer":
+        from tests.support import pgbouncer
+
+        try:
+            context = pgbouncer.running()
+            bouncer = context.__enter__()
+        except pgbouncer.PgBouncerMissing as exc:
+            (pytest.fail if pgbouncer.REQUIRE_POOLER else pytest.skip)(str(exc))
+        try:
+            yield bouncer.url(db_url), bouncer
+        finally:
+            context.__exit__(None, None, None)
+        return
     with ProxyProcess(server.host, server.port or 5432) as proxy:
-        url = server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        yield server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("between, pooler", [("proxy", "none"), ("proxy", "transaction"), ("pgbouncer", "transaction")])
+@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+def test_a_frozen_database_gives_503_within_seconds_and_firma_recovers(db_url, between, pooler, tmp_path):
+    with frozen_between(db_url, between) as (url, proxy):
         env = common.app_env(url, FIRMA_DATABASE_POOLER=pooler)
         with common.gunicorn("webhooks:create_app()", env, workers=1, log_dir=tmp_path) as app:
             assert keyword(app.port, WEBHOOK_LIMIT_S) == 200
@@ -82,7 +104,7 @@ def test_a_frozen_database_gives_503_within_seconds_and_firma_recovers(db_url, p
                 took.append(timed(lambda: health(app.port, HEALTH_LIMIT_S), 503))
             finally:
                 proxy.thaw()
-            print(f"pooler={pooler}, frozen: webhook 503 after {took[0]:.1f} s, /healthz {took[1]:.1f} s; "
+            print(f"{between}, pooler={pooler}, frozen: webhook 503 after {took[0]:.1f} s, /healthz {took[1]:.1f} s; "
                   f"then webhook {took[2]:.1f} s, /healthz {took[3]:.1f} s")
             until_ok(app.port)
             assert health(app.port, HEALTH_LIMIT_S) == 200
