@@ -17,12 +17,14 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bench import common
 from tests.e2e.test_scale_out import post
 from tests.support import twilio_client
+from tests.e2e.test_staff import fast_hashing, staff_user  # noqa: F401  (fixtures of the console test)
+from tests.e2e.test_staff_broadcasts import signers, staff_client  # noqa: F401
 from tests.support.tcp_proxy import ProxyProcess
 
 _phones = itertools.count(13126000000)
@@ -169,3 +171,37 @@ def test_the_web_path_cancels_a_slow_statement_unless_given_a_budget(db_url, poo
                 uow.session.execute(slow)
     finally:
         database.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+def test_the_consoles_broadcast_creation_has_its_own_budget(rt, db_url, request):
+    """Writing a broadcast's deliveries may take longer than a webhook may wait (a million take
+    seconds): here the broadcast's INSERT is made slower than the web path's statement timeout, and
+    the console still creates the broadcast instead of answering 503."""
+    from storage.db import REQUEST_STATEMENT_TIMEOUT_MS
+    from storage.models import Broadcast
+    from storage.uow import Database
+    from tests.e2e.test_staff_broadcasts import form
+
+    rt.db.dispose()
+    rt.db = Database.for_requests(db_url)  # the web app's database, as gunicorn makes it
+    request.getfixturevalue("signers")
+    staff_client = request.getfixturevalue("staff_client")
+    engine = create_engine(db_url)
+    slower = REQUEST_STATEMENT_TIMEOUT_MS / 1000 + 1
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE FUNCTION slow_broadcast() RETURNS trigger LANGUAGE plpgsql AS "
+                          f"$$ BEGIN PERFORM pg_sleep({slower}); RETURN NEW; END $$"))
+        conn.execute(text("CREATE TRIGGER slow_broadcast BEFORE INSERT ON broadcasts "
+                          "FOR EACH ROW EXECUTE FUNCTION slow_broadcast()"))
+    try:
+        r = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="send", expected="4"))
+        assert r.status_code == 303, r.get_data(as_text=True)[:500]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER slow_broadcast ON broadcasts"))
+            conn.execute(text("DROP FUNCTION slow_broadcast()"))
+        engine.dispose()
+    with rt.db.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Broadcast)) == 1
