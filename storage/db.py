@@ -223,8 +223,8 @@ def _deadline_connection_class():
         local_settings: str | None = None
 
         def wait(self, gen, interval=0.1, timeout=None):
-            limit = getattr(_budget, "seconds", None) or self.answer_within
-            if limit is None:
+            limit = self.answer_within and (getattr(_budget, "seconds", None) or self.answer_within)
+            if not limit:  # an engine off the web path (the worker, the commands): no limit
                 return super().wait(gen, interval=interval, timeout=timeout)
             try:
                 return super().wait(gen, interval=interval, timeout=limit if timeout is None else min(timeout, limit))
@@ -232,9 +232,17 @@ def _deadline_connection_class():
                 if self.closed:
                     raise
                 self.pgconn.finish()  # mid-statement: the connection cannot be used again
-                raise psycopg.OperationalError(f"the database did not answer within {limit:g} s") from None
+                error = psycopg.OperationalError(f"the database did not answer within {limit:g} s")
+                error.firma_no_answer = True  # (did_not_answer) not worth a second try in this request
+                raise error from None
 
     return DeadlineConnection
+
+
+def did_not_answer(exc: BaseException) -> bool:
+    """Whether ``exc`` (SQLAlchemy's, or the driver's) is the web path's limit running out: the
+    database hangs, and trying again within the same request would only double the wait."""
+    return bool(getattr(getattr(exc, "orig", exc), "firma_no_answer", False))
 
 
 def make_engine(url: str, pooler: str | None = None, answer_within: float | None = None, **kwargs) -> Engine:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.db import REQUEST_ANSWER_S, budget, make_engine, make_sessionmaker, ping, read_only
+from storage.db import REQUEST_ANSWER_S, budget, did_not_answer, make_engine, make_sessionmaker, ping, read_only
 from storage.inbound import Transaction, prepare as prepare_inbound
 
 
@@ -73,7 +73,7 @@ def retry_on_disconnect(work: Callable[[], T]) -> T:
     try:
         return work()
     except DBAPIError as exc:
-        if not exc.connection_invalidated:
+        if not exc.connection_invalidated or did_not_answer(exc):  # a hung database: 503 now, not twice as late
             raise
         log.warning("database connection lost (%s); trying once more on a new one", exc.__class__.__name__)
     return work()

@@ -29,6 +29,12 @@ def run_bench_env(script: str, *args: str, **extra_env: str) -> str:
     return proc.stdout
 
 
+def pgbouncer_installed() -> bool:
+    from tests.support import pgbouncer
+
+    return pgbouncer._binary() is not None
+
+
 def results(out: str, tag: str) -> list[dict]:
     line = next(line for line in out.splitlines() if line.startswith(tag + " "))
     return json.loads(line[len(tag) + 1:])
@@ -58,6 +64,12 @@ def test_inbound_smoke(request):
         # firma without its database, driven in the same rounds; it stored nothing ("exact" above holds)
         assert r["ceiling"]["rps"] > 0 and r["ceiling"]["non_2xx"] == 0, r
         assert r["ceiling"]["cpu_ms_per_request"]["gunicorn"] > 0, r
+        # the durable floor (signature, one INSERT, COMMIT) in the same rounds
+        assert r["floor"]["rps"] > 0 and r["floor"]["non_2xx"] == 0 and r["floor"]["ratio"] > 0, r
+        if r["database"] == "postgresql" and pgbouncer_installed():  # beside it, through PgBouncer
+            p = r["pooled"]
+            assert p["exact"] and p["signatures_added"] == p["conversations"] == 60 and p["non_2xx"] == 0, r
+            assert p["rps"] > 0 and p["ratio"] > 0 and p["floor_ratio"] > 0, r
     assert "| database | gunicorn workers | firma req/s |" in out and "CPU per request: firma gunicorn" in out
     assert "ceiling, firma without a database" in out
 
@@ -123,3 +135,12 @@ def test_inbox_smoke(request):
         request.getfixturevalue("postgres_database")
         out = run_bench("inbox.py", "--database-url", PG_SERVER)
         assert "PostgreSQL, 2,000 open conversations" in out and "second page" in out, out
+def test_pooler_bench_all_answers_and_signatures_direct_and_through_pgbouncer(pgbouncer):
+    """bench/pooler.py (the 600-conversation check, smaller): direct and through PgBouncer in
+    transaction mode, every answer 200, every conversation signed, no error in the log."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "bench/pooler.py", "--conversations", "40", "--threads", "8"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if "conversations from 8 threads" in line]
+    assert len(lines) == 2 and all("120 answers 200; 40 signatures of 40; 0 error lines" in x for x in lines), proc.stdout

@@ -17,8 +17,6 @@ from storage.models import CampaignCount, Signature
 from tests.e2e.test_scale_out import post
 from tests.support.postgres import fresh_database
 
-pytestmark = pytest.mark.pooler  # CI runs these through PgBouncer too (FIRMA_TEST_POOLER=1)
-
 CONVERSATIONS = 150
 THREADS = 16
 
@@ -29,6 +27,7 @@ def server_errors(log: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.postgresql
+@pytest.mark.pooler
 def test_concurrent_conversations_through_pgbouncer_in_transaction_mode(pgbouncer, tmp_path):
     with fresh_database() as direct:
         url = pgbouncer.url(direct)

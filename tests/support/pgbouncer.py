@@ -118,7 +118,8 @@ def running(pool_size: int = 8) -> Iterator[PgBouncer]:
         cmd += ["-u", "postgres"]
     folder.chmod(0o755)
     cmd.append(str(folder / "pgbouncer.ini"))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(folder / "stderr.log", "wb"))
+    with open(folder / "stderr.log", "wb") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
     bouncer = PgBouncer(proc, port, folder)
     try:
         deadline = time.monotonic() + 15
