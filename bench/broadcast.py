@@ -9,6 +9,7 @@ postgresql+psycopg://postgres@127.0.0.1:5432/postgres); a fresh database is made
 1. messages per second for one and for two `firma worker --drain` processes, against a Twilio
    stand-in (its own process) that takes 50 ms per request, with no rate cap;
 2. time to materialise the deliveries of a 1,000,000-recipient broadcast on PostgreSQL (INSERT ... SELECT);
+   with what each message costs: the workers' own CPU (user and system) and the database's commits;
 3. peak memory (VmHWM) of the process that plans that broadcast (`firma broadcast --enqueue`) and of a
    worker sending it, against the same processes for a 1,000-recipient broadcast.
 """
@@ -133,8 +134,15 @@ def throughput(url: str, env: dict, workers: int, n: int, logdir: Path, concurre
     assert got == n, (got, n)
     procs = [firma(env, "worker", "--drain", "--concurrency", str(concurrency), "--batch", str(min(concurrency, 1000)),
                    wait=False, log=logdir / f"w{workers}-c{concurrency}-{i}.log") for i in range(workers)]
+    cpu = 0.0
+    commits = _commits(url)
     for p in procs:
-        p.wait()
+        _, status, usage = os.wait4(p.pid, 0)  # the worker's own CPU, user and system
+        p.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
+    time.sleep(0.7)  # the workers' backends report their statistics as they end
+    COST[(workers, concurrency)] = (1000 * (cpu - workers * _idle_cpu(env, logdir)) / n,
+                                    (_commits(url) - commits) / n)
     eng = create_engine(url)
     with eng.connect() as c:
         sent, first, last = c.execute(text(
@@ -150,6 +158,32 @@ def throughput(url: str, env: dict, workers: int, n: int, logdir: Path, concurre
         return whole
     lo, hi = n // 10, n - 1 - n // 10
     return whole, (hi - lo) / max((times[hi] - times[lo]).total_seconds(), 1e-6)
+
+
+# (workers, concurrency) -> (the workers' CPU ms per message, database commits per message), per throughput run
+COST: dict[tuple[int, int], tuple[float, float]] = {}
+
+
+_IDLE: list[float] = []
+
+
+def _idle_cpu(env: dict, logdir: Path) -> float:
+    """The CPU a `firma worker --drain` takes with nothing to send (starting, importing, exiting): left
+    out of the cost per message. Measured once, after the throughput run that asks first."""
+    if not _IDLE:
+        p = firma(env, "worker", "--drain", wait=False, log=logdir / "idle.log")
+        _, _, usage = os.wait4(p.pid, 0)
+        _IDLE.append(usage.ru_utime + usage.ru_stime)
+    return _IDLE[0]
+
+
+def _commits(url: str) -> int:
+    """Transactions committed in the bench's database so far (every connection's, ours included)."""
+    eng = create_engine(url)
+    with eng.connect() as c:
+        n = c.execute(text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).scalar()
+    eng.dispose()
+    return int(n or 0)
 
 
 def client_only(standin_url: str, n: int, concurrency: int = 1000) -> float:
@@ -228,6 +262,9 @@ def main() -> None:
                   f"{two_c / one_c:.2f}x"),
                  ("  the same, middle 80% of the messages", f"{two_steady:,.0f}", f"1 worker {one_steady:,.0f}",
                   f"{two_steady / one_steady:.2f}x")]
+        for (w, conc), (ms, commits) in sorted(COST.items()):
+            rows.append((f"worker CPU per message, {w} worker{'s' if w > 1 else ''}, {conc} in flight",
+                         f"{ms:.3f} ms", f"{commits:.3f} commits/msg", ""))
         if args.throughput_only:
             return report(rows)
 

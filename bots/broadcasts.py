@@ -465,8 +465,8 @@ def progress(rt: Runtime, broadcast_id: int) -> Progress | None:
         b = uow.session.get(Broadcast, broadcast_id)
         if b is None:
             return None
-        result = Progress(b, sql.status_counts(uow.session, b.id), sql.next_release(uow.session, b.id),
-                          sql.handed_over_count(uow.session, b.id))
+        counts, handed = sql.counts_and_handed(uow.session, b.id)
+        result = Progress(b, counts, sql.next_release(uow.session, b.id), handed)
         uow.session.expunge(b)  # a plain value for the caller, not expired by the unit of work's rollback
         return result
 

@@ -167,6 +167,7 @@ class Claimed:
     lease_until: datetime | None = None  # set by the claim that marks it `sending`: which claim this is
     last_seen: datetime | None = None  # the member's last message (a channel's reply window runs from it)
     templated: bool = False  # outside the reply window: the broadcast's approved template goes instead
+    handed: bool = False  # handed to the provider by the claim itself (its slot was due at once)
 
 
 def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
@@ -189,12 +190,27 @@ def claim_candidates(session: Session, channel: str, limit: int, now: datetime,
     return [Claimed(*row[:9], bool(row[9]), bool(row[10]), last_seen=row[11]) for row in session.execute(q)]
 
 
-def mark_sending(session: Session, ids: Sequence[int], now: datetime, lease_until: datetime) -> None:
-    """Claimed by a worker, with a lease; not yet handed to the provider (see hand_over)."""
+def mark_sending(session: Session, ids: Sequence[int], now: datetime, lease_until: datetime,
+                 handed: Sequence[int] = ()) -> None:
+    """Claimed by a worker, with a lease; not yet handed to the provider (see hand_over), except
+    ``handed``: those whose members lock_subscribed found subscribed in this transaction."""
     if ids:
         session.execute(update(Delivery).where(Delivery.id.in_(ids))
                         .values(status="sending", attempts=Delivery.attempts + 1, lease_until=lease_until,
-                                handed_over_at=None, updated_at=now).execution_options(synchronize_session=False))
+                                handed_over_at=case((Delivery.id.in_(handed), now), else_=None) if handed else None,
+                                updated_at=now).execution_options(synchronize_session=False))
+
+
+def lock_subscribed(session: Session, member_ids: Iterable[int]) -> set[int]:
+    """Those of the members who are subscribed (not opted out, not unreachable), their rows locked FOR
+    SHARE until commit: a STOP being handled (its transaction holds the row FOR UPDATE) is waited for
+    and read again, and a STOP after this waits for the commit (see hand_over)."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return set()
+    return set(session.scalars(
+        select(Member.id).where(Member.id.in_(ids), Member.opted_out_at.is_(None), Member.unreachable_at.is_(None))
+        .order_by(Member.id).with_for_update(read=True)))
 
 
 @dataclass(frozen=True)
@@ -218,11 +234,7 @@ def hand_over(session: Session, claims: Sequence[tuple[int, int, datetime]], now
     so one waits for the other and re-reads them (cancel_open skips claims not handed over)."""
     if not claims:
         return HandOver(frozenset(), {})
-    members = sorted({m for _, m, _ in claims})
-    subscribed = set(session.scalars(
-        select(Member.id).where(Member.id.in_(members), Member.opted_out_at.is_(None),
-                                Member.unreachable_at.is_(None))
-        .order_by(Member.id).with_for_update(read=True)))
+    subscribed = lock_subscribed(session, (m for _, m, _ in claims))
     live = ~exists().where(Broadcast.id == Delivery.broadcast_id, Broadcast.cancelled_at.is_not(None))
     by_lease: dict[datetime, list[tuple[int, int]]] = {}
     for delivery_id, member_id, lease in claims:
@@ -358,11 +370,17 @@ def status_counts(session: Session, broadcast_id: int) -> dict[str, int]:
     return {k: v for k, v in session.execute(q)}
 
 
-def handed_over_count(session: Session, broadcast_id: int) -> int:
-    """The broadcast's messages with the provider, whose answer the worker has not written yet."""
-    return session.scalar(select(func.count()).select_from(Delivery)
-                          .where(Delivery.broadcast_id == broadcast_id, Delivery.status == "sending",
-                                 Delivery.handed_over_at.is_not(None))) or 0
+def counts_and_handed(session: Session, broadcast_id: int) -> tuple[dict[str, int], int]:
+    """status_counts, and how many of the `sending` are handed to the provider (their answer not yet
+    written), read in one statement so that the two agree."""
+    q = (select(Delivery.status, func.count(), func.count(Delivery.handed_over_at))
+         .where(Delivery.broadcast_id == broadcast_id).group_by(Delivery.status))
+    counts, handed = {}, 0
+    for status, n, with_provider in session.execute(q):
+        counts[status] = n
+        if status == "sending":
+            handed = with_provider
+    return counts, handed
 
 
 def next_release(session: Session, broadcast_id: int) -> datetime | None:

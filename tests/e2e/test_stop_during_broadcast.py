@@ -47,7 +47,8 @@ def _member_ids(rt, channel: str) -> dict[str, int]:
         return {a: i for a, i in uow.session.execute(select(Member.address, Member.id).where(Member.channel == channel))}
 
 
-def _race(rt, *, channel: str, rate: float, signers: int, targets: list[int], stop, arrivals, seed: int):
+def _race(rt, *, channel: str, rate: float, signers: int, targets: list[int], stop, arrivals, seed: int,
+          workers: int = 1):
     """Send a broadcast to ``signers`` members of ``channel`` at ``rate`` while the members at the
     indices ``targets`` send STOP (``stop(address)`` returns when firma has answered), each at a random
     moment between the worker claiming their message and a little after its rate slot. Returns
@@ -62,8 +63,9 @@ def _race(rt, *, channel: str, rate: float, signers: int, targets: list[int], st
         h.add_signer(rt, a, channel=channel)
     ids = _member_ids(rt, channel)
     b = broadcasts.create_broadcast(rt, BroadcastRequest("end-scomm", TEXT, channel=channel))
-    worker = h.WorkerThread(rt, Options(drain=True, poll=0.05))
-    worker.start()
+    threads = [h.WorkerThread(rt, Options(drain=True, poll=0.05)) for _ in range(workers)]
+    for w in threads:
+        w.start()
     answered: dict[str, float] = {}
     claimed_first: list[str] = []
     spacing = 1.15 / rate
@@ -91,9 +93,11 @@ def _race(rt, *, channel: str, rate: float, signers: int, targets: list[int], st
         for t in racers:
             t.join(timeout=120)
     finally:
-        worker.join(timeout=120)
+        for w in threads:
+            w.join(timeout=120)
     assert not errors, errors
-    assert not worker.is_alive() and worker.error is None, worker.error
+    for w in threads:
+        assert not w.is_alive() and w.error is None, w.error
     # the race was run: most STOPs came while the worker held the member's message
     assert len(claimed_first) >= len(targets) // 2, claimed_first
     late = {a: [t - answered[a] for to, t in arrivals() if to == a and t > answered[a]] for a in answered}
@@ -146,3 +150,15 @@ def test_no_telegram_message_after_stop_is_answered(brt, telegram, app, rate, si
 
     _race(brt, channel="telegram", rate=rate, signers=signers, targets=targets, stop=stop,
           arrivals=_telegram_arrivals(telegram), seed=int(rate))
+
+
+def test_no_sms_after_stop_with_two_workers_sharing_the_rate(brt, twilio, app):
+    """Two workers (as on two hosts) share one 25/s rate and race each other's claims as well (on
+    SQLite a second worker adds nothing, but must not break the promise either)."""
+
+    def stop(address):
+        r = post_sms(app.test_client(), address, "STOP")
+        assert r.status_code == 200 and "unsubscribed" in messages(r)[0], r.data
+
+    _race(brt, channel="sms", rate=25.0, signers=120, targets=list(range(12, 120, 9)), stop=stop,
+          arrivals=_twilio_arrivals(twilio), seed=2, workers=2)

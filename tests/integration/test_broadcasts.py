@@ -407,8 +407,8 @@ def test_a_cancelled_broadcast_sends_nothing_more_even_a_retry(brt, twilio):
 @pytest.mark.parametrize("rate", [1.0, 25.0])
 def test_cancel_stops_messages_a_worker_claimed_and_counts_them_as_not_sent(brt, twilio, rate):
     """A worker claims a second's worth of messages ahead of their rate slots; a cancel in that second
-    stops them: none reaches Twilio after the cancel has returned, and the report counts them as not
-    sent, not as "already with the provider"."""
+    stops them: after the cancel has returned, only the messages it reported as already handed to the
+    provider reach Twilio, and the report counts the others as not sent."""
     brt.settings = brt.settings.with_(sms_rate=rate)
     n = 4 if rate == 1.0 else 60
     h.add_signers_bulk(brt, n)
@@ -424,11 +424,13 @@ def test_cancel_stops_messages_a_worker_claimed_and_counts_them_as_not_sent(brt,
     worker.join(timeout=60)
     assert not worker.is_alive() and worker.error is None, worker.error
     after = [r for r in twilio.requests if r.path.endswith("/Messages.json") and r.arrived > returned]
-    assert after == []
+    assert len(after) <= result.in_flight
     counts = h.status_of(brt, b.id)
     assert counts.get("skipped", 0) == result.cancelled >= 1
     assert counts.get("sent", 0) == len(twilio.messages) <= n - result.cancelled
-    assert {(d.status, d.error_code) for d in h.deliveries(brt, b.id) if d.status != "sent"} == {("skipped", "cancelled")}
+    rows = h.deliveries(brt, b.id)
+    assert {(d.status, d.error_code) for d in rows if d.status != "sent"} == {("skipped", "cancelled")}
+    assert any(d.attempts for d in rows if d.status == "skipped")  # claimed by the worker, and stopped
 
 
 def test_a_hand_over_waits_for_a_stop_being_handled_then_skips_the_message(brt):

@@ -105,3 +105,33 @@ def test_upgrade_downgrade_upgrade_on_a_populated_database(empty_db_url, setting
         assert len(snapshot(url)["signatures"]) == 1
     finally:
         rt.db.dispose()
+
+
+def test_a_message_in_flight_during_the_upgrade_counts_as_with_the_provider(empty_db_url):
+    """A worker of the earlier code may have sent the rows it holds `sending`: after the upgrade they
+    count as handed to the provider, so a cancel leaves them to finish (and says so) instead of
+    reporting them as not sent, and an opt-out waits for them; queued rows stay not handed over."""
+    from sqlalchemy import text
+
+    url = empty_db_url
+    dbmod.upgrade(url, "0008_campaigns")
+    engine = dbmod.make_engine(url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO members (id, channel, address, language, simulated, created_at) VALUES "
+                           "(1, 'sms', '+13125550001', 'en', false, '2026-12-01 10:00:00'), "
+                           "(2, 'sms', '+13125550002', 'en', false, '2026-12-01 10:00:00')"))
+            c.execute(text("INSERT INTO broadcasts (id, campaign, message_en, channel, created_by, created_at, "
+                           "recipients, timezones) VALUES (1, 'end-scomm', 'Hi', 'all', 'cli', "
+                           "'2026-12-01 10:00:00', 2, '')"))
+            c.execute(text("INSERT INTO deliveries (broadcast_id, member_id, channel, address, language, name, "
+                           "status, due_at, lease_until, attempts, updated_at) VALUES "
+                           "(1, 1, 'sms', '+13125550001', 'en', 'Ana', 'sending', '2026-12-01 10:00:00', "
+                           "'2026-12-01 10:05:00', 1, '2026-12-01 10:00:01'), "
+                           "(1, 2, 'sms', '+13125550002', 'en', 'Bea', 'pending', '2026-12-01 10:00:00', NULL, 0, NULL)"))
+        dbmod.upgrade(url)
+        with engine.connect() as c:
+            rows = dict(c.execute(text("SELECT member_id, handed_over_at IS NOT NULL FROM deliveries")).all())
+        assert rows == {1: True, 2: False}
+    finally:
+        engine.dispose()

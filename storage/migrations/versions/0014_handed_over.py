@@ -22,6 +22,9 @@ def upgrade() -> None:
     op.add_column("deliveries", sa.Column("handed_over_at", storage.models.UTCDateTime(timezone=True), nullable=True))
     op.create_index("ix_deliveries_in_flight", "deliveries", ["member_id"],
                     postgresql_where=sa.text("status = 'sending'"), sqlite_where=sa.text("status = 'sending'"))
+    # Rows a worker of the earlier code holds may be with the provider already: count them so (a cancel
+    # then leaves them to finish, as that code expects, and an opt-out waits for them).
+    op.execute("UPDATE deliveries SET handed_over_at = COALESCE(updated_at, due_at) WHERE status = 'sending'")
 
 
 def downgrade() -> None:
