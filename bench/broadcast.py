@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 SERVER = os.environ.get("FIRMA_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TARGET_RATE = 1000.0  # msg/s one worker should keep in flight against a 50 ms provider
-MATERIALISE_BUDGET = 30.0  # seconds for a million deliveries (issue 6)
+MATERIALISE_BUDGET = 30.0  # seconds for a million deliveries
 
 
 def seed(url: str, n: int, state: str, start: int) -> None:

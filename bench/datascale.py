@@ -1,4 +1,4 @@
-"""Data-scale benchmark (issue 6, target 3), on PostgreSQL.
+"""Data-scale benchmark, on PostgreSQL.
 
     python3 bench/datascale.py            # 100,000 then 1,000,000 signatures
     python3 bench/datascale.py --smoke    # 10,000 rows, seconds

@@ -1,4 +1,4 @@
-"""Inbound benchmark (issue 6, target 1): the SMS webhook under gunicorn against a bare Flask baseline.
+"""Inbound benchmark: the SMS webhook under gunicorn against a bare Flask baseline.
 
     python3 bench/inbound.py            # SQLite and PostgreSQL, sync and gthread workers
     python3 bench/inbound.py --smoke    # a few seconds (CI): a small run

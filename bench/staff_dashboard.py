@@ -1,4 +1,4 @@
-"""How the staff dashboard holds up with many signatures (issue 5): aggregate queries only.
+"""How the staff dashboard holds up with many signatures: aggregate queries only.
 
     python3 bench/staff_dashboard.py [--rows 1000000] [--database-url URL]
 

@@ -64,7 +64,7 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
     recognise a forgotten member who writes again (they start opted out). ``timezone``: FIRMA_TIMEZONE,
     whose days bound the inbox's one acknowledgement a day.
 
-    The hot path of every conversation (issue 6): its statements are storage.inbound's, compiled once
+    The hot path of every conversation: its statements are storage.inbound's, compiled once
     and run on the driver's connection; on PostgreSQL a message costs two round trips (BEGIN with the
     admission and the read; the writes with COMMIT), three when it signs."""
     with uow.inbound() as conn:

@@ -1,4 +1,4 @@
-"""The inbound hot path (issue 6): the statements one conversation message sends.
+"""The inbound hot path: the statements one conversation message sends.
 
 Every message of every conversation runs these, so they are built once from the models' tables and
 compiled once per dialect, and run in a ``Transaction``: one pooled connection of the engine's,
@@ -503,7 +503,7 @@ def admit(conn: Transaction, channel: str, address: str, provider_id: str | None
                 conn.begin()
                 admitted = _execute(raw, st.admit[window is not None, provider_id is not None], params)
                 state = _execute(raw, st.lock_state, params)
-            (count, claimed, _locked), row = admitted.fetchone(), state.fetchone()
+            (count, claimed, _), row = admitted.fetchone(), state.fetchone()
         return Admission(count, bool(claimed), _member(conn, row))
     count = _run(conn, st.bump, params).fetchone()[0] if window is not None else 0
     claimed = provider_id is None or _run(conn, st.claim, params).fetchone() is not None

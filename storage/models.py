@@ -165,7 +165,7 @@ class CampaignCount(Base):
     signatures: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-# --- Staff console (issue 5): staff logins, sign-in attempts (throttling), audit log ---------------
+# --- Staff console: staff logins, sign-in attempts (throttling), audit log ---------------
 
 
 class StaffUser(Base):
@@ -236,7 +236,7 @@ Index("ix_signatures_dashboard_days", Signature.campaign, Signature.simulated, S
 Index("ix_signatures_dashboard_groups", Signature.campaign, Signature.simulated, Signature.channel,
       Signature.language, Signature.state)
 
-# --- Reliability and security (issue 7) -------------------------------------------------------------
+# --- Reliability and security -------------------------------------------------------------
 
 
 class InboundCounter(Base):
@@ -253,7 +253,7 @@ class InboundCounter(Base):
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     count: Mapped[int] = mapped_column(Integer, default=0)
 
-# --- Telegram (issue 3) ------------------------------------------------------------------------
+# --- Telegram ------------------------------------------------------------------------
 
 
 class TelegramGroupNotice(Base):
@@ -264,7 +264,7 @@ class TelegramGroupNotice(Base):
     chat_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-# --- Broadcasts (issue 4): a message to a campaign's signers, and one delivery row per recipient ---
+# --- Broadcasts: a message to a campaign's signers, and one delivery row per recipient ---
 
 # pending: due at due_at; held: quiet hours, due at due_at (when their window opens); sending: claimed
 # by a worker until lease_until; sent: the provider took it; delivered/failed: a status callback said

@@ -355,7 +355,7 @@ def consent_history(session: Session, member_id: int) -> list[ConsentEvent]:
                                 .order_by(ConsentEvent.created_at, ConsentEvent.id)))
 
 
-# --- Reliability and security (issue 7) -------------------------------------------------------------
+# --- Reliability and security -------------------------------------------------------------
 
 
 def forget_member_data(session: Session, member: Member, token: str, now: datetime,
@@ -421,7 +421,7 @@ def purge_inbound_counters(session: Session, before: datetime) -> int:
     """Drop per-sender counters whose minute ended before ``before`` (they no longer limit anything)."""
     return session.execute(delete(InboundCounter).where(InboundCounter.window_start < before)).rowcount
 
-# --- Telegram (issue 3): people across chats, group notices -----------------------------------
+# --- Telegram: people across chats, group notices -----------------------------------
 
 
 def _person_counts(session: Session, member_ids: list[int]) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Queries for the staff console (issue 5): logins, sign-in attempts, the audit log, dashboard
+"""Queries for the staff console: logins, sign-in attempts, the audit log, dashboard
 aggregates and member lookup. Plain functions of a Session owned by the caller.
 
 The dashboard reads aggregates only (COUNT ... GROUP BY on indexed columns); it never loads rows.

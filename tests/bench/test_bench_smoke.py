@@ -1,4 +1,4 @@
-"""Each benchmark's --smoke mode, so the benches keep working (issue 6). No timing assertions: the
+"""Each benchmark's --smoke mode, so the benches keep working. No timing assertions: the
 smoke runs check that the bench completed, printed its figures, and that the figures are sane
 (every conversation signed exactly once, every exported row present)."""
 

@@ -1,4 +1,4 @@
-"""Round trips per inbound SMS (issue 6): every wait on the database costs the webhook, so the hot path
+"""Round trips per inbound SMS: every wait on the database costs the webhook, so the hot path
 has a budget. Counted for whole conversations (a first one, and a second from another phone that
 texts the keyword again after signing); a change that adds a round trip to a message fails here.
 
@@ -20,7 +20,7 @@ from tests.support.tcp_proxy import TcpProxy
 from tests.support.twilio_client import messages, post_sms
 from webhooks import create_app
 
-# Before issue 6 (statements, SQLite): 11, 10, 13, 9; PostgreSQL a statement fewer each, plus psycopg's
+# Before the driver-level hot path (statements, SQLite): 11, 10, 13, 9; PostgreSQL a statement fewer each, plus psycopg's
 # BEGIN. After its third round, on PostgreSQL 7, 5, 6, 5 round trips (BEGIN included). Now two: BEGIN
 # with the admission and the read, then the writes with COMMIT; one more when the message signs, and one
 # more for a first message, which inserts the member.

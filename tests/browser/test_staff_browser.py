@@ -1,5 +1,5 @@
 """The staff console and the simulator in a real browser: Playwright driving Debian's Chromium
-(/usr/bin/chromium; nothing is downloaded) against the app served on 127.0.0.1 (issue 5).
+(/usr/bin/chromium; nothing is downloaded) against the app served on 127.0.0.1.
 
 The app runs as in production (simulator closed to the public, Secure cookies, CSP). Each page is
 saved to screenshots/ at desktop and phone widths. Without /usr/bin/chromium (or the playwright

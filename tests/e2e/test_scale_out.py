@@ -1,4 +1,4 @@
-"""Scale-out (issue 6): two gunicorn processes, as on two hosts, against one PostgreSQL database.
+"""Scale-out: two gunicorn processes, as on two hosts, against one PostgreSQL database.
 
 A load balancer spreads each phone's messages over both: every conversation alternates between the
 two processes message by message, and every ZIP is delivered twice (Twilio's retry after a lost

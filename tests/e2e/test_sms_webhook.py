@@ -215,7 +215,7 @@ def test_simulated_members_are_not_counted_or_exported(client, rt):
     import re
 
     page = client.get("/simulator/").get_data(as_text=True)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # CSRF (issue 5)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # CSRF
     for text in ("SCOMM", "Sim Person", "60601"):
         r = client.post("/simulator/send", json={"channel": "sms", "address": "+15550001111", "text": text},
                         headers={"X-CSRFToken": token})

@@ -1,5 +1,5 @@
 """The staff console through Flask's test client: sign-in, throttling, CSRF, permissions, export,
-member lookup, audit log, cookies and headers (issue 5)."""
+member lookup, audit log, cookies and headers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`firma staff ...` through click's runner, and the 0004_staff migration both ways (issue 5)."""
+"""`firma staff ...` through click's runner, and the 0004_staff migration both ways."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The web app's pool no longer pings each connection before use (issue 6: a round trip per request;
+"""The web app's pool no longer pings each connection before use (a round trip per request;
 Database.for_requests, as `gunicorn 'webhooks:create_app()'` builds it). A database restart must still
 not lose an SMS: the webhook's first statement on a dead pooled connection fails, and the message is
 handled once more on a new connection, within the same request."""
