@@ -150,6 +150,7 @@ def test_arbitrary_bytes_get_a_4xx_and_leave_nothing(client, rt, standin, raw):
     check_no_partial_rows(rt)
 
 
+@pytest.mark.slow
 @ENDPOINT_EXAMPLES
 @given(st.text(max_size=200))
 def test_any_unicode_text_from_a_private_chat_gets_an_answer(client, rt, standin, clock, text):
