@@ -102,6 +102,28 @@ def _truncate_all(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def empty_postgres(postgres_database):
+    """Empties the session's PostgreSQL database between tests, ids starting again at 1. DELETE, child
+    tables first, then setval: a test's few rows go in 40 ms, where TRUNCATE of every table took
+    400 ms (it makes each table a new file)."""
+    engine = create_engine(postgres_database)
+    with engine.begin() as conn:
+        sequences = list(conn.scalars(text("SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) "
+                                           "FROM pg_sequences")))
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+
+    def empty() -> None:
+        with engine.begin() as conn:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
+            for seq in sequences:
+                conn.execute(text("SELECT setval(CAST(:seq AS regclass), 1, false)"), {"seq": seq})
+
+    yield empty
+    engine.dispose()  # before the database is dropped
+
+
 @pytest.fixture(params=DATABASES)
 def db_kind(request):
     return request.param
@@ -115,9 +137,8 @@ def db_url(db_kind, request, tmp_path):
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     if db_kind == "postgresql":
-        url = request.getfixturevalue("postgres_database")
-        _truncate_all(url)
-        return url
+        request.getfixturevalue("empty_postgres")()
+        return request.getfixturevalue("postgres_database")
     raise ValueError(f"unknown database kind {db_kind!r} in FIRMA_TEST_DATABASES")
 
 

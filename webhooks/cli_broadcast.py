@@ -161,8 +161,9 @@ def _print_preview(console, pv) -> None:
     t.add_row("[bold]all[/bold]", "", f"[bold]{pv.total:,}[/bold]")
     console.print(t)
     texts = Table(title="What they read (for a sample name)")
-    for col in ("channel", "language", "encoding", "segments", "characters", "text"):
-        texts.add_column(col, overflow="fold")
+    for col in ("channel", "lang", "encoding", "segments", "chars"):  # short: the text gets the width
+        texts.add_column(col, no_wrap=True)
+    texts.add_column("text", overflow="fold", ratio=1)
     for c in pv.texts:
         texts.add_row(c.channel, c.language, c.encoding, str(c.segments) if c.encoding != "text" else "-",
                       str(c.characters), c.sample)

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import DATABASES
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.bench  # not in the default run; .ci/run runs them
 
 
 def run_bench(script: str, *args: str) -> str:

@@ -66,6 +66,7 @@ def counted(db_kind, settings, catalog, clock):
         proxy.stop()
 
 
+@pytest.mark.slow
 def test_round_trips_per_message(counted, db_kind, capsys):
     client, take = counted
     counts = {}

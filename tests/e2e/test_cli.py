@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import io
 import os
@@ -72,6 +74,7 @@ def test_bad_setting_is_a_clear_error(db_url):
     assert result.exit_code == 1 and "FIRMA_SMS_RATE" in result.output
 
 
+@pytest.mark.slow
 def test_db_upgrade_in_a_subprocess_from_another_folder(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FIRMA_DATABASE_URL": url}
@@ -83,6 +86,7 @@ def test_db_upgrade_in_a_subprocess_from_another_folder(tmp_path):
     assert done.returncode == 0 and "end-scomm" in done.stdout
 
 
+@pytest.mark.slow
 def test_serve_starts_from_an_empty_folder(tmp_path):
     """`firma serve` with nothing set: SQLite created in the working folder, the simulator answers."""
     import socket

@@ -14,6 +14,10 @@ from click.testing import CliRunner
 from tests.support import signers as S
 from webhooks.cli import main
 
+# Each test renders PDFs and reads them back with pdftotext or zbarimg: seconds each, so not in the
+# default run (pytest -m slow, or .ci/run, runs them).
+pytestmark = pytest.mark.slow
+
 
 def run(db_url: str, *args: str, **env):
     return CliRunner().invoke(main, list(args), env={"FIRMA_DATABASE_URL": db_url, **env})

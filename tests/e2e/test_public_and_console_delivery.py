@@ -114,6 +114,7 @@ def test_console_offers_short_names_by_default_and_warns_about_full_names(client
     assert "/c/end-scomm/embed" in html and "&lt;iframe" in html
 
 
+@pytest.mark.slow
 def test_console_delivery_download_is_audited(client, rt, clock, staff_user, tmp_path):
     S.seed(client, rt, clock)
     sign_in(client)
@@ -151,6 +152,7 @@ def test_console_delivery_without_signatures_is_a_clear_4xx(client, staff_user):
     assert response.status_code == 400 and "has no signatures to deliver yet" in response.get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_console_flyer_download(client, channels, staff_user, tmp_path):
     sign_in(client)
     token = csrf_token(client, "/staff/campaigns/end-scomm")

@@ -319,6 +319,7 @@ def test_export_of_unknown_campaign_is_404(client, staff_user):
 # --- member lookup ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("typed", [PHONE, "(312) 555-0101", "312-555-0101", "1 312 555 0101", " 3125550101 "])
 def test_member_lookup_by_phone_in_any_format(client, rt, staff_user, typed):
     sign_up(client)

@@ -136,6 +136,7 @@ def _file_campaign() -> dict:
                    "statement": "Pedimos al Congreso el Dream Act."}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_problem_has_the_same_words_in_the_file_the_console_and_the_service(case, staff_client, rt, db_url,
                                                                                  tmp_path):

@@ -116,6 +116,7 @@ def test_polling_feeds_the_same_handler(rt, standin):
     assert len(standin.sent) == sent
 
 
+@pytest.mark.slow
 def test_poll_command_stops_cleanly_on_ctrl_c(tmp_path):
     with TelegramStandIn(token=tu.TOKEN) as standin:
         env = dict(os.environ, PYTHONPATH=str(ROOT), FIRMA_DATABASE_URL=f"sqlite:///{tmp_path / 'poll.db'}",

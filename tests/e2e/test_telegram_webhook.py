@@ -247,6 +247,7 @@ def test_update_kinds_not_used_are_200_and_harmless(client, rt, standin):
     assert count(rt, Member) == 0 and standin.sent == []
 
 
+@pytest.mark.slow
 def test_flood_control_on_a_reply_waits_and_retries(client, rt, standin):
     from tests.support.standins import telegram_too_many
 

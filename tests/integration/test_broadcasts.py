@@ -116,6 +116,7 @@ def test_twilio_21610_at_send_time_opts_the_member_out(brt, twilio):
     assert broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Again")).recipients == 1
 
 
+@pytest.mark.slow
 def test_5xx_is_retried_with_backoff_then_sent(brt, twilio):
     h.add_signer(brt, "+13125550001")
     twilio.fail("+13125550001", TWILIO_SERVER_ERROR, None)
@@ -128,6 +129,7 @@ def test_5xx_is_retried_with_backoff_then_sent(brt, twilio):
     assert (d.status, d.attempts) == ("sent", 2)
 
 
+@pytest.mark.slow
 def test_5xx_forever_fails_after_a_bounded_number_of_tries(brt, twilio, monkeypatch):
     from bots import broadcast_plan
 
@@ -152,6 +154,7 @@ def test_telegram_403_makes_the_member_unreachable(brt, telegram):
     assert broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Again")).recipients == 1
 
 
+@pytest.mark.slow
 def test_telegram_429_pauses_the_channel_then_retries_the_same_delivery(brt, telegram):
     for i in range(1, 21):
         h.add_signer(brt, str(1000 + i), channel="telegram")
@@ -169,6 +172,7 @@ def test_telegram_429_pauses_the_channel_then_retries_the_same_delivery(brt, tel
     assert sorted(int(c["chat_id"]) for c in telegram.sent) == sorted([1001] + list(range(1001, 1021)))
 
 
+@pytest.mark.slow
 def test_quiet_hours_hold_sms_per_time_zone_and_release_them(rt, twilio, telegram, clock):
     rt.settings = h.settings_for(rt, twilio, telegram, quiet_hours=__import__("config.settings", fromlist=["x"])
                                  .parse_quiet_hours("20:00-09:00"))
@@ -498,6 +502,7 @@ def test_cancelling_a_finished_or_unknown_broadcast_changes_nothing(brt, twilio)
     assert broadcasts.cancel_broadcast(brt, 999, by="staff@example.org") is None
 
 
+@pytest.mark.slow
 def test_cancel_while_a_worker_sends_stops_it_without_a_deadlock(brt, twilio):
     """A worker claims deliveries and then marks their broadcast; a cancel takes the same two in the
     same order, so both go through. What had reached the provider is sent; the rest never is (rows
@@ -519,6 +524,7 @@ def test_cancel_while_a_worker_sends_stops_it_without_a_deadlock(brt, twilio):
     assert set(counts) <= {"sent", "skipped"}
 
 
+@pytest.mark.slow
 def test_a_claim_the_database_fails_is_tried_again_and_nothing_is_lost(brt, twilio, monkeypatch, caplog):
     """The very first claim dies half-way (after the channel's throttle row was made, before the commit
     that would have kept it): the worker waits, claims again, and sends everything once."""

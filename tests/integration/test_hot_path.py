@@ -69,6 +69,7 @@ def test_after_a_message_that_failed_half_way_nothing_is_kept_and_the_connection
     assert "Chicago, IL" in messages(post_sms(client, "+13125550101", "60601"))[0]  # and it works next time
 
 
+@pytest.mark.slow
 @pytest.mark.postgresql
 def test_the_member_read_uses_indexes_even_as_planned_on_empty_tables():
     """psycopg prepares a statement after a few runs, and PostgreSQL then keeps one generic plan for it

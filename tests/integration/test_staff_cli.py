@@ -60,6 +60,7 @@ def test_duplicate_disable_and_set_password(run, rt):
     assert svc.sign_in(rt.db, "a@example.org", "another long password", "127.0.0.2", rt.now()).staff is not None
 
 
+@pytest.mark.slow
 def test_staff_add_as_a_subprocess_with_a_pipe(db_url):
     env = dict(os.environ, PYTHONPATH=str(ROOT), FIRMA_DATABASE_URL=db_url)
     r = subprocess.run([sys.executable, "-m", "webhooks.cli", "staff", "add", "pipe@example.org"], input=GOOD + "\n",

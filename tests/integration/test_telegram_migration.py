@@ -18,6 +18,7 @@ def empty_url(request, tmp_path):
         yield url
 
 
+@pytest.mark.slow
 def test_upgrade_downgrade_upgrade_keeps_signatures(empty_url):
     dbmod.upgrade(empty_url, "0001")
     engine = dbmod.make_engine(empty_url)

@@ -110,6 +110,7 @@ def test_database_going_away_and_coming_back(pg_through_proxy):
     assert state_of(direct) == ("idle", 3, 1)
 
 
+@pytest.mark.slow
 def test_a_hanging_database_gives_503_after_the_connect_timeout(pg_through_proxy):
     direct, proxy, rt, client = pg_through_proxy
     assert messages(post_sms(client, PHONE, "SCOMM"))
@@ -149,6 +150,7 @@ def test_connection_lost_in_the_middle_of_a_message_leaves_nothing_half_written(
     assert state_of(direct) == ("idle", 3, 1)
 
 
+@pytest.mark.slow
 def test_a_broadcast_worker_rides_out_a_database_restart(pg_through_proxy, caplog):
     """The database goes away in the middle of a broadcast and comes back 2 s later: the worker keeps
     the outcomes of the calls it made meanwhile, claims again once it can, and every message goes out

@@ -70,6 +70,7 @@ def tables(url) -> set[str]:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_upgrade_downgrade_upgrade_on_a_populated_database(empty_db_url, settings, catalog, clock):
     url = empty_db_url
     dbmod.upgrade(url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given, strategies as st
 
 from tests.reliability.test_sms_fuzz import ENDPOINT_EXAMPLES, check_no_partial_rows, table_counts
@@ -35,6 +36,7 @@ bodies = st.one_of(conversations.map(lambda d: json.dumps(d).encode()), conversa
                                     b'{"channel": "sms", "address": "1", "text": "\\ud800"}']))
 
 
+@pytest.mark.slow
 @ENDPOINT_EXAMPLES
 @given(st.lists(st.tuples(bodies, st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"])),
                 min_size=1, max_size=6))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from sqlalchemy import func, select
 
@@ -102,6 +103,7 @@ def signed_post(app, client, raw: bytes, signing: str):
     return client.post(SMS_PATH, data=raw, content_type="application/x-www-form-urlencoded", headers=headers)
 
 
+@pytest.mark.slow
 @ENDPOINT_EXAMPLES
 @given(st.lists(forms(), min_size=1, max_size=4))
 def test_any_form_gets_2xx_or_4xx_and_no_partial_rows(app, client, rt, clock, requests):

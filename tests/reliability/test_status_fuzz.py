@@ -58,6 +58,7 @@ def callbacks(draw, known):
     return pairs, signing
 
 
+@pytest.mark.slow
 @ENDPOINT_EXAMPLES
 @given(data=st.data())
 def test_any_status_callback_gets_2xx_or_4xx_and_final_states_hold(client, rt, sids, data):

@@ -124,6 +124,7 @@ def damaged_updates(draw) -> bytes:
     return raw
 
 
+@pytest.mark.slow
 @ENDPOINT_EXAMPLES
 @given(st.lists(damaged_updates(), min_size=1, max_size=5))
 def test_any_update_gets_2xx_or_4xx_and_no_partial_rows(client, rt, clock, standin, bodies):
@@ -149,6 +150,7 @@ def test_arbitrary_bytes_get_a_4xx_and_leave_nothing(client, rt, standin, raw):
     check_no_partial_rows(rt)
 
 
+@pytest.mark.slow
 @ENDPOINT_EXAMPLES
 @given(st.text(max_size=200))
 def test_any_unicode_text_from_a_private_chat_gets_an_answer(client, rt, standin, clock, text):
@@ -237,6 +239,7 @@ REGRESSIONS = {  # name: (update, status now)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REGRESSIONS))
 def test_damaged_updates_that_were_500s(client, rt, standin, name):
     make, status = REGRESSIONS[name]

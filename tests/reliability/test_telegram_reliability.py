@@ -386,6 +386,7 @@ def test_bot_api_down_the_rest_of_the_reply_is_not_sent_and_a_redelivery_records
     check_no_partial_rows(rt)
 
 
+@pytest.mark.slow
 def test_a_bot_api_timeout_is_not_retried_and_bounds_the_reply(client, app, rt, standin):
     app.extensions["firma.telegram"] = Gateway(tu.TOKEN, standin.url, timeout=0.3)
     standin.fail(ANA, telegram_slow(1.0), None)  # the intro is sent, but its answer comes too late
