@@ -74,19 +74,26 @@ def fresh_database(kind: str, workdir: Path, migrated: bool = True):
             migrate(url)
         yield url
         return
+    with scratch_postgres(PG_SERVER) as url:
+        if migrated:
+            migrate(url)
+        yield url
+
+
+@contextlib.contextmanager
+def scratch_postgres(server_url: str):
+    """A new, empty database on the PostgreSQL server at ``server_url``, dropped afterwards (also when
+    the bench fails)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    server = make_url(PG_SERVER)
+    server = make_url(server_url)
     name = f"firma_bench_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
     try:
-        if migrated:
-            migrate(url)
-        yield url
+        yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

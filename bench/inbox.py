@@ -20,13 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from bench.common import scratch_postgres  # noqa: E402
 
 TARGET_MS = 300.0
 
@@ -157,18 +156,9 @@ def main() -> None:
     if args.smoke:
         args.rows = 2_000
     if args.database_url:
-        server = make_url(args.database_url)
-        name = f"firma_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
+        with scratch_postgres(args.database_url) as url:
             print(f"PostgreSQL, {args.rows:,} open conversations")
-            run(server.set(database=name).render_as_string(hide_password=False), args.rows)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+            run(url, args.rows)
     else:
         with tempfile.TemporaryDirectory() as folder:
             print(f"SQLite, {args.rows:,} open conversations")
