@@ -21,6 +21,7 @@ import pytest
 
 from bots import staff_accounts as svc
 from tests.support import twilio_client
+from tests.support.staff import cheap_password_hashing
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "screenshots"
@@ -60,11 +61,7 @@ def browser():
 
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
-    from argon2 import PasswordHasher, profiles
-
-    cheap = PasswordHasher.from_parameters(profiles.CHEAPEST)
-    monkeypatch.setattr(svc, "_hasher", lambda: cheap)
-    monkeypatch.setattr(svc, "_dummy_hash", lambda: cheap.hash("not a password"))
+    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from bots import dashboard
 from bots import staff_accounts as svc
 from storage.models import AuditLog, Member
+from tests.support.staff import cheap_password_hashing
 from tests.support.twilio_client import post_sms
 
 EMAIL = "organizer@example.org"
@@ -26,11 +27,7 @@ PHONE = "+13125550101"
 def fast_hashing(monkeypatch):
     """argon2's cheapest parameters here (the real ones take ~0.3 s per hash on this machine); the
     production parameters are checked in tests/unit/test_staff_units.py."""
-    from argon2 import PasswordHasher, profiles
-
-    cheap = PasswordHasher.from_parameters(profiles.CHEAPEST)
-    monkeypatch.setattr(svc, "_hasher", lambda: cheap)
-    monkeypatch.setattr(svc, "_dummy_hash", lambda: cheap.hash("not a password"))
+    cheap_password_hashing(monkeypatch)
 
 
 class HttpsClient(FlaskClient):

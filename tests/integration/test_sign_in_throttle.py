@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
 
 from bots import staff_accounts as svc
+from tests.support.staff import cheap_password_hashing
 
 EMAIL = "organizer@example.org"
 PASSWORD = "correct horse battery staple"
@@ -20,11 +20,7 @@ HOME = "192.0.2.10"
 
 @pytest.fixture(autouse=True)
 def cheap_hashing(monkeypatch):
-    from argon2 import PasswordHasher, profiles
-
-    cheap = PasswordHasher.from_parameters(profiles.CHEAPEST)
-    monkeypatch.setattr(svc, "_hasher", lambda: cheap)
-    monkeypatch.setattr(svc, "_dummy_hash", lambda: cheap.hash("not a password"))
+    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from bots import staff_accounts as staff_svc
 from tests.support import courier_telegram
 from tests.support import telegram_updates as tu
 from tests.support.simulator import headers as simulator_headers
+from tests.support.staff import cheap_password_hashing
 from tests.support.telegram_fixtures import settings, standin  # noqa: F401 - fixtures
 
 EMAIL = "organizer@example.org"
@@ -21,11 +22,7 @@ HUGE = 2 ** 70
 
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
-    from argon2 import PasswordHasher, profiles
-
-    cheap = PasswordHasher.from_parameters(profiles.CHEAPEST)
-    monkeypatch.setattr(staff_svc, "_hasher", lambda: cheap)
-    monkeypatch.setattr(staff_svc, "_dummy_hash", lambda: cheap.hash("not a password"))
+    cheap_password_hashing(monkeypatch)
 
 
 def nested(depth: int) -> str:

@@ -16,6 +16,7 @@ from bots import broadcasts
 from bots import staff_accounts as staff_svc
 from bots.broadcasts import BroadcastRequest
 from storage.models import AuditLog
+from tests.support.staff import cheap_password_hashing
 from tests.support.twilio_client import post_sms
 
 PHONE = "+13125550102"
@@ -30,11 +31,7 @@ NAME_FORMS = ("Ana", "María", "Maria", "López", "Lopez", "L\\u00f3pez", "Mar\\
 
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
-    from argon2 import PasswordHasher, profiles
-
-    cheap = PasswordHasher.from_parameters(profiles.CHEAPEST)
-    monkeypatch.setattr(staff_svc, "_hasher", lambda: cheap)
-    monkeypatch.setattr(staff_svc, "_dummy_hash", lambda: cheap.hash("not a password"))
+    cheap_password_hashing(monkeypatch)
 
 
 def _csrf(client, path) -> str:

@@ -18,6 +18,7 @@ from hypothesis import given, strategies as st
 from bots import staff_accounts as staff_svc
 from tests.reliability.test_sms_fuzz import ENDPOINT_EXAMPLES
 from tests.support import broadcasts as h
+from tests.support.staff import cheap_password_hashing
 
 EMAIL = "organizer@example.org"
 PASSWORD = "correct horse battery staple"
@@ -34,11 +35,7 @@ ids = st.one_of(st.integers(min_value=-(2 ** 70), max_value=2 ** 70), st.sampled
 
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
-    from argon2 import PasswordHasher, profiles
-
-    cheap = PasswordHasher.from_parameters(profiles.CHEAPEST)
-    monkeypatch.setattr(staff_svc, "_hasher", lambda: cheap)
-    monkeypatch.setattr(staff_svc, "_dummy_hash", lambda: cheap.hash("not a password"))
+    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture
