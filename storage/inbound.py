@@ -169,7 +169,8 @@ class _Statements:
                         .order_by(other.id).limit(1).scalar_subquery())
         self.insert_member = (insert(Member)
                               .values(channel=bindparam("p_channel"), address=bindparam("p_address"),
-                                      simulated=bindparam("p_simulated"), language="en", created_at=_now(),
+                                      simulated=bindparam("p_simulated"), language=bindparam("p_language"),
+                                      created_at=_now(),
                                       opted_out_at=case((forgotten, _now()), else_=None),
                                       person_id=case((bindparam("p_link", type_=Boolean), phone_person), else_=None))
                               .on_conflict_do_nothing(index_elements=["channel", "address"])
@@ -302,13 +303,13 @@ class _Compiled:
         self.lock_state, self.lock_person, self.signed = sql(st.lock_state), sql(st.lock_person), sql(st.signed)
         self.insert_member, self.sign, self.consent = sql(st.insert_member), sql(st.sign), sql(st.consent)
         self.unclaim, self.response = sql(st.unclaim), sql(st.response)
+        self.claim, self.save_response = sql(st.claim), sql(st.save_response)
         if self.pg:
             self.admit = {key: sql(st.admit(*key)) for key in ((b, c) for b in (True, False) for c in (True, False))}
             self.save = {response: sql(st.save(response)) for response in (True, False)}
         else:
-            self.bump, self.claim, self.count = sql(st.bump), sql(st.claim), sql(st.count)
+            self.bump, self.count = sql(st.bump), sql(st.count)
             self.save_member, self.save_conversation = sql(st.save_member), sql(st.save_conversation)
-            self.save_response = sql(st.save_response)
         self.inbox_message, self.inbox_thread = sql(st.inbox_message), sql(st.inbox_thread)
 
 
@@ -510,6 +511,19 @@ def admit(conn: Transaction, channel: str, address: str, provider_id: str | None
     return Admission(count, claimed, lock_state(conn, channel, address))
 
 
+def claim(conn: Transaction, channel: str, provider_id: str, now: datetime) -> bool:
+    """Claim the provider's message id on its own (``admit`` claims it with the message's other first
+    statements): False when it was claimed before (a retry). A concurrent retry waits on the key until
+    the first transaction ends, then sees its row."""
+    return _run(conn, _for(conn).claim, _p(channel=channel, provider_id=provider_id, now=now)).fetchone() is not None
+
+
+def store_response(conn: Transaction, channel: str, provider_id: str, response: str) -> None:
+    """Keep the answer given to a claimed message, for a retry of it (``save_and_commit`` does it for a
+    conversation message)."""
+    _run(conn, _for(conn).save_response, _p(channel=channel, provider_id=provider_id, response=response))
+
+
 def unclaim(conn: Transaction, channel: str, provider_id: str) -> None:
     """Give up a claim made in this transaction (a dropped message leaves no row behind)."""
     _run(conn, _for(conn).unclaim, _p(channel=channel, provider_id=provider_id))
@@ -552,7 +566,7 @@ def _last(columns: list) -> tuple | None:
 
 
 def create_member(conn: Transaction, channel: str, address: str, now: datetime, simulated: bool,
-                  forgotten_token: str | None, link: bool = False) -> MemberState | None:
+                  forgotten_token: str | None, link: bool = False, language: str = "en") -> MemberState | None:
     """Insert a member for a first message; None when another transaction inserted it first (then lock
     and read it with lock_state). A row this transaction inserted is invisible to others until commit.
     A contact forgotten before (a member at ``forgotten_token`` exists) starts opted out. With ``link``
@@ -560,16 +574,37 @@ def create_member(conn: Transaction, channel: str, address: str, now: datetime, 
     statement; the person is then locked and the campaigns they signed read (one more round trip, for
     that first message only). Consent stays the member's own (per channel)."""
     row = _run(conn, _for(conn).insert_member, _p(channel=channel, address=address, now=now, simulated=simulated,
-                                                  token=forgotten_token, link=link and not simulated)).fetchone()
+                                                  token=forgotten_token, link=link and not simulated,
+                                                  language=language)).fetchone()
     if row is None:
         return None
-    member = MemberState(row[0], simulated, row[2], "en", opted_out=row[1] is not None, disclosed=False)
+    member = MemberState(row[0], simulated, row[2], language, opted_out=row[1] is not None, disclosed=False)
     if member.person_id is not None:
         st = _for(conn)
         _run(conn, st.lock_person, _p(person=member.person_id)).fetchone()
         signed_own, signed_linked, *last = _run(conn, st.signed, _p(person=member.person_id)).fetchone()
         member.signed, member.last_signature = _campaigns(signed_own, signed_linked), _last(last)
     return member
+
+
+def create_or_lock(conn: Transaction, channel: str, address: str, now: datetime, simulated: bool,
+                   forgotten_token: str | None, link: bool = False, language: str = "en") -> tuple[MemberState, bool]:
+    """The member at ``address``, created (``create_member``) unless another transaction made it first,
+    then locked and read (``lock_state``). Returns (member, created). For a contact ``lock_state`` has
+    just found missing."""
+    member = create_member(conn, channel, address, now, simulated, forgotten_token, link, language)
+    if member is not None:
+        return member, True
+    return lock_state(conn, channel, address), False
+
+
+def lock_or_create(conn: Transaction, channel: str, address: str, now: datetime, simulated: bool,
+                   forgotten_token: str | None, link: bool = False, language: str = "en") -> tuple[MemberState, bool]:
+    """The member at ``address``, locked and read, or created when missing. Returns (member, created)."""
+    member = lock_state(conn, channel, address)
+    if member is not None:
+        return member, False
+    return create_or_lock(conn, channel, address, now, simulated, forgotten_token, link, language)
 
 
 def add_signature(conn: Transaction, member: MemberState, channel: str, *, campaign: str, name: str, zip_code: str,
