@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,10 @@ def always_handled(inbound: Inbound, catalog: Catalog) -> bool:
         normalize_keyword(inbound.text or "") in OPT_OUT or opt_out_in_words(inbound, catalog) is not None
 
 
+# What the engine's State and the stored conversation (storage.inbound.ConversationState) share, by name;
+# the engine has whether the inbox acknowledged them today where storage keeps the day.
+_KEPT = tuple(f.name for f in fields(State) if f.name in hot.STATE_FIELDS)
+
 DEFAULT_TIMEZONE = "America/New_York"
 
 
@@ -81,12 +85,8 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                                                  link=channels.get(channel).phone_numbers)
         last = member.last_signature
         today = organization_day(now, timezone)
-        state = State(
-            language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
-            campaign=member.campaign, step=member.step, pending_name=member.pending_name,
-            invalid_count=member.invalid_count, signed=member.signed, last_signed=Signed(*last) if last else None,
-            acked_today=member.acked_on == today,
-        )
+        state = State(**{name: getattr(member, name) for name in _KEPT}, known=not created, signed=member.signed,
+                      last_signed=Signed(*last) if last else None, acked_today=member.acked_on == today)
         result = engine.step(state, inbound)
         new = result.state
         replies = result.replies
@@ -111,11 +111,10 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                      for e in result.effects if isinstance(e, ForStaff)), None)
         if member.simulated:
             kept = None  # the simulator's members are not people: nothing for staff to read or answer
-        hot.save_and_commit(conn, member.id, channel, inbound.provider_id, consents=consents, language=new.language,
-                            opted_out=new.opted_out, disclosed=new.disclosed, campaign=new.campaign, step=new.step,
-                            pending_name=new.pending_name, invalid_count=new.invalid_count,
-                            response=_stored(messages, new.language, signed), now=now,
-                            acked_on=today if acknowledged else member.acked_on, kept=kept)
+        saved = hot.ConversationState(**{name: getattr(new, name) for name in _KEPT},
+                                      acked_on=today if acknowledged else member.acked_on)
+        hot.save_and_commit(conn, member.id, channel, inbound.provider_id, consents=consents, state=saved,
+                            response=_stored(messages, new.language, signed), now=now, kept=kept)
     if any(isinstance(effect, Consent) and effect.kind == "opt_out" for effect in result.effects):
         # committed: no worker hands a message to this member over now; one handed over before must
         # reach the provider before the confirmation does

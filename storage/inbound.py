@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import (Boolean, Connection, Engine, bindparam, case, delete, exists, func, literal, literal_column,
@@ -52,24 +52,43 @@ from storage.models import (
 )
 
 
-@dataclass
-class MemberState:
+@dataclass(kw_only=True)
+class ConversationState:
+    """What is kept of a member's conversation between two messages, field by field: the engine's State
+    less what is derived from other rows (bots.service maps the two by these names). The first three
+    are the member row's, the rest the conversation row's columns of the same names."""
+
+    language: str = "en"
+    opted_out: bool = False
+    disclosed: bool = False
+    campaign: str | None = None
+    step: str = "idle"
+    pending_name: str | None = None
+    invalid_count: int = 0
+    acked_on: str | None = None  # the day the inbox last acknowledged their own words
+
+
+STATE_FIELDS = tuple(f.name for f in fields(ConversationState))
+CONVERSATION_FIELDS = STATE_FIELDS[3:]  # the conversations table's columns, by name
+
+
+@dataclass(kw_only=True)
+class MemberState(ConversationState):
     """The locked member, their conversation, their person's signed campaigns and latest signature."""
 
     id: int
     simulated: bool
     person_id: int | None
-    language: str
-    opted_out: bool
-    disclosed: bool
-    campaign: str | None = None
-    step: str = "idle"
-    pending_name: str | None = None
-    invalid_count: int = 0
     signed: frozenset[str] = frozenset()
     # the person's latest signature (of any of their chats): what a second campaign offers to sign with
     last_signature: tuple[str, str, str, str, str, str | None] | None = None  # campaign, name, zip, city, state, tz
-    acked_on: str | None = None  # the day the inbox last acknowledged their own words
+
+
+# The member row as lock_state reads it, by MemberState's field names (then the conversation's columns).
+_MEMBER_COLUMNS = {"id": Member.id, "simulated": Member.simulated, "person_id": Member.person_id,
+                   "language": Member.language, "opted_out": Member.opted_out_at.is_not(None),
+                   "disclosed": Member.disclosed_at.is_not(None)}
+_FLAGS = ("simulated", "opted_out", "disclosed")  # SQLite reads them as 0 and 1
 
 
 def _now(name: str = "now"):
@@ -147,10 +166,8 @@ class _Statements:
 
         root = func.coalesce(Member.person_id, Member.id)
         self.lock_state = with_latest(
-            select(Member.id, Member.simulated, Member.person_id, Member.language,
-                   Member.opted_out_at.is_not(None), Member.disclosed_at.is_not(None),
-                   Conversation.member_id, Conversation.campaign, Conversation.step, Conversation.pending_name,
-                   Conversation.invalid_count, Conversation.acked_on, *signed(root))
+            select(*_MEMBER_COLUMNS.values(), Conversation.member_id,
+                   *(Conversation.__table__.c[name] for name in CONVERSATION_FIELDS), *signed(root))
             .outerjoin(Conversation, Conversation.member_id == Member.id), root,
         ).where(Member.channel == bindparam("p_channel"), Member.address == bindparam("p_address")) \
             .with_for_update(of=Member)
@@ -213,14 +230,10 @@ class _Statements:
                                     disclosed_at=case((disclosed, func.coalesce(Member.disclosed_at, _now())),
                                                       else_=Member.disclosed_at),
                                     last_seen_at=_now(), unreachable_at=None))
-        conv = insert(Conversation).values(member_id=bindparam("p_member_id"), campaign=bindparam("p_campaign"),
-                                           step=bindparam("p_step"), pending_name=bindparam("p_pending_name"),
-                                           invalid_count=bindparam("p_invalid_count"), updated_at=_now(),
-                                           acked_on=bindparam("p_acked_on"))
+        conv = insert(Conversation).values(member_id=bindparam("p_member_id"), updated_at=_now(),
+                                           **{name: bindparam("p_" + name) for name in CONVERSATION_FIELDS})
         self.save_conversation = conv.on_conflict_do_update(
-            index_elements=["member_id"],
-            set_={c: conv.excluded[c] for c in ("campaign", "step", "pending_name", "invalid_count", "updated_at",
-                                                "acked_on")})
+            index_elements=["member_id"], set_={c: conv.excluded[c] for c in (*CONVERSATION_FIELDS, "updated_at")})
         self.save_response = (update(ProcessedMessage)
                               .where(ProcessedMessage.channel == bindparam("p_channel"),
                                      ProcessedMessage.provider_id == bindparam("p_provider_id"))
@@ -547,16 +560,17 @@ def _member(conn: Transaction, row) -> MemberState | None:
     again."""
     if row is None:
         return None
-    (member_id, simulated, person_id, language, opted_out, disclosed,
-     conv_id, campaign, step, pending, invalid, acked_on, signed_own, signed_linked, *last) = row
-    state = MemberState(member_id, bool(simulated), person_id, language, bool(opted_out), bool(disclosed),
-                        signed=_campaigns(signed_own, signed_linked), last_signature=_last(last), acked_on=acked_on)
-    if conv_id is not None:
-        state.campaign, state.step, state.pending_name, state.invalid_count = campaign, step, pending, invalid
-    if person_id is not None:
+    values = dict(zip(_MEMBER_COLUMNS, row))
+    values.update((flag, bool(values[flag])) for flag in _FLAGS)
+    at = len(_MEMBER_COLUMNS) + 1  # after the conversation's member_id: None when it has none yet
+    if row[at - 1] is not None:
+        values.update(zip(CONVERSATION_FIELDS, row[at:]))
+    signed_own, signed_linked, *last = row[at + len(CONVERSATION_FIELDS):]
+    state = MemberState(**values, signed=_campaigns(signed_own, signed_linked), last_signature=_last(last))
+    if state.person_id is not None:
         st = _for(conn)
-        _run(conn, st.lock_person, _p(person=person_id)).fetchone()
-        signed_own, signed_linked, *last = _run(conn, st.signed, _p(person=person_id)).fetchone()
+        _run(conn, st.lock_person, _p(person=state.person_id)).fetchone()
+        signed_own, signed_linked, *last = _run(conn, st.signed, _p(person=state.person_id)).fetchone()
         state.signed, state.last_signature = _campaigns(signed_own, signed_linked), _last(last)
     return state
 
@@ -578,7 +592,8 @@ def create_member(conn: Transaction, channel: str, address: str, now: datetime, 
                                                   language=language)).fetchone()
     if row is None:
         return None
-    member = MemberState(row[0], simulated, row[2], language, opted_out=row[1] is not None, disclosed=False)
+    member = MemberState(id=row[0], simulated=simulated, person_id=row[2], language=language,
+                         opted_out=row[1] is not None)
     if member.person_id is not None:
         st = _for(conn)
         _run(conn, st.lock_person, _p(person=member.person_id)).fetchone()
@@ -648,16 +663,16 @@ class ConsentRecord:
 
 
 def save_and_commit(conn: Transaction, member_id: int, channel: str, provider_id: str | None, *,
-                    consents: list[ConsentRecord], language: str, opted_out: bool, disclosed: bool,
-                    campaign: str | None, step: str, pending_name: str | None, invalid_count: int, response: str,
-                    now: datetime, acked_on: str | None = None, kept: KeptMessage | None = None) -> None:
+                    consents: list[ConsentRecord], state: ConversationState, response: str, now: datetime,
+                    kept: KeptMessage | None = None) -> None:
     """The consent events, then the member (language, opt-out kept from its first time, disclosure, seen
-    now and reachable again), their conversation and the reply kept for a retry of ``provider_id``;
-    the inbox's rows for ``kept``; then COMMIT. On PostgreSQL all of it is one round trip (a pipeline)."""
+    now and reachable again) and their conversation as ``state``, and the reply kept for a retry of
+    ``provider_id``; the inbox's rows for ``kept``; then COMMIT. On PostgreSQL all of it is one round
+    trip (a pipeline)."""
     st = _for(conn)
-    params = _p(member_id=member_id, language=language, opted_out=opted_out, disclosed=disclosed, campaign=campaign,
-                step=step, pending_name=pending_name, invalid_count=invalid_count, channel=channel,
-                provider_id=provider_id, response=response, now=now, acked_on=acked_on)
+    language = state.language
+    params = _p(member_id=member_id, channel=channel, provider_id=provider_id, response=response, now=now,
+                **{name: getattr(state, name) for name in STATE_FIELDS})
     events = [_p(member_id=member_id, channel=channel, kind=c.kind, cause=c.cause[:64], campaign=c.campaign,
                  text_sent=c.text_sent, now=now) for c in consents]
     inbox = []

@@ -86,7 +86,8 @@ def test_uncommitted_claim_leaves_nothing(database):
 
 def sign(tx: hot.Transaction, member: Member, **fields) -> bool:
     """The inbound hot path's signature write (storage.inbound), for a member made here."""
-    state = hot.MemberState(member.id, member.simulated, member.person_id, member.language, False, False)
+    state = hot.MemberState(id=member.id, simulated=member.simulated, person_id=member.person_id,
+                            language=member.language)
     return hot.add_signature(tx, state, member.channel, **fields)
 
 
