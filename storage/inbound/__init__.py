@@ -5,7 +5,7 @@ compiled once per dialect, and run in a ``Transaction``: one pooled connection o
 used through the driver, with no Session and no SQLAlchemy Connection around it (their bookkeeping
 cost more CPU per message than the statements themselves): no statement building, no ORM objects,
 no flush and no SQLAlchemy execution layer per message. Driver errors still come out as
-SQLAlchemy's, and a lost connection is invalidated as SQLAlchemy does (``_driver``), so the webhook's
+SQLAlchemy's, and a lost connection is invalidated as SQLAlchemy does (``transaction._driver``), so the webhook's
 503s and its retry after a database restart hold.
 Nothing is cached between messages: the member, their opt-out and their conversation are read fresh,
 under the member's row lock, each time.
@@ -22,6 +22,12 @@ it no round trip):
 3. ``save_and_commit``: the consent events, the member, the conversation and the reply kept for
    retries (one statement), the member's own words for the inbox when the engine keeps them (their
    message, the acknowledgement, their conversation with staff), and COMMIT, in one pipeline.
+
+The same functions claim a provider id (``claim``) and lock or create a member (``lock_state``,
+``create_or_lock``) for the services that go on with the ORM (a Telegram contact, a blocked bot,
+forgetting a member), in the session's own transaction (``Transaction.within``): there is no second
+way. The rooms: this module's operations; ``state`` (the conversation state, defined once);
+``sql`` (the statements, compiled once per dialect); ``transaction`` (the driver-level transaction).
 """
 
 
