@@ -10,8 +10,8 @@ Forgetting keeps what the organisation must keep and nothing that names the pers
 - their conversation with staff (the inbox: their own words, the acknowledgements, staff replies) is
   deleted;
 - a consent event of kind "forget" records when and on whose request (the audit entry).
-If the same number writes again, or is imported again, ``is_forgotten`` finds the token, and the new
-member row starts opted out: nothing but STOP/HELP or a new explicit keyword gets an answer.
+If the same number writes again, storage.inbound.create_member finds the token, and the new member
+row starts opted out: nothing but STOP/HELP or a new explicit keyword gets an answer.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from datetime import datetime
 from config.gsm import to_gsm
 from storage import broadcasts as broadcast_sql
 from storage import db
+from storage import inbound as hot
 from storage import inbox as inbox_sql
 from storage import repository as repo
 from storage.uow import UnitOfWork
@@ -37,11 +38,10 @@ def forget_token(key: str, channel: str, address: str) -> str:
     return PREFIX + digest[:48]
 
 
-def is_forgotten(session, key: str | None, channel: str, address: str) -> bool:
-    """True when this contact was forgotten before (for inbound messages and imports)."""
-    if not key:
-        return False
-    return repo.find_member(session, channel, forget_token(key, channel, address)) is not None
+def forget_token_or_none(key: str | None, channel: str, address: str) -> str | None:
+    """The token a forgotten contact's address became (None without a key): a new member whose token
+    is in use starts opted out (storage.inbound.create_member checks it in the same statement)."""
+    return forget_token(key, channel, address) if key else None
 
 
 def _spellings(name: str) -> set[str]:
@@ -75,14 +75,17 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
     nobody, so the person still counts once and every campaign count stays exact."""
     with uow:
         session = uow.session
-        member = repo.find_member(session, channel, contact)
-        if member is None:
+        conn = hot.Transaction.within(session)
+        found = hot.lock_state(conn, channel, contact)
+        if found is None:
             return None
+        member = repo.member(session, found.id)
         kept, contacts = 0, 0
         for other in repo.person_members(session, member):
             if other.address.startswith(PREFIX):
                 continue  # forgotten before
-            other, _ = repo.lock_member(session, other.channel, other.address, now)
+            hot.lock_state(conn, other.channel, other.address)
+            other = repo.member(session, other.id)
             token = forget_token(key, other.channel, other.address)
             kept += repo.forget_member_data(session, other, token, now, _spellings)
             inbox_sql.erase(session, other.id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,10 @@ def always_handled(inbound: Inbound, catalog: Catalog) -> bool:
         normalize_keyword(inbound.text or "") in OPT_OUT or opt_out_in_words(inbound, catalog) is not None
 
 
+# What the engine's State and the stored conversation (storage.inbound.ConversationState) share, by name;
+# the engine has whether the inbox acknowledged them today where storage keeps the day.
+_KEPT = tuple(f.name for f in fields(State) if f.name in hot.STATE_FIELDS)
+
 DEFAULT_TIMEZONE = "America/New_York"
 
 
@@ -74,22 +78,15 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
         channel, address = inbound.channel, inbound.address
         member, created = admission.member, False
         if member is None:
-            # someone who asked to be forgotten and writes again starts opted out: that opt-out still holds
-            token = privacy.forget_token(forget_key, channel, address) if forget_key else None
+            # someone who asked to be forgotten and writes again starts opted out: that opt-out still holds;
             # the same number on SMS and WhatsApp is one person (link): the new member joins it
-            member = hot.create_member(conn, channel, address, now, inbound.simulated, token,
-                                       link=channels.get(channel).phone_numbers)
-            created = member is not None
-            if member is None:  # another first message from this contact won the insert
-                member = hot.lock_state(conn, channel, address)
+            member, created = hot.create_or_lock(conn, channel, address, now, inbound.simulated,
+                                                 privacy.forget_token_or_none(forget_key, channel, address),
+                                                 link=channels.get(channel).phone_numbers)
         last = member.last_signature
         today = organization_day(now, timezone)
-        state = State(
-            language=member.language, known=not created, opted_out=member.opted_out, disclosed=member.disclosed,
-            campaign=member.campaign, step=member.step, pending_name=member.pending_name,
-            invalid_count=member.invalid_count, signed=member.signed, last_signed=Signed(*last) if last else None,
-            acked_today=member.acked_on == today,
-        )
+        state = State(**{name: getattr(member, name) for name in _KEPT}, known=not created, signed=member.signed,
+                      last_signed=Signed(*last) if last else None, acked_today=member.acked_on == today)
         result = engine.step(state, inbound)
         new = result.state
         replies = result.replies
@@ -114,11 +111,10 @@ def handle_inbound(uow: UnitOfWork, inbound: Inbound, engine: Engine, now: datet
                      for e in result.effects if isinstance(e, ForStaff)), None)
         if member.simulated:
             kept = None  # the simulator's members are not people: nothing for staff to read or answer
-        hot.save_and_commit(conn, member.id, channel, inbound.provider_id, consents=consents, language=new.language,
-                            opted_out=new.opted_out, disclosed=new.disclosed, campaign=new.campaign, step=new.step,
-                            pending_name=new.pending_name, invalid_count=new.invalid_count,
-                            response=_stored(messages, new.language, signed), now=now,
-                            acked_on=today if acknowledged else member.acked_on, kept=kept)
+        saved = hot.ConversationState(**{name: getattr(new, name) for name in _KEPT},
+                                      acked_on=today if acknowledged else member.acked_on)
+        hot.save_and_commit(conn, member.id, channel, inbound.provider_id, consents=consents, state=saved,
+                            response=_stored(messages, new.language, signed), now=now, kept=kept)
     if any(isinstance(effect, Consent) and effect.kind == "opt_out" for effect in result.effects):
         # committed: no worker hands a message to this member over now; one handed over before must
         # reach the provider before the confirmation does
@@ -184,14 +180,14 @@ def handle_event(uow: UnitOfWork, event: Event | None, engine: Engine, now: date
 # --- what channels report besides conversation messages --------------------------------------------
 
 
-def _claim(session, channel: str, provider_id: str | None, now: datetime) -> bool:
+def _claim(conn: hot.Transaction, channel: str, provider_id: str | None, now: datetime) -> bool:
     """True when this process owns the update now; False for a redelivery already handled. The claim
     records an empty reply at once: a claim without a reply is one still being handled."""
     if not provider_id:
         return True
-    if repo.claim_message(session, channel, provider_id, now) is not repo.CLAIMED:
+    if not hot.claim(conn, channel, provider_id, now):
         return False
-    repo.store_response(session, channel, provider_id, "[]")
+    hot.store_response(conn, channel, provider_id, "[]")
     return True
 
 
@@ -203,32 +199,37 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
     counts contacts too; a forgotten chat or number that comes back starts opted out."""
     with uow:
         session = uow.session
-        admission = _admit(hot.Transaction.within(session), inbound, now, limit, engine.catalog)
+        conn = hot.Transaction.within(session)
+        admission = _admit(conn, inbound, now, limit, engine.catalog)
         if isinstance(admission, Outcome):
             return admission
-        member, created = repo.lock_member(session, inbound.channel, inbound.address, now,
-                                           simulated=inbound.simulated)
-        if created:
+        found, created = admission.member, False
+        if found is None:
             hint = (inbound.language_hint or "").split("-")[0].lower()
-            member.language = hint if hint in engine.catalog.languages else member.language
+            found, created = hot.create_or_lock(
+                conn, inbound.channel, inbound.address, now, inbound.simulated,
+                privacy.forget_token_or_none(forget_key, inbound.channel, inbound.address),
+                language=hint if hint in engine.catalog.languages else "en")
+        member = repo.member(session, found.id)
+        if created:
             repo.conversation_for(session, member.id, new_member=True)  # every member has one
-            if privacy.is_forgotten(session, forget_key, inbound.channel, inbound.address):
-                member.opted_out_at = now
         key = "contact_invalid" if phone is None else "contact_not_own" if not own else "contact_linked"
         if key == "contact_linked" and not member.simulated:
-            # the number's person: its first member on a phone channel (SMS or WhatsApp), else a new SMS one
+            # the number's person: its first member on a phone channel (SMS or WhatsApp), else a new SMS one;
+            # a forgotten number starts opted out: it is never texted unless it texts us
             home = repo.phone_member(session, phone) or channels.phone_home().name
-            person, new_person = repo.lock_member(session, home, phone, now, language=member.language)
+            found, new_person = hot.lock_or_create(conn, home, phone, now, False,
+                                                   privacy.forget_token_or_none(forget_key, home, phone),
+                                                   language=member.language)
+            person = repo.member(session, found.id)
             if new_person:
                 repo.conversation_for(session, person.id, new_member=True)
-                if privacy.is_forgotten(session, forget_key, home, phone):
-                    person.opted_out_at = now  # a forgotten number is never texted unless it texts us
             repo.link_member(session, member, person)
         member.last_seen_at = now
         member.unreachable_at = None
         messages = channels.get(inbound.channel).render((Reply(key),), member.language, engine.catalog)
         if inbound.provider_id:
-            repo.store_response(session, inbound.channel, inbound.provider_id, json.dumps(messages))
+            hot.store_response(conn, inbound.channel, inbound.provider_id, json.dumps(messages))
         uow.commit()
         return Outcome(messages, member.language)
 
@@ -239,12 +240,13 @@ def handle_reachability(uow: UnitOfWork, channel: str, address: str, provider_id
     Returns False for a redelivery. A member we never met is not created for this."""
     with uow:
         session = uow.session
-        if not _claim(session, channel, provider_id, now):
+        conn = hot.Transaction.within(session)
+        if not _claim(conn, channel, provider_id, now):
             uow.rollback()
             return False
-        member = repo.find_member(session, channel, address)
-        if member is not None:
-            member, _ = repo.lock_member(session, channel, address, now)
+        found = hot.lock_state(conn, channel, address)
+        if found is not None:
+            member = repo.member(session, found.id)
             if reachable:
                 member.unreachable_at = None
             elif member.unreachable_at is None:
@@ -267,7 +269,7 @@ def handle_group_post(uow: UnitOfWork, channel: str, chat_id: str, provider_id: 
     "message me privately" note, never a second."""
     with uow:
         session = uow.session
-        if not _claim(session, channel, provider_id, now):
+        if provider_id and not _claim(hot.Transaction.within(session), channel, provider_id, now):
             uow.rollback()
             return False
         first = repo.claim_group_notice(session, chat_id, now)

@@ -24,7 +24,6 @@ from storage.models import (
 )
 
 FORGOTTEN_PREFIX = "forgotten:"  # a forgotten member's address: this prefix and an HMAC of the contact
-CLAIMED = object()  # claim_message: this process owns the message now
 
 
 def _insert(session: Session, model):
@@ -32,79 +31,9 @@ def _insert(session: Session, model):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def _core(session: Session, stmt):
-    """Run a statement that touches no loaded ORM object on the session's connection (same transaction),
-    skipping the ORM's per-statement work (autoflush, bulk-DML processing): the hot path's claims,
-    counters and responses."""
-    return session.connection().execute(stmt)
-
-
-def claim_message(session: Session, channel: str, provider_id: str, now: datetime):
-    """Insert the provider's message id. Returns CLAIMED, or the response stored by the first handling.
-
-    A concurrent retry waits on the primary key until the first transaction ends, then sees its row.
-    """
-    stmt = (_insert(session, ProcessedMessage)
-            .values(channel=channel, provider_id=provider_id, received_at=now)
-            .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-            .returning(ProcessedMessage.provider_id))
-    if _core(session, stmt).first() is not None:
-        return CLAIMED
-    return session.scalar(select(ProcessedMessage.response)
-                          .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id))
-
-
-def store_response(session: Session, channel: str, provider_id: str, response: str) -> None:
-    _core(session, update(ProcessedMessage)
-          .where(ProcessedMessage.channel == channel, ProcessedMessage.provider_id == provider_id)
-          .values(response=response))
-
-
-def lock_member(session: Session, channel: str, address: str, now: datetime, simulated: bool = False,
-                language: str = "en") -> tuple[Member, bool]:
-    """Get or create the member and hold its row lock until commit. Returns (member, created).
-
-    A member who wrote before (most messages) costs one statement, the locking SELECT; a first message
-    two (the SELECT, then INSERT ... RETURNING). Two first messages at once: one INSERT wins, the
-    other waits on the unique key, does nothing, and then locks the row the first one committed.
-    """
-    member = session.scalars(_locked_member(channel, address)).first()
-    if member is None:
-        return _insert_member(session, channel, address, now, simulated, language)
-    _lock_person_too(session, member)
-    return member, False
-
-
-def _locked_member(channel: str, address: str):
-    return (select(Member).where(Member.channel == channel, Member.address == address)
-            .with_for_update().execution_options(populate_existing=True))
-
-
-def _insert_member(session: Session, channel: str, address: str, now: datetime, simulated: bool,
-                   language: str) -> tuple[Member, bool]:
-    # A row this transaction inserts is invisible to others until commit: no lock needed on it.
-    stmt = (_insert(session, Member)
-            .values(channel=channel, address=address, simulated=simulated, language=language, created_at=now)
-            .on_conflict_do_nothing(index_elements=["channel", "address"])
-            .returning(Member))
-    member = session.scalars(stmt, execution_options={"populate_existing": True}).first()
-    if member is not None:
-        return member, True  # a new member is linked to nobody yet
-    member = session.scalars(_locked_member(channel, address)).one()  # another process made it first
-    _lock_person_too(session, member)
-    return member, False
-
-
-def _lock_person_too(session: Session, member: Member) -> None:
-    if member.person_id is not None:
-        # A linked member also holds its person's row, so the person's other chat (the SMS member)
-        # cannot sign the same campaign at the same moment and be counted a second time.
-        lock_person(session, member.person_id)
-
-
-def lock_person(session: Session, person_id: int) -> Member | None:
-    return session.scalars(select(Member).where(Member.id == person_id)
-                           .with_for_update().execution_options(populate_existing=True)).first()
+def member(session: Session, member_id: int) -> Member:
+    """The member row, read afresh (after storage.inbound has locked or created it in this transaction)."""
+    return session.get(Member, member_id, populate_existing=True)
 
 
 def person_of(member: Member) -> int:

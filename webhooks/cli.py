@@ -12,7 +12,7 @@ import click
 from config import redaction
 from config.campaigns import CampaignFileError
 from config.settings import Settings, SettingsError
-from webhooks import cli_broadcast, cli_member, cli_staff, cli_telegram
+from webhooks import cli_broadcast, cli_delivery, cli_member, cli_staff, cli_telegram
 
 
 class Context:
@@ -295,9 +295,8 @@ db_group.add_command(cli_member.purge)
 main.add_command(cli_telegram.telegram_group)
 main.add_command(cli_broadcast.broadcast)
 main.add_command(cli_broadcast.worker)
-
-from webhooks.cli_delivery import register as _register_delivery  # noqa: E402 - deliver, flyer
-_register_delivery(main)
+main.add_command(cli_delivery.deliver)
+main.add_command(cli_delivery.flyer)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

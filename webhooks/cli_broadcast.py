@@ -1,5 +1,5 @@
 """`firma broadcast`, `firma broadcast status [ID]`, `firma broadcast cancel ID` and `firma worker`:
-parse, call the broadcast service functions (bots/broadcasts.py, bots/broadcast_worker.py), print."""
+parse, call the broadcast service functions (bots/broadcasts.py, bots/worker/), print."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def broadcast(ctx: click.Context, slug, message, message_es, channel, state, zip
     from rich.console import Console
 
     from bots import broadcasts as svc
-    from bots.broadcast_worker import make_senders
+    from bots.worker import make_senders
 
     console = Console()
     rt = _runtime(ctx)
@@ -188,7 +188,7 @@ def _send_foreground(console, rt, created, senders) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bots import broadcasts as svc
-    from bots.broadcast_worker import Options, run_worker
+    from bots.worker import Options, run_worker
 
     columns = (TextColumn("[bold]#{task.fields[bid]}"), BarColumn(),
                TextColumn("sent {task.fields[sent]:,}  failed {task.fields[failed]:,}  held {task.fields[held]:,}  "
@@ -406,7 +406,7 @@ def cancel(ctx: click.Context, broadcast_id: int, yes: bool):
 def worker(ctx: click.Context, drain: bool, concurrency: int, batch: int, lease: float):
     """Send queued broadcast deliveries (any number of workers, on any number of hosts, with PostgreSQL)."""
     from bots import broadcast_plan
-    from bots.broadcast_worker import Options, run_worker
+    from bots.worker import Options, run_worker
 
     from bots.catalog import CatalogWatcher
 

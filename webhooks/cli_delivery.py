@@ -7,7 +7,6 @@ import os
 import click
 
 
-
 def _write_atomically(path: str, chunks) -> None:
     """Write to a temporary file beside ``path`` and rename it: a failed run leaves no half a PDF."""
     tmp = f"{path}.part"
@@ -63,8 +62,3 @@ def flyer(ctx: click.Context, slug: str, language: str, output: str | None):
     path = output or f"{slug}-flyer.pdf"
     _write_atomically(path, [data])
     click.echo(f"wrote {path}", err=True)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(deliver)
-    main.add_command(flyer)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bots.broadcast_worker import Options
+from bots.worker import Options
 from bots.runtime import utcnow
 from tests.browser.test_staff_browser import (  # noqa: F401 - fixtures
     browser, fast_hashing, live, page, pytestmark, shoot, sign_in,

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from bots import broadcasts
-from bots.broadcast_worker import Options, run_worker
+from bots.worker import Options, run_worker
 from bots.broadcasts import BroadcastRequest
 from bots.runtime import utcnow
 from tests.support import broadcasts as h

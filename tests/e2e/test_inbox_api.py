@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bots import api_tokens
 from bots import staff_accounts as svc
-from bots.broadcast_worker import Options, run_worker
+from bots.worker import Options, run_worker
 from storage.models import AuditLog, Member
 from tests.e2e.test_staff import PASSWORD, fast_hashing  # noqa: F401
 from tests.support import broadcasts as h

@@ -67,7 +67,7 @@ def test_follow_up_after_a_broadcast_with_one_reply_and_one_stop(client, rt, sig
     assert sign_in(client).status_code == 303
     r = client.post("/staff/broadcasts/new", data=form(client, action="send", expected="4", channel="all"))
     bid = int(r.headers["Location"].split("/")[-1].split("?")[0])
-    run = __import__("bots.broadcast_worker", fromlist=["run_worker"])
+    run = __import__("bots.worker", fromlist=["run_worker"])
     run.run_worker(rt, run.Options(drain=True, poll=0.2))
     assert post_sms(client, "+13125550001", "What time is the march?").status_code == 200
     assert post_sms(client, "+13125550002", "STOP").status_code == 200

@@ -10,7 +10,7 @@ import secrets
 import pytest
 from sqlalchemy import func, select
 
-from bots.broadcast_worker import Options, run_worker
+from bots.worker import Options, run_worker
 from bots.runtime import utcnow
 from bots.audit import BROADCAST
 from storage.models import Broadcast, Delivery

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from bots import broadcasts
-from bots.broadcast_worker import Options
+from bots.worker import Options
 from bots.broadcasts import BroadcastRequest
 from bots.runtime import utcnow
 from storage.models import Delivery, Member

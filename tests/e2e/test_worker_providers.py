@@ -108,7 +108,7 @@ def test_a_running_worker_tries_the_paused_channel_again_and_sends_once_it_answe
     import logging
     import time
 
-    from bots.broadcast_worker import Options, Worker, make_senders
+    from bots.worker import Options, Worker, make_senders
 
     caplog.set_level(logging.WARNING, logger="firma.worker")
     one_of_each(rt)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bots import broadcasts
-from bots.broadcast_worker import Options, Worker, make_senders
+from bots.worker import Options, Worker, make_senders
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
 from config.settings import QuietHours

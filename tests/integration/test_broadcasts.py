@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from bots import broadcasts, privacy
-from bots.broadcast_worker import Options, Worker, run_worker
+from bots.worker import Options, Worker, run_worker
 from bots.channels.sms import SMS
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow

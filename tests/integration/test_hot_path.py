@@ -105,11 +105,11 @@ def test_the_member_read_uses_indexes_even_as_planned_on_empty_tables():
 def test_the_web_apps_database_compiles_the_hot_path_at_start_up(settings, monkeypatch):
     """Database.for_requests (what `gunicorn 'webhooks:create_app()'` builds) compiles the inbound
     statements for its dialect before any message arrives, not in a process's first message."""
-    from storage import inbound as hot
+    from storage.inbound import sql
 
-    monkeypatch.setattr(hot, "_compiled", {})
+    monkeypatch.setattr(sql, "_compiled", {})
     db = Database.for_requests(settings.database_url)
     try:
-        assert set(hot._compiled) == {db.dialect}
+        assert set(sql._compiled) == {db.dialect}
     finally:
         db.dispose()

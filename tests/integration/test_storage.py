@@ -26,50 +26,68 @@ def database(db_url):
 
 def make_member(database, address="+13125550101", simulated=False):
     with database.uow() as uow:
-        member, created = repo.lock_member(uow.session, "sms", address, NOW, simulated=simulated)
+        found, _ = hot.lock_or_create(hot.Transaction.within(uow.session), "sms", address, NOW, simulated, None)
+        member = repo.member(uow.session, found.id)
         uow.commit()
         return member
 
 
 def test_member_get_or_create_is_idempotent(database):
     with database.uow() as uow:
-        m1, created1 = repo.lock_member(uow.session, "sms", "+13125550101", NOW)
-        m2, created2 = repo.lock_member(uow.session, "sms", "+13125550101", NOW)
+        tx = hot.Transaction.within(uow.session)
+        m1, created1 = hot.lock_or_create(tx, "sms", "+13125550101", NOW, False, None)
+        m2, created2 = hot.lock_or_create(tx, "sms", "+13125550101", NOW, False, None)
         uow.commit()
     assert (created1, created2) == (True, False) and m1.id == m2.id
 
 
 def test_same_address_on_two_channels_is_two_members(database):
     with database.uow() as uow:
-        a, _ = repo.lock_member(uow.session, "sms", "12345", NOW)
-        b, _ = repo.lock_member(uow.session, "telegram", "12345", NOW)
+        tx = hot.Transaction.within(uow.session)
+        a, _ = hot.lock_or_create(tx, "sms", "12345", NOW, False, None)
+        b, _ = hot.lock_or_create(tx, "telegram", "12345", NOW, False, None)
         uow.commit()
     assert a.id != b.id
 
 
+def test_a_forgotten_contact_starts_opted_out(database):
+    with database.uow() as uow:
+        tx = hot.Transaction.within(uow.session)
+        hot.lock_or_create(tx, "sms", "forgotten:abc", NOW, False, None)
+        again, created = hot.lock_or_create(tx, "sms", "+13125550101", NOW, False, "forgotten:abc")
+        other, _ = hot.lock_or_create(tx, "sms", "+13125550102", NOW, False, "forgotten:def")
+        uow.commit()
+    assert created and again.opted_out and not other.opted_out
+
+
 def test_claim_message_once_and_replay_response(database):
     with database.uow() as uow:
-        assert repo.claim_message(uow.session, "sms", "SM1", NOW) is repo.CLAIMED
-        repo.store_response(uow.session, "sms", "SM1", '["hi"]')
+        tx = hot.Transaction.within(uow.session)
+        assert hot.claim(tx, "sms", "SM1", NOW)
+        hot.store_response(tx, "sms", "SM1", '["hi"]')
         uow.commit()
     with database.uow() as uow:
-        assert repo.claim_message(uow.session, "sms", "SM1", NOW) == '["hi"]'
-        assert repo.claim_message(uow.session, "telegram", "SM1", NOW) is repo.CLAIMED
+        tx = hot.Transaction.within(uow.session)
+        assert not hot.claim(tx, "sms", "SM1", NOW)
+        assert hot.stored_response(tx, "sms", "SM1") == '["hi"]'
+        assert hot.claim(tx, "telegram", "SM1", NOW)
 
 
 def test_uncommitted_claim_leaves_nothing(database):
     with database.uow() as uow:
-        repo.claim_message(uow.session, "sms", "SM2", NOW)
-        repo.lock_member(uow.session, "sms", "+13125550109", NOW)
+        tx = hot.Transaction.within(uow.session)
+        hot.claim(tx, "sms", "SM2", NOW)
+        hot.lock_or_create(tx, "sms", "+13125550109", NOW, False, None)
         # no commit: the unit of work rolls back
     with database.uow() as uow:
-        assert repo.claim_message(uow.session, "sms", "SM2", NOW) is repo.CLAIMED
+        assert hot.claim(hot.Transaction.within(uow.session), "sms", "SM2", NOW)
         assert repo.find_member(uow.session, "sms", "+13125550109") is None
 
 
 def sign(tx: hot.Transaction, member: Member, **fields) -> bool:
     """The inbound hot path's signature write (storage.inbound), for a member made here."""
-    state = hot.MemberState(member.id, member.simulated, member.person_id, member.language, False, False)
+    state = hot.MemberState(id=member.id, simulated=member.simulated, person_id=member.person_id,
+                            language=member.language)
     return hot.add_signature(tx, state, member.channel, **fields)
 
 

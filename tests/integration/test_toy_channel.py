@@ -13,7 +13,7 @@ import pytest
 
 from bots import broadcast_plan as plan
 from bots import broadcasts, channels, service
-from bots.broadcast_worker import Options, run_worker
+from bots.worker import Options, run_worker
 from bots.channels.base import Simulated
 from bots.engine import Inbound, Reply
 from bots.render import compose

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bots import broadcasts
-from bots.broadcast_worker import Options, run_worker
+from bots.worker import Options, run_worker
 from bots.broadcasts import BroadcastError, BroadcastRequest
 from bots.runtime import utcnow
 from storage.models import ConsentEvent, Member
@@ -227,7 +227,7 @@ def test_the_whatsapp_rate_setting():
 
 
 def test_without_a_whatsapp_sender_the_worker_says_what_is_missing(rt):
-    from bots.broadcast_worker import make_senders
+    from bots.worker import make_senders
     from bots.broadcast_plan import BroadcastError
 
     with pytest.raises(BroadcastError, match="TWILIO_WHATSAPP_FROM"):

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from bots import broadcasts
-from bots.broadcast_worker import Options, run_worker
+from bots.worker import Options, run_worker
 from bots.broadcasts import BroadcastRequest
 from bots.runtime import Runtime, utcnow
 from config.settings import Settings

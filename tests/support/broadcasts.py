@@ -92,7 +92,7 @@ class WorkerThread(threading.Thread):
         self.rt, self.options, self.stats, self.error = rt, options, None, None
 
     def run(self):
-        from bots.broadcast_worker import run_worker
+        from bots.worker import run_worker
 
         try:
             self.stats = run_worker(self.rt, self.options)
