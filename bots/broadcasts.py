@@ -33,8 +33,9 @@ _STATE = re.compile(r"[A-Z]{2}")
 _ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
 _CONTENT_SID = re.compile(r"HX[0-9a-f]{32}")
 # How problems name the two texts, for whoever asked: the CLI's options, the console's fields, the API's keys.
-FIELD_NAMES = {"cli": ("--message", "--message-es"), "console": ("the English text", "the Spanish text"),
-               "api": ("message", "message_es")}
+FIELD_NAMES = {"cli": ("--message", "--message-es", "--whatsapp-template"),
+               "console": ("the English text", "the Spanish text", "the WhatsApp template"),
+               "api": ("message", "message_es", "whatsapp_template")}
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,12 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
         raise BroadcastError("signed-since needs a time zone (UTC)")
     if req.send_at is not None and req.send_at.tzinfo is None:
         raise BroadcastError("the send time needs a time zone")
-    en_name, es_name = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])
+    en_name, es_name, template_name = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])
     en = plan.check_template(req.message_en, en_name)
     es = plan.check_template(req.message_es, es_name) if (req.message_es or "").strip() else None
     template = (req.window_template or "").strip() or None
     if template and not _CONTENT_SID.fullmatch(template):
-        raise BroadcastError(f"the template must be an approved template's Content SID (HX and 32 hex "
+        raise BroadcastError(f"{template_name} must be an approved template's Content SID (HX and 32 hex "
                              f"digits), not {template[:40]!r}")
     return replace(req, message_en=en, message_es=es, state=state, zip_prefix=zp, created_by=req.created_by[:200],
                    window_template=template)

@@ -177,3 +177,24 @@ def test_broadcast_created_followed_up_and_cancelled(client, rt, tokens):
     who = "api:organizer script (organizer@example.org)"
     assert (who, "broadcast", str(created["id"])) in audit_rows(rt)
     assert (who, "broadcast_cancel", str(created["id"])) in audit_rows(rt)
+
+
+def test_a_broadcast_with_a_whatsapp_template_for_members_outside_the_window(client, rt, tokens):
+    from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
+
+    rt.settings = rt.settings.with_(twilio_whatsapp_from=WHATSAPP_NUMBER)
+    for body in ("FIRMA", "Lupe Ramírez", "60614"):
+        assert post_whatsapp(client, "+13125550177", body).status_code == 200
+    rt.clock.advance(hours=30)
+    org, sid = bearer(tokens["organizer"]), "HX" + "ab12" * 8
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Hi {first_name}!",
+                                                   "channel": "whatsapp", "whatsapp_template": sid}, headers=org)
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["recipients"] == {"whatsapp": 1}
+    from storage.models import Broadcast
+    with rt.db.reader() as uow:
+        assert uow.session.get(Broadcast, r.get_json()["id"]).window_template == sid
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Hi", "channel": "whatsapp",
+                                                   "whatsapp_template": "hello_world"}, headers=org)
+    assert r.status_code == 422 and any(p.startswith("whatsapp_template must be an approved template's Content SID")
+                                       for p in r.get_json()["problems"]), r.get_json()
