@@ -101,8 +101,8 @@ def check_text(text: str | None) -> str:
     return text
 
 
-def refusal(member) -> str | None:
-    """Why this member may not be written to, or None."""
+def refusal(member, now: datetime | None = None) -> str | None:
+    """Why this member may not be written to (at ``now``: also the channel's reply window), or None."""
     if member.simulated:
         return "This is a simulator conversation: there is nobody to send a reply to."
     if member.opted_out_at is not None:
@@ -112,7 +112,32 @@ def refusal(member) -> str | None:
         return (f"Not sent: this member has been unreachable on {channels.label(member.channel)} since "
                 f"{member.unreachable_at:%Y-%m-%d} (they blocked us, or the number cannot get messages). They can "
                 "be answered again after they next write.")
+    if now is not None:
+        return outside_window(member, now)
     return None
+
+
+def outside_window(member, now: datetime) -> str | None:
+    """A channel with a reply window (WhatsApp: 24 hours) takes free text only that long after the
+    member's last message; the provider refuses it after (Twilio's 63016), so it is not sent at all."""
+    window = getattr(channels.get(member.channel), "reply_window", None)
+    last = member.last_seen_at
+    if window is None or (last is not None and now - last < window):
+        return None
+    return _window_reason(member.channel, f"their last was {_ago(now - last)} ago" if last is not None
+                          else "they have not written on it")
+
+
+def _window_reason(channel: str, when: str) -> str:
+    hours = round(channels.get(channel).reply_window.total_seconds() / 3600)
+    return (f"Not sent: {channels.label(channel)} allows a free reply only within {hours} hours of the "
+            f"member's last message; {when}. It can be sent once they write again; meanwhile only a broadcast "
+            "with an approved template reaches them.")
+
+
+def _ago(delta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours // 24} days" if hours >= 48 else f"{hours} hours"
 
 
 def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: str | None = None) -> str:
@@ -126,7 +151,7 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
             raise LookupError(member_id)
         last = q.last_staff_message(uow.session, member_id)
         uow.session.expunge(member)
-    reason = refusal(member)
+    reason = refusal(member, rt.now())
     if reason:
         raise ReplyRefused(reason)
     if last is not None and last[0] == text and (rt.now() - last[1]).total_seconds() < REPEAT_WINDOW:
@@ -173,6 +198,8 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
             uow.commit()
             raise ReplyRefused(f"Not sent: {channels.label(member.channel)} asks us to slow down; try again in "
                                f"{max(1, round(result.retry_after or 1))} seconds.", conflict=False)
+    if result.kind == plan.OUTSIDE_WINDOW:  # the provider's clock, or a message we have not seen yet
+        raise ReplyRefused(_window_reason(member.channel, f"{channels.label(member.channel)} says it has passed"))
     if result.kind == plan.UNKNOWN:
         raise ReplyRefused("The provider did not answer in time: the reply may or may not have arrived. Check "
                            "before sending it again.", conflict=False)

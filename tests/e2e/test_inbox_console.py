@@ -199,3 +199,38 @@ def test_viewers_may_not_read_the_inbox(client, world):
     assert client.get("/staff/inbox").status_code == 403
     assert client.get(f"/staff/inbox/{member_id(world, ANA)}").status_code == 403
     assert "Inbox" not in page(client, "/staff/")
+
+
+def test_a_whatsapp_reply_outside_the_24_hours_is_refused_before_the_provider(client, world, twilio):
+    """Past WhatsApp's window the page says why instead of offering a reply box, and a reply posted
+    anyway never reaches Twilio; inside it the reply goes, and Twilio's own 63016 reads the same."""
+    from html import unescape
+
+    from tests.support.standins import WHATSAPP_OUTSIDE_WINDOW
+    from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
+
+    rt = world
+    rt.settings = rt.settings.with_(twilio_whatsapp_from=WHATSAPP_NUMBER)
+    wa = "+13125550177"
+    for body in ("FIRMA", "Lupe Ramírez", "60614", "¿A qué hora es la vigilia?"):
+        assert post_whatsapp(client, wa, body).status_code == 200
+    lupe = member_id(rt, wa)
+    assert sign_in(client, ORGANIZER).status_code == 303
+    assert 'name="text"' in page(client, f"/staff/inbox/{lupe}")
+    rt.clock.advance(hours=25)
+    assert sign_in(client, ORGANIZER).status_code == 303  # the session did not last a day
+    thread = unescape(page(client, f"/staff/inbox/{lupe}"))
+    window = "WhatsApp allows a free reply only within 24 hours of the member's last message"
+    assert window in thread and "their last was 25 hours ago" in thread and 'name="text"' not in thread
+    sent_before = len(twilio.messages)
+    r = reply(client, lupe, "A las 7")
+    assert r.status_code == 409 and window in unescape(r.get_data(as_text=True))
+    assert len(twilio.messages) == sent_before
+
+    assert post_whatsapp(client, wa, "¿Hola?").status_code == 200
+    twilio.fail("whatsapp:" + wa, WHATSAPP_OUTSIDE_WINDOW)  # Twilio's clock disagrees with ours
+    r = reply(client, lupe, "A las 7")
+    assert r.status_code == 409 and window in unescape(r.get_data(as_text=True))
+    twilio.fail("whatsapp:" + wa, None)
+    assert reply(client, lupe, "A las 7").status_code == 303
+    assert [(m["To"], m["Body"]) for m in twilio.messages][-1] == ("whatsapp:" + wa, "A las 7")
