@@ -234,3 +234,16 @@ def test_a_whatsapp_reply_outside_the_24_hours_is_refused_before_the_provider(cl
     twilio.fail("whatsapp:" + wa, None)
     assert reply(client, lupe, "A las 7").status_code == 303
     assert [(m["To"], m["Body"]) for m in twilio.messages][-1] == ("whatsapp:" + wa, "A las 7")
+
+
+def test_the_member_page_links_to_their_conversation(client, world):
+    rt = world
+    assert sign_in(client, ORGANIZER).status_code == 303
+    jose, rosa = member_id(rt, JOSE), member_id(rt, ROSA)
+    html = page(client, f"/staff/members/{jose}")
+    link = re.search(r'<a href="(/staff/inbox/\d+)">Conversation in the inbox</a>(.{0,120})', html, re.S)
+    assert link and link.group(1) == f"/staff/inbox/{jose}", html
+    assert "open" in link.group(2)
+    assert "Conversation in the inbox" not in page(client, f"/staff/members/{rosa}")  # she never wrote words for staff
+    reply_page = page(client, f"/staff/inbox/{jose}")
+    assert f'href="/staff/members/{jose}"' in reply_page
