@@ -311,7 +311,7 @@ def release_due(rt: Runtime, limit: int = 10) -> list[int]:
 
 
 def update_scheduled(rt: Runtime, broadcast_id: int, req: BroadcastRequest) -> datetime:
-    """Change a scheduled broadcast (texts, filters, send time) while it has not started. Returns its
+    """Change a scheduled broadcast (texts, filters, template, send time) while it has not started. Returns its
     send time. BroadcastError when it has started, was cancelled, or the change is not valid;
     LookupError when there is no such broadcast."""
     req = validate(req, rt.catalog)
@@ -330,6 +330,7 @@ def update_scheduled(rt: Runtime, broadcast_id: int, req: BroadcastRequest) -> d
             raise BroadcastError(f"broadcast #{broadcast_id} has started: it cannot be changed any more")
         b.campaign, b.message_en, b.message_es, b.channel = req.campaign, req.message_en, req.message_es, req.channel
         b.state, b.zip_prefix, b.signed_since, b.send_at = req.state, req.zip_prefix, req.signed_since, send_at
+        b.window_template = req.window_template
         uow.commit()
         return send_at
 
