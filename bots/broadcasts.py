@@ -513,7 +513,8 @@ def wait_in_flight(uow: UnitOfWork, member_id: int, now: datetime, patience: flo
         log.warning("an opt-out is answered without checking for messages in flight: the database is "
                     "unavailable (%s)", exc.__class__.__name__)
         return False
-FOLLOW_UP_COUNTS = ("pending", "held", "sending", "sent", "delivered", "failed", "cancelled", "skipped", "unknown")
+FOLLOW_UP_COUNTS = ("pending", "held", "sending", "sent", "delivered", "failed", "cancelled", "skipped", "unknown",
+                    "outside_window")  # outside_window: a reply window had closed and there was no template
 
 
 def status_of(b: Broadcast, counts: dict[str, int]) -> str:

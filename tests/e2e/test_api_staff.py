@@ -220,3 +220,26 @@ def test_a_broadcast_with_a_whatsapp_template_for_members_outside_the_window(cli
                                                    "whatsapp_template": "hello_world"}, headers=org)
     assert r.status_code == 422 and any(p.startswith("whatsapp_template must be an approved template's Content SID")
                                        for p in r.get_json()["problems"]), r.get_json()
+
+
+def test_a_whatsapp_broadcast_counts_those_outside_the_window(client, rt, tokens, twilio):
+    """Without a template a member outside the 24-hour window is not sent to: the API counts them as
+    such, so that the counts add up to the recipients."""
+    from bots.broadcast_worker import Options, run_worker
+    from tests.support import broadcasts as h
+    from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
+
+    rt.settings = h.settings_for(rt, twilio, twilio_whatsapp_from=WHATSAPP_NUMBER)
+    for phone in ("+13125550177", "+13125550178"):
+        for body in ("FIRMA", "Lupe Ramírez", "60614"):
+            assert post_whatsapp(client, phone, body).status_code == 200
+        rt.clock.advance(hours=25)  # the first is outside the window, the second within it
+    rt.clock.advance(hours=-24)
+    org = bearer(tokens["organizer"])
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Hola {first_name}",
+                                                   "channel": "whatsapp"}, headers=org)
+    assert r.status_code == 201, r.get_json()
+    run_worker(rt, Options(drain=True, poll=0.1))
+    info = client.get(f"/api/staff/broadcasts/{r.get_json()['id']}", headers=org).get_json()
+    assert info["counts"]["sent"] == 1 and info["counts"]["outside_window"] == 1, info
+    assert [m["To"] for m in twilio.messages] == ["whatsapp:+13125550178"]
