@@ -168,6 +168,7 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
     except channels.NotConfigured as exc:
         raise ReplyRefused(f"Not sent: {exc}.") from None
     _wait_for_slot(rt, member.channel, channel.rate(rt.settings))
+    _still_subscribed(rt, member.id)
     result = asyncio.run(_send(sender, member.address, body))
     now = rt.now()
     with rt.db.uow() as uow:
@@ -204,6 +205,18 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
         raise ReplyRefused("The provider did not answer in time: the reply may or may not have arrived. Check "
                            "before sending it again.", conflict=False)
     raise ReplyRefused(f"Not sent: the provider refused it (error {result.error_code}).", conflict=False)
+
+
+def _still_subscribed(rt: Runtime, member_id: int) -> None:
+    """The member's last word before the provider call is theirs: a STOP that came while the reply
+    waited for its slot refuses it (the row read under the lock a STOP's transaction waits on)."""
+    with rt.db.uow() as uow:
+        if broadcast_sql.lock_subscribed(uow.session, [member_id]):
+            uow.commit()
+            return
+        reason = refusal(q.member(uow.session, member_id))
+        uow.commit()
+    raise ReplyRefused(reason or "Not sent: this member can no longer be written to.")
 
 
 async def _send(sender, to: str, body: str) -> plan.SendResult:

@@ -247,3 +247,24 @@ def test_the_member_page_links_to_their_conversation(client, world):
     assert "Conversation in the inbox" not in page(client, f"/staff/members/{rosa}")  # she never wrote words for staff
     reply_page = page(client, f"/staff/inbox/{jose}")
     assert f'href="/staff/members/{jose}"' in reply_page
+
+
+def test_a_stop_while_the_reply_waits_for_its_slot_wins(client, world, twilio, monkeypatch):
+    """The member's last word before the provider call is theirs: a STOP that arrives while a staff
+    reply waits for its rate slot stops the reply too."""
+    from bots import inbox as isvc
+
+    rt = world
+    assert sign_in(client, ORGANIZER).status_code == 303
+    ana = member_id(rt, ANA)
+    token = csrf_token(client, f"/staff/inbox/{ana}")
+    waited = []
+
+    def stop_arrives(*args):
+        waited.append(post_sms(client, ANA, "STOP").status_code)
+
+    monkeypatch.setattr(isvc, "_wait_for_slot", stop_arrives)
+    r = client.post(f"/staff/inbox/{ana}/reply", data={"csrf_token": token, "text": "See you Saturday!"})
+    assert waited == [200]
+    assert r.status_code == 409 and "opted out" in r.get_data(as_text=True)
+    assert not [m for m in twilio.messages if m["To"] == ANA and m["Body"] == "See you Saturday!"]
