@@ -157,3 +157,16 @@ def test_a_whatsapp_reply_goes_within_24_hours_of_the_member_s_last_message_and_
     assert client.post(f"/api/staff/inbox/{lupe}/reply", json={"text": "¿Vienes mañana?"},
                        headers=org).status_code == 202
     assert [m["Body"] for m in twilio.messages][-1] == "¿Vienes mañana?"
+
+
+def test_a_reply_with_a_control_character_is_refused_before_it_is_sent(client, tokens, twilio):
+    """PostgreSQL cannot store a NUL: such a reply, once sent, could not be recorded in the consent log.
+    It is refused first, with the reason."""
+    org = bearer(tokens["organizer"])
+    ana = client.get("/api/staff/inbox?language=en", headers=org).get_json()[0]["member"]
+    for text in ("hi\x00there", "bell\x07"):
+        r = client.post(f"/api/staff/inbox/{ana}/reply", json={"text": text}, headers=org)
+        assert r.status_code == 422 and "control character" in r.get_json()["error"], (text, r.status_code)
+    assert [m for m in twilio.messages if m["To"] == ANA] == []
+    assert client.post(f"/api/staff/inbox/{ana}/reply", json={"text": "Two lines\n\tand a tab, 10\u00a0a.m. \U0001F469\u200d\U0001F467"},
+                       headers=org).status_code == 202  # a pasted no-break space and a family emoji are text
