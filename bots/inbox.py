@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -99,7 +98,7 @@ def check_text(text: str | None) -> str:
         raise ReplyRefused("The reply is empty.", conflict=False)
     if len(text) > REPLY_MAX:
         raise ReplyRefused(f"The reply has {len(text)} characters; the most is {REPLY_MAX}.", conflict=False)
-    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\n\t" for c in text):  # a NUL could not be recorded
+    if plan.has_control_character(text):
         raise ReplyRefused("The reply has a control character (pasted from elsewhere?); take it out.",
                            conflict=False)
     return text

@@ -243,3 +243,16 @@ def test_a_whatsapp_broadcast_counts_those_outside_the_window(client, rt, tokens
     info = client.get(f"/api/staff/broadcasts/{r.get_json()['id']}", headers=org).get_json()
     assert info["counts"]["sent"] == 1 and info["counts"]["outside_window"] == 1, info
     assert [m["To"] for m in twilio.messages] == ["whatsapp:+13125550178"]
+
+
+def test_a_broadcast_text_with_a_control_character_is_a_422(client, rt, tokens):
+    """PostgreSQL cannot store a NUL: the text is refused with the reason, never a 500."""
+    sign_up(client)
+    org = bearer(tokens["organizer"])
+    for body in ({"campaign": "end-scomm", "message": "Rally\x00 at noon"},
+                 {"campaign": "end-scomm", "message": "Rally at noon", "message_es": "Marcha\x1b"}):
+        r = client.post("/api/staff/broadcasts", json=body, headers=org)
+        assert r.status_code == 422 and any("control character" in p for p in r.get_json()["problems"]), r.get_json()
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Rally\r\n\tat noon"},
+                    headers=org)  # a browser's line break
+    assert r.status_code == 201, r.get_json()
