@@ -266,6 +266,9 @@ def add_saved_reply(rt: Runtime, language: str, title: str, text: str, by: str) 
         raise ReplyRefused(f"Choose a language: {', '.join(rt.catalog.languages)}.", conflict=False)
     if not title or len(title) > 80:
         raise ReplyRefused("Give the saved reply a title of at most 80 characters.", conflict=False)
+    if plan.has_control_character(title):
+        raise ReplyRefused("The title has a control character (pasted from elsewhere?); take it out.",
+                           conflict=False)
     check_text(text)
     with rt.db.uow() as uow:
         saved = q.add_saved_reply(uow.session, language, title, text, by, rt.now())

@@ -181,6 +181,9 @@ def test_saved_replies_are_managed_by_admins_and_offered_in_the_reply_box(client
     assert r.status_code == 303
     assert client.post("/staff/inbox/saved", data={"csrf_token": token, "language": "xx", "title": "t",
                                                    "text": "t"}).status_code == 422
+    for bad in ({"title": "Reu\x00nión", "text": "t"}, {"title": "t", "text": "La\x00 reunión"}):
+        r = client.post("/staff/inbox/saved", data={"csrf_token": token, "language": "es", **bad})
+        assert r.status_code == 422 and "control character" in r.get_data(as_text=True), bad  # not a 500
     jose = member_id(rt, JOSE)
     thread = page(client, f"/staff/inbox/{jose}")
     assert "Reunión" in thread and 'data-text="La reunión es el sábado a las 10."' in thread
