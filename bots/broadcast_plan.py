@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -27,11 +28,19 @@ class BroadcastError(ValueError):
     """A broadcast cannot be made as asked; the text says why, in words for staff."""
 
 
+def has_control_character(text: str) -> bool:
+    """A control character other than a line break or a tab: nothing a member should read, and a NUL
+    cannot even be stored by PostgreSQL."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\r\n\t" for c in text)
+
+
 def check_template(text: str | None, what: str = "--message") -> str:
     """The message, stripped, once its placeholders are ones we know ({name}, {first_name})."""
     text = (text or "").strip()
     if not text:
         raise BroadcastError(f"{what} is empty")
+    if has_control_character(text):
+        raise BroadcastError(f"{what} has a control character (pasted from elsewhere?); take it out")
     try:
         parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:

@@ -33,8 +33,9 @@ _STATE = re.compile(r"[A-Z]{2}")
 _ZIP_PREFIX = re.compile(r"[0-9]{1,5}")
 _CONTENT_SID = re.compile(r"HX[0-9a-f]{32}")
 # How problems name the two texts, for whoever asked: the CLI's options, the console's fields, the API's keys.
-FIELD_NAMES = {"cli": ("--message", "--message-es"), "console": ("the English text", "the Spanish text"),
-               "api": ("message", "message_es")}
+FIELD_NAMES = {"cli": ("--message", "--message-es", "--whatsapp-template"),
+               "console": ("the English text", "the Spanish text", "the WhatsApp template"),
+               "api": ("message", "message_es", "whatsapp_template")}
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,12 @@ def validate(req: BroadcastRequest, catalog: Catalog) -> BroadcastRequest:
         raise BroadcastError("signed-since needs a time zone (UTC)")
     if req.send_at is not None and req.send_at.tzinfo is None:
         raise BroadcastError("the send time needs a time zone")
-    en_name, es_name = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])
+    en_name, es_name, template_name = FIELD_NAMES.get(req.wording, FIELD_NAMES["cli"])
     en = plan.check_template(req.message_en, en_name)
     es = plan.check_template(req.message_es, es_name) if (req.message_es or "").strip() else None
     template = (req.window_template or "").strip() or None
     if template and not _CONTENT_SID.fullmatch(template):
-        raise BroadcastError(f"the template must be an approved template's Content SID (HX and 32 hex "
+        raise BroadcastError(f"{template_name} must be an approved template's Content SID (HX and 32 hex "
                              f"digits), not {template[:40]!r}")
     return replace(req, message_en=en, message_es=es, state=state, zip_prefix=zp, created_by=req.created_by[:200],
                    window_template=template)
@@ -310,7 +311,7 @@ def release_due(rt: Runtime, limit: int = 10) -> list[int]:
 
 
 def update_scheduled(rt: Runtime, broadcast_id: int, req: BroadcastRequest) -> datetime:
-    """Change a scheduled broadcast (texts, filters, send time) while it has not started. Returns its
+    """Change a scheduled broadcast (texts, filters, template, send time) while it has not started. Returns its
     send time. BroadcastError when it has started, was cancelled, or the change is not valid;
     LookupError when there is no such broadcast."""
     req = validate(req, rt.catalog)
@@ -329,6 +330,7 @@ def update_scheduled(rt: Runtime, broadcast_id: int, req: BroadcastRequest) -> d
             raise BroadcastError(f"broadcast #{broadcast_id} has started: it cannot be changed any more")
         b.campaign, b.message_en, b.message_es, b.channel = req.campaign, req.message_en, req.message_es, req.channel
         b.state, b.zip_prefix, b.signed_since, b.send_at = req.state, req.zip_prefix, req.signed_since, send_at
+        b.window_template = req.window_template
         uow.commit()
         return send_at
 
@@ -511,7 +513,8 @@ def wait_in_flight(uow: UnitOfWork, member_id: int, now: datetime, patience: flo
         log.warning("an opt-out is answered without checking for messages in flight: the database is "
                     "unavailable (%s)", exc.__class__.__name__)
         return False
-FOLLOW_UP_COUNTS = ("pending", "held", "sending", "sent", "delivered", "failed", "cancelled", "skipped", "unknown")
+FOLLOW_UP_COUNTS = ("pending", "held", "sending", "sent", "delivered", "failed", "cancelled", "skipped", "unknown",
+                    "outside_window")  # outside_window: a reply window had closed and there was no template
 
 
 def status_of(b: Broadcast, counts: dict[str, int]) -> str:

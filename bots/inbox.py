@@ -98,11 +98,14 @@ def check_text(text: str | None) -> str:
         raise ReplyRefused("The reply is empty.", conflict=False)
     if len(text) > REPLY_MAX:
         raise ReplyRefused(f"The reply has {len(text)} characters; the most is {REPLY_MAX}.", conflict=False)
+    if plan.has_control_character(text):
+        raise ReplyRefused("The reply has a control character (pasted from elsewhere?); take it out.",
+                           conflict=False)
     return text
 
 
-def refusal(member) -> str | None:
-    """Why this member may not be written to, or None."""
+def refusal(member, now: datetime | None = None) -> str | None:
+    """Why this member may not be written to (at ``now``: also the channel's reply window), or None."""
     if member.simulated:
         return "This is a simulator conversation: there is nobody to send a reply to."
     if member.opted_out_at is not None:
@@ -112,7 +115,32 @@ def refusal(member) -> str | None:
         return (f"Not sent: this member has been unreachable on {channels.label(member.channel)} since "
                 f"{member.unreachable_at:%Y-%m-%d} (they blocked us, or the number cannot get messages). They can "
                 "be answered again after they next write.")
+    if now is not None:
+        return outside_window(member, now)
     return None
+
+
+def outside_window(member, now: datetime) -> str | None:
+    """A channel with a reply window (WhatsApp: 24 hours) takes free text only that long after the
+    member's last message; the provider refuses it after (Twilio's 63016), so it is not sent at all."""
+    window = getattr(channels.get(member.channel), "reply_window", None)
+    last = member.last_seen_at
+    if window is None or (last is not None and now - last < window):
+        return None
+    return _window_reason(member.channel, f"their last was {_ago(now - last)} ago" if last is not None
+                          else "they have not written on it")
+
+
+def _window_reason(channel: str, when: str) -> str:
+    hours = round(channels.get(channel).reply_window.total_seconds() / 3600)
+    return (f"Not sent: {channels.label(channel)} allows a free reply only within {hours} hours of the "
+            f"member's last message; {when}. It can be sent once they write again; meanwhile only a broadcast "
+            "with an approved template reaches them.")
+
+
+def _ago(delta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours // 24} days" if hours >= 48 else f"{hours} hours"
 
 
 def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: str | None = None) -> str:
@@ -126,7 +154,7 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
             raise LookupError(member_id)
         last = q.last_staff_message(uow.session, member_id)
         uow.session.expunge(member)
-    reason = refusal(member)
+    reason = refusal(member, rt.now())
     if reason:
         raise ReplyRefused(reason)
     if last is not None and last[0] == text and (rt.now() - last[1]).total_seconds() < REPEAT_WINDOW:
@@ -143,6 +171,7 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
     except channels.NotConfigured as exc:
         raise ReplyRefused(f"Not sent: {exc}.") from None
     _wait_for_slot(rt, member.channel, channel.rate(rt.settings))
+    _still_subscribed(rt, member.id)
     result = asyncio.run(_send(sender, member.address, body))
     now = rt.now()
     with rt.db.uow() as uow:
@@ -173,10 +202,24 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
             uow.commit()
             raise ReplyRefused(f"Not sent: {channels.label(member.channel)} asks us to slow down; try again in "
                                f"{max(1, round(result.retry_after or 1))} seconds.", conflict=False)
+    if result.kind == plan.OUTSIDE_WINDOW:  # the provider's clock, or a message we have not seen yet
+        raise ReplyRefused(_window_reason(member.channel, f"{channels.label(member.channel)} says it has passed"))
     if result.kind == plan.UNKNOWN:
         raise ReplyRefused("The provider did not answer in time: the reply may or may not have arrived. Check "
                            "before sending it again.", conflict=False)
     raise ReplyRefused(f"Not sent: the provider refused it (error {result.error_code}).", conflict=False)
+
+
+def _still_subscribed(rt: Runtime, member_id: int) -> None:
+    """The member's last word before the provider call is theirs: a STOP that came while the reply
+    waited for its slot refuses it (the row read under the lock a STOP's transaction waits on)."""
+    with rt.db.uow() as uow:
+        if broadcast_sql.lock_subscribed(uow.session, [member_id]):
+            uow.commit()
+            return
+        reason = refusal(q.member(uow.session, member_id))
+        uow.commit()
+    raise ReplyRefused(reason or "Not sent: this member can no longer be written to.")
 
 
 async def _send(sender, to: str, body: str) -> plan.SendResult:
@@ -223,6 +266,9 @@ def add_saved_reply(rt: Runtime, language: str, title: str, text: str, by: str) 
         raise ReplyRefused(f"Choose a language: {', '.join(rt.catalog.languages)}.", conflict=False)
     if not title or len(title) > 80:
         raise ReplyRefused("Give the saved reply a title of at most 80 characters.", conflict=False)
+    if plan.has_control_character(title):
+        raise ReplyRefused("The title has a control character (pasted from elsewhere?); take it out.",
+                           conflict=False)
     check_text(text)
     with rt.db.uow() as uow:
         saved = q.add_saved_reply(uow.session, language, title, text, by, rt.now())

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from bots import channels
 from bots.broadcasts import stop_notice, template_for
 from bots.runtime import Runtime
+from storage import inbox as inbox_sql
 from storage import staff_queries as q
 
 
@@ -19,6 +20,7 @@ class MemberHistory:
     signatures: list
     deliveries: list["DeliveryLine"]  # broadcast messages made for them, newest first
     explanation: list[str]
+    conversation: inbox_sql.ThreadRow | None = None  # their words for staff in the inbox, if they wrote any
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,14 @@ def member_history(rt: Runtime, member_id: int) -> MemberHistory | None:
         consent = q.member_consent(uow.session, member_id)
         signatures = q.member_signatures(uow.session, member_id)
         deliveries = [_delivery_line(rt, d, b) for d, b in q.member_deliveries(uow.session, member_id)]
+        conversation = inbox_sql.thread(uow.session, member_id)
         uow.session.expunge_all()
     lines = explain(member, consent, signatures, rt.catalog)
     if deliveries:
         lines.append(f"{len(deliveries)} broadcast message{'s' if len(deliveries) != 1 else ''} made for them "
                      f"(the latest from broadcast #{deliveries[0].broadcast_id}, to signers of "
                      f"{deliveries[0].campaign}): see “Broadcast messages sent” below.")
-    return MemberHistory(member, consent, signatures, deliveries, lines)
+    return MemberHistory(member, consent, signatures, deliveries, lines, conversation)
 
 
 def _delivery_line(rt: Runtime, d, b) -> DeliveryLine:

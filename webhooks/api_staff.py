@@ -182,8 +182,6 @@ def _broadcast_request(data: dict) -> bsvc.BroadcastRequest:
         problems.append("campaign is required")
     if not values["message"]:
         problems.append("message is required")
-    if values["whatsapp_template"]:
-        problems.append("whatsapp_template: this server has no WhatsApp channel")
     since = _since(values["signed_since"], problems)
     send_at = None
     if values["send_at"]:
@@ -195,7 +193,8 @@ def _broadcast_request(data: dict) -> bsvc.BroadcastRequest:
         raise Unprocessable(*problems)
     return bsvc.BroadcastRequest(values["campaign"], values["message"], values["message_es"],
                                  (values["channel"] or bsvc.ALL).lower(), values["state"], values["zip_prefix"], since,
-                                 created_by=_user().who, wording="api", send_at=send_at)
+                                 created_by=_user().who, wording="api", send_at=send_at,
+                                 window_template=values["whatsapp_template"])
 
 
 @bp.post("/broadcasts")

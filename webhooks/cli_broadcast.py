@@ -258,7 +258,7 @@ def status(ctx: click.Context, broadcast_id: int | None, limit: int):
     p = svc.progress(rt, broadcast_id)
     if p is None:
         raise click.ClickException(f"no broadcast #{broadcast_id}")
-    _print_detail(console, p)
+    _print_detail(console, p, rt.settings.timezone)
 
 
 def _audience(b, short: bool = False) -> str:
@@ -315,10 +315,14 @@ def _print_list(console, rows) -> None:
     console.print(t)
 
 
-def _print_detail(console, p) -> None:
+def _print_detail(console, p, zone: str) -> None:
+    """One broadcast; a time to come is in the organization's time zone (FIRMA_TIMEZONE) as well."""
     from rich.table import Table
 
+    from bots.broadcasts import local_time
+
     b = p.broadcast
+    waiting = b.send_at is not None and b.queued_at is None and b.cancelled_at is None
     console.print(f"[bold]Broadcast #{b.id}[/bold] to signers of {b.campaign}: {p.state}")
     facts = Table.grid(padding=(0, 2))
     facts.add_column(no_wrap=True)
@@ -326,7 +330,8 @@ def _print_detail(console, p) -> None:
     facts.add_row("to", _audience(b))
     facts.add_row("created", f"{_when(b.created_at)} by {b.created_by}")
     if b.send_at is not None:
-        facts.add_row("scheduled for", _when(b.send_at) + ("" if b.queued_at is None else " (started)"))
+        facts.add_row("scheduled for", f"{local_time(b.send_at, zone)} ({_when(b.send_at)})"
+                      + ("" if b.queued_at is None else ", started"))
     if b.started_at:
         facts.add_row("started", _when(b.started_at))
     if b.finished_at:
@@ -339,6 +344,10 @@ def _print_detail(console, p) -> None:
     if b.window_template:
         facts.add_row("WhatsApp", f"members outside the 24-hour window get the approved template {b.window_template}")
     console.print(facts)
+    if waiting:  # its recipients are written when its time comes: no counts yet
+        console.print(f"nothing is sent before then; it goes to the signers the filters match at that time "
+                      f"(`firma broadcast cancel {b.id}` cancels it)")
+        return
     counts = Table.grid(padding=(0, 2))
     counts.add_column(no_wrap=True)
     counts.add_column(justify="right", no_wrap=True)

@@ -300,7 +300,7 @@ def edit(broadcast_id: int):
         values = {"campaign": b.campaign, "message_en": b.message_en, "message_es": b.message_es or "",
                   "channel": b.channel, "state": b.state or "", "zip_prefix": b.zip_prefix or "",
                   "signed_since": b.signed_since.strftime("%Y-%m-%d") if b.signed_since else "",
-                  "send_at": _local_input(b.send_at)}
+                  "send_at": _local_input(b.send_at), "whatsapp_template": b.window_template or ""}
         return _render_edit(b, values)
     values = _form_values()
     if not values["send_at"]:

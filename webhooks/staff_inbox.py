@@ -87,7 +87,7 @@ def thread(member_id: int):
     chosen = request.args.get("saved", type=int)
     draft = next((s.text for s in saved if s.id == chosen), "")
     return render_template("staff/inbox_thread.html", page="inbox", c=found, m=found.member, t=found.thread,
-                           saved=saved, draft=draft, refusal=svc.refusal(found.member), languages=LANGUAGES)
+                           saved=saved, draft=draft, refusal=svc.refusal(found.member, rt.now()), languages=LANGUAGES)
 
 
 @bp.post("/<int:member_id>/reply")
@@ -103,7 +103,7 @@ def reply(member_id: int):
         found = _conversation(member_id, mark_read=False)
         return render_template("staff/inbox_thread.html", page="inbox", c=found, m=found.member, t=found.thread,
                                saved=svc.saved_replies(rt), draft=text, error=str(exc),
-                               refusal=svc.refusal(found.member), languages=LANGUAGES), 409 if exc.conflict else 422
+                               refusal=svc.refusal(found.member, rt.now()), languages=LANGUAGES), 409 if exc.conflict else 422
     flash("Reply sent.")
     return redirect(url_for(".thread", member_id=member_id) + "#latest", code=303)
 

@@ -51,24 +51,46 @@ LEAST_ROLE = {
 RANK = {"viewer": 0, "organizer": 1, "admin": 2}
 
 
-def _url(rule) -> str:
-    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: {"slug": "end-scomm"}.get(m.group(1), "1"), rule.rule)
+@pytest.fixture
+def things(rt, client):
+    """What the routes' ids name, so that a role that may reaches the real thing, not a 404: a member
+    with a conversation in the inbox (by its opaque id), a broadcast scheduled for tomorrow."""
+    from datetime import timedelta
+
+    from bots import broadcasts as bsvc
+    from bots import inbox as isvc
+    from storage.models import Member
+    from tests.support.twilio_client import post_sms
+
+    sign_up(client)
+    assert post_sms(client, "+13125550101", "Can I volunteer on Saturdays?").status_code == 200
+    with rt.db.reader() as uow:
+        member_id = uow.session.scalars(select(Member.id).where(Member.address == "+13125550101")).one()
+    created = bsvc.create_broadcast(rt, bsvc.BroadcastRequest("end-scomm", "Vigil tomorrow, {first_name}!",
+                                                              send_at=rt.now() + timedelta(days=1)))
+    return {"slug": "end-scomm", "member": isvc.opaque(member_id), "broadcast_id": created.id}
+
+
+def _url(rule, things) -> str:
+    path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: str(things[m.group(1)]), rule.rule)
+    return path + ("?campaign=end-scomm" if rule.endpoint == "api_staff.signatures" else "")
 
 
 @pytest.mark.parametrize("role", ["admin", "organizer", "viewer", None])
-def test_every_api_route_for_each_role_and_without_a_token(app, client, tokens, role):
+def test_every_api_route_for_each_role_and_without_a_token(app, client, tokens, things, role):
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/api/staff/")]
     assert {r.endpoint for r in rules} >= set(LEAST_ROLE)
-    for rule in rules:
+    for rule in sorted(rules, key=lambda r: "GET" not in r.methods):  # reads first, then the writes
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             headers = bearer(tokens[role]) if role else {}
-            r = client.open(_url(rule), method=method, json={}, headers=headers)
+            r = client.open(_url(rule, things), method=method, json={}, headers=headers)
             where = (role, method, rule.rule, r.status_code, r.get_data(as_text=True)[:200])
             assert r.is_json and "error" in r.get_json() or r.status_code < 400, where
             if role is None:
                 assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer"), where
             elif RANK[role] >= RANK[LEAST_ROLE.get(rule.endpoint, "admin")]:
-                assert r.status_code not in (401, 403), where
+                assert r.status_code not in (401, 403, 404), where  # the real thing, or a 422 for the empty body
+                assert method != "GET" or r.status_code == 200, where
             else:
                 assert r.status_code == 403 and "role" in r.get_json()["error"], where
 
@@ -177,3 +199,60 @@ def test_broadcast_created_followed_up_and_cancelled(client, rt, tokens):
     who = "api:organizer script (organizer@example.org)"
     assert (who, "broadcast", str(created["id"])) in audit_rows(rt)
     assert (who, "broadcast_cancel", str(created["id"])) in audit_rows(rt)
+
+
+def test_a_broadcast_with_a_whatsapp_template_for_members_outside_the_window(client, rt, tokens):
+    from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
+
+    rt.settings = rt.settings.with_(twilio_whatsapp_from=WHATSAPP_NUMBER)
+    for body in ("FIRMA", "Lupe Ramírez", "60614"):
+        assert post_whatsapp(client, "+13125550177", body).status_code == 200
+    rt.clock.advance(hours=30)
+    org, sid = bearer(tokens["organizer"]), "HX" + "ab12" * 8
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Hi {first_name}!",
+                                                   "channel": "whatsapp", "whatsapp_template": sid}, headers=org)
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["recipients"] == {"whatsapp": 1}
+    from storage.models import Broadcast
+    with rt.db.reader() as uow:
+        assert uow.session.get(Broadcast, r.get_json()["id"]).window_template == sid
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Hi", "channel": "whatsapp",
+                                                   "whatsapp_template": "hello_world"}, headers=org)
+    assert r.status_code == 422 and any(p.startswith("whatsapp_template must be an approved template's Content SID")
+                                       for p in r.get_json()["problems"]), r.get_json()
+
+
+def test_a_whatsapp_broadcast_counts_those_outside_the_window(client, rt, tokens, twilio):
+    """Without a template a member outside the 24-hour window is not sent to: the API counts them as
+    such, so that the counts add up to the recipients."""
+    from bots.broadcast_worker import Options, run_worker
+    from tests.support import broadcasts as h
+    from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
+
+    rt.settings = h.settings_for(rt, twilio, twilio_whatsapp_from=WHATSAPP_NUMBER)
+    for phone in ("+13125550177", "+13125550178"):
+        for body in ("FIRMA", "Lupe Ramírez", "60614"):
+            assert post_whatsapp(client, phone, body).status_code == 200
+        rt.clock.advance(hours=25)  # the first is outside the window, the second within it
+    rt.clock.advance(hours=-24)
+    org = bearer(tokens["organizer"])
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Hola {first_name}",
+                                                   "channel": "whatsapp"}, headers=org)
+    assert r.status_code == 201, r.get_json()
+    run_worker(rt, Options(drain=True, poll=0.1))
+    info = client.get(f"/api/staff/broadcasts/{r.get_json()['id']}", headers=org).get_json()
+    assert info["counts"]["sent"] == 1 and info["counts"]["outside_window"] == 1, info
+    assert [m["To"] for m in twilio.messages] == ["whatsapp:+13125550178"]
+
+
+def test_a_broadcast_text_with_a_control_character_is_a_422(client, rt, tokens):
+    """PostgreSQL cannot store a NUL: the text is refused with the reason, never a 500."""
+    sign_up(client)
+    org = bearer(tokens["organizer"])
+    for body in ({"campaign": "end-scomm", "message": "Rally\x00 at noon"},
+                 {"campaign": "end-scomm", "message": "Rally at noon", "message_es": "Marcha\x1b"}):
+        r = client.post("/api/staff/broadcasts", json=body, headers=org)
+        assert r.status_code == 422 and any("control character" in p for p in r.get_json()["problems"]), r.get_json()
+    r = client.post("/api/staff/broadcasts", json={"campaign": "end-scomm", "message": "Rally\r\n\tat noon"},
+                    headers=org)  # a browser's line break
+    assert r.status_code == 201, r.get_json()

@@ -130,3 +130,43 @@ def test_a_broadcast_counts_the_replies_its_recipients_wrote(client, rt, tokens,
     assert info["replies_after"] == 1
     with rt.db.reader() as uow:
         assert uow.session.scalars(select(Member).where(Member.address == ANA)).one().opted_out_at is None
+
+
+def test_a_whatsapp_reply_goes_within_24_hours_of_the_member_s_last_message_and_not_after(client, rt, tokens,
+                                                                                           twilio):
+    """Twilio refuses free text outside WhatsApp's window (63016): the reply is refused before it is
+    sent, with the reason, and goes again once the member has written."""
+    from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
+
+    rt.settings = rt.settings.with_(twilio_whatsapp_from=WHATSAPP_NUMBER)
+    wa, org = "+13125550177", bearer(tokens["organizer"])
+    for body in ("FIRMA", "Lupe Ramírez", "60614", "¿Puedo llevar a mis hijos?"):
+        assert post_whatsapp(client, wa, body).status_code == 200
+    lupe = client.get("/api/staff/inbox?channel=whatsapp", headers=org).get_json()[0]["member"]
+    rt.clock.advance(hours=23, minutes=50)
+    assert client.post(f"/api/staff/inbox/{lupe}/reply", json={"text": "¡Sí, claro!"}, headers=org).status_code == 202
+    assert [(m["To"], m["Body"]) for m in twilio.messages] == [("whatsapp:" + wa, "¡Sí, claro!")]
+
+    rt.clock.advance(minutes=20)  # 24 hours and 10 minutes after her last message
+    r = client.post(f"/api/staff/inbox/{lupe}/reply", json={"text": "¿Vienes mañana?"}, headers=org)
+    assert r.status_code == 409, r.get_json()
+    assert "WhatsApp allows a free reply only within 24 hours of the member's last message" in r.get_json()["error"]
+    assert len(twilio.messages) == 1  # the provider was not asked
+
+    assert post_whatsapp(client, wa, "Hola otra vez").status_code == 200
+    assert client.post(f"/api/staff/inbox/{lupe}/reply", json={"text": "¿Vienes mañana?"},
+                       headers=org).status_code == 202
+    assert [m["Body"] for m in twilio.messages][-1] == "¿Vienes mañana?"
+
+
+def test_a_reply_with_a_control_character_is_refused_before_it_is_sent(client, tokens, twilio):
+    """PostgreSQL cannot store a NUL: such a reply, once sent, could not be recorded in the consent log.
+    It is refused first, with the reason."""
+    org = bearer(tokens["organizer"])
+    ana = client.get("/api/staff/inbox?language=en", headers=org).get_json()[0]["member"]
+    for text in ("hi\x00there", "bell\x07"):
+        r = client.post(f"/api/staff/inbox/{ana}/reply", json={"text": text}, headers=org)
+        assert r.status_code == 422 and "control character" in r.get_json()["error"], (text, r.status_code)
+    assert [m for m in twilio.messages if m["To"] == ANA] == []
+    assert client.post(f"/api/staff/inbox/{ana}/reply", json={"text": "Two lines\n\tand a tab, 10\u00a0a.m. \U0001F469\u200d\U0001F467"},
+                       headers=org).status_code == 202  # a pasted no-break space and a family emoji are text

@@ -166,3 +166,37 @@ def test_the_export_never_includes_inbox_messages(client, rt):
     result = cli(rt, "export", "--campaign", "end-scomm", "--include-contact")
     assert result.exit_code == 0 and "Ana López" in result.output
     assert "PRIVATE-WORDS" not in result.output
+
+
+def test_forget_a_number_erases_its_whatsapp_and_sms_conversations(client, rt):
+    """One number on SMS and on WhatsApp is one person: forgetting it erases the words they wrote on
+    each, whichever channel the number is found on first."""
+    from tests.support.twilio_client import post_whatsapp
+
+    for body in ("FIRMA", "Lupe Ramírez", "60614", "Mi hermano fue detenido, ¿quién ayuda?"):
+        assert post_whatsapp(client, PHONE, body).status_code == 200
+    texts(client, "Otra pregunta por SMS sobre mi hermano")
+    with rt.db.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(InboxThread)) == 2  # one per channel
+    result = cli(rt, "member", "forget", PHONE, "--yes")
+    assert result.exit_code == 0, result.output
+    with rt.db.uow() as uow:
+        s = uow.session
+        assert s.scalar(select(func.count()).select_from(InboxMessage).where(InboxMessage.text.like("%hermano%"))) == 0
+        assert s.scalar(select(func.count()).select_from(InboxThread)) == 0
+        assert s.scalar(select(func.count()).select_from(Member).where(Member.address == PHONE)) == 0
+
+
+def test_forget_a_whatsapp_only_member_erases_their_conversation(client, rt):
+    from tests.support.twilio_client import post_whatsapp
+
+    for body in ("Hola, ¿qué es esto?", "FIRMA", "Lupe Ramírez", "60614", "¿Hay reunión el sábado?"):
+        assert post_whatsapp(client, PHONE, body).status_code == 200
+    assert len([r for r in inbox(rt)[0] if r[0] == "member"]) == 2
+    result = cli(rt, "member", "forget", PHONE, "--yes")
+    assert result.exit_code == 0, result.output
+    with rt.db.uow() as uow:
+        s = uow.session
+        assert s.scalar(select(func.count()).select_from(InboxMessage)) == 0
+        assert s.scalar(select(func.count()).select_from(InboxThread)) == 0
+        assert s.scalar(select(func.count()).select_from(Member).where(Member.address == PHONE)) == 0

@@ -181,6 +181,9 @@ def test_saved_replies_are_managed_by_admins_and_offered_in_the_reply_box(client
     assert r.status_code == 303
     assert client.post("/staff/inbox/saved", data={"csrf_token": token, "language": "xx", "title": "t",
                                                    "text": "t"}).status_code == 422
+    for bad in ({"title": "Reu\x00nión", "text": "t"}, {"title": "t", "text": "La\x00 reunión"}):
+        r = client.post("/staff/inbox/saved", data={"csrf_token": token, "language": "es", **bad})
+        assert r.status_code == 422 and "control character" in r.get_data(as_text=True), bad  # not a 500
     jose = member_id(rt, JOSE)
     thread = page(client, f"/staff/inbox/{jose}")
     assert "Reunión" in thread and 'data-text="La reunión es el sábado a las 10."' in thread
@@ -199,3 +202,72 @@ def test_viewers_may_not_read_the_inbox(client, world):
     assert client.get("/staff/inbox").status_code == 403
     assert client.get(f"/staff/inbox/{member_id(world, ANA)}").status_code == 403
     assert "Inbox" not in page(client, "/staff/")
+
+
+def test_a_whatsapp_reply_outside_the_24_hours_is_refused_before_the_provider(client, world, twilio):
+    """Past WhatsApp's window the page says why instead of offering a reply box, and a reply posted
+    anyway never reaches Twilio; inside it the reply goes, and Twilio's own 63016 reads the same."""
+    from html import unescape
+
+    from tests.support.standins import WHATSAPP_OUTSIDE_WINDOW
+    from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
+
+    rt = world
+    rt.settings = rt.settings.with_(twilio_whatsapp_from=WHATSAPP_NUMBER)
+    wa = "+13125550177"
+    for body in ("FIRMA", "Lupe Ramírez", "60614", "¿A qué hora es la vigilia?"):
+        assert post_whatsapp(client, wa, body).status_code == 200
+    lupe = member_id(rt, wa)
+    assert sign_in(client, ORGANIZER).status_code == 303
+    assert 'name="text"' in page(client, f"/staff/inbox/{lupe}")
+    rt.clock.advance(hours=25)
+    assert sign_in(client, ORGANIZER).status_code == 303  # the session did not last a day
+    thread = unescape(page(client, f"/staff/inbox/{lupe}"))
+    window = "WhatsApp allows a free reply only within 24 hours of the member's last message"
+    assert window in thread and "their last was 25 hours ago" in thread and 'name="text"' not in thread
+    sent_before = len(twilio.messages)
+    r = reply(client, lupe, "A las 7")
+    assert r.status_code == 409 and window in unescape(r.get_data(as_text=True))
+    assert len(twilio.messages) == sent_before
+
+    assert post_whatsapp(client, wa, "¿Hola?").status_code == 200
+    twilio.fail("whatsapp:" + wa, WHATSAPP_OUTSIDE_WINDOW)  # Twilio's clock disagrees with ours
+    r = reply(client, lupe, "A las 7")
+    assert r.status_code == 409 and window in unescape(r.get_data(as_text=True))
+    twilio.fail("whatsapp:" + wa, None)
+    assert reply(client, lupe, "A las 7").status_code == 303
+    assert [(m["To"], m["Body"]) for m in twilio.messages][-1] == ("whatsapp:" + wa, "A las 7")
+
+
+def test_the_member_page_links_to_their_conversation(client, world):
+    rt = world
+    assert sign_in(client, ORGANIZER).status_code == 303
+    jose, rosa = member_id(rt, JOSE), member_id(rt, ROSA)
+    html = page(client, f"/staff/members/{jose}")
+    link = re.search(r'<a href="(/staff/inbox/\d+)">Conversation in the inbox</a>(.{0,120})', html, re.S)
+    assert link and link.group(1) == f"/staff/inbox/{jose}", html
+    assert "open" in link.group(2)
+    assert "Conversation in the inbox" not in page(client, f"/staff/members/{rosa}")  # she never wrote words for staff
+    reply_page = page(client, f"/staff/inbox/{jose}")
+    assert f'href="/staff/members/{jose}"' in reply_page
+
+
+def test_a_stop_while_the_reply_waits_for_its_slot_wins(client, world, twilio, monkeypatch):
+    """The member's last word before the provider call is theirs: a STOP that arrives while a staff
+    reply waits for its rate slot stops the reply too."""
+    from bots import inbox as isvc
+
+    rt = world
+    assert sign_in(client, ORGANIZER).status_code == 303
+    ana = member_id(rt, ANA)
+    token = csrf_token(client, f"/staff/inbox/{ana}")
+    waited = []
+
+    def stop_arrives(*args):
+        waited.append(post_sms(client, ANA, "STOP").status_code)
+
+    monkeypatch.setattr(isvc, "_wait_for_slot", stop_arrives)
+    r = client.post(f"/staff/inbox/{ana}/reply", data={"csrf_token": token, "text": "See you Saturday!"})
+    assert waited == [200]
+    assert r.status_code == 409 and "opted out" in r.get_data(as_text=True)
+    assert not [m for m in twilio.messages if m["To"] == ANA and m["Body"] == "See you Saturday!"]

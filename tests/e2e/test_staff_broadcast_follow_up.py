@@ -104,3 +104,35 @@ def test_a_cancelled_broadcast_is_not_done_and_no_cli_wording(staff_client, rt, 
     assert "the English text is empty" in body and "--message" not in body
     for path in ("/staff/broadcasts/", "/staff/broadcasts/new", "/staff/broadcasts/1"):
         assert "--" not in text(staff_client.get(path).get_data(as_text=True)).replace("<!--", ""), path
+
+
+def test_a_scheduled_broadcast_s_whatsapp_template_is_shown_and_changed_in_its_edit_form(staff_client, rt):
+    """Scheduled days ahead, most WhatsApp members are outside the 24-hour window by then: the edit
+    form must keep, change or clear the approved template like every other field."""
+    from storage.models import Broadcast
+    from tests.support.twilio_client import WHATSAPP_NUMBER
+
+    rt.settings = rt.settings.with_(twilio_whatsapp_from=WHATSAPP_NUMBER)
+    first, second = "HX" + "0f" * 16, "HX" + "a1" * 16
+    created = bsvc.create_broadcast(rt, bsvc.BroadcastRequest("end-scomm", "Vigil on Friday", channel="whatsapp",
+                                                              window_template=first,
+                                                              send_at=rt.now() + timedelta(days=3)))
+    path = f"/staff/broadcasts/{created.id}/edit"
+    edit = staff_client.get(path).get_data(as_text=True)
+    assert re.search(rf'name="whatsapp_template" value="{first}"', edit), edit
+
+    def template_after(**changes):
+        values = {"csrf_token": csrf_token(staff_client, path), "campaign": "end-scomm",
+                  "message_en": "Vigil on Friday", "message_es": "", "channel": "whatsapp", "state": "",
+                  "zip_prefix": "", "signed_since": "", "send_at": "2026-11-30T10:00", **changes}
+        r = staff_client.post(path, data=values)
+        with rt.db.reader() as uow:
+            return r, uow.session.get(Broadcast, created.id).window_template
+
+    r, kept = template_after(whatsapp_template=second)
+    assert r.status_code == 303 and kept == second
+    r, kept = template_after(whatsapp_template="hello_world")
+    assert r.status_code == 400 and "the WhatsApp template must be an approved template" in r.get_data(as_text=True)
+    assert kept == second
+    r, kept = template_after(whatsapp_template="")
+    assert r.status_code == 303 and kept is None

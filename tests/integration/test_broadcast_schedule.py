@@ -149,6 +149,9 @@ def test_cli_at_writes_a_scheduled_broadcast_and_returns(rt, twilio):
     [p] = broadcasts.list_broadcasts(rt)
     assert p.broadcast.send_at == datetime(2099, 3, 1, 15, 30, tzinfo=timezone.utc) and p.counts == {}
     assert twilio.messages == []
+    res = cli("broadcast", "status", str(p.broadcast.id))  # as staff read it, in the organization's time
+    assert res.exit_code == 0 and "scheduled for  2099-03-01 09:30 CST (2099-03-01 15:30 UTC)" in res.output, res.output
+    assert "nothing is sent before then" in res.output and "accepted by the provider" not in res.output  # no 0s
     res = cli("broadcast", "cancel", str(p.broadcast.id), "--yes")
     assert "cancelled before its time: nothing will be sent" in res.output
     for bad, says in (("next tuesday", "like 2026-12-05T10:00"), ("2020-01-01T10:00", "has passed")):
