@@ -225,7 +225,7 @@ def test_a_broadcast_with_a_whatsapp_template_for_members_outside_the_window(cli
 def test_a_whatsapp_broadcast_counts_those_outside_the_window(client, rt, tokens, twilio):
     """Without a template a member outside the 24-hour window is not sent to: the API counts them as
     such, so that the counts add up to the recipients."""
-    from bots.broadcast_worker import Options, run_worker
+    from bots.worker import Options, run_worker
     from tests.support import broadcasts as h
     from tests.support.twilio_client import WHATSAPP_NUMBER, post_whatsapp
 
