@@ -120,6 +120,12 @@ def refusal(member, now: datetime | None = None) -> str | None:
     return None
 
 
+def window_closes(member) -> datetime | None:
+    """Until when a free reply reaches the member on a channel with a reply window (None: no window)."""
+    window = getattr(channels.get(member.channel), "reply_window", None)
+    return member.last_seen_at + window if window is not None and member.last_seen_at is not None else None
+
+
 def outside_window(member, now: datetime) -> str | None:
     """A channel with a reply window (WhatsApp: 24 hours) takes free text only that long after the
     member's last message; the provider refuses it after (Twilio's 63016), so it is not sent at all."""

@@ -33,7 +33,7 @@ ATTEMPTS_KEPT = timedelta(days=1)
 
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")  # no control characters
 
 
 # Roles, each allowed what the one after it is and more: admins manage staff and campaigns and see

@@ -20,6 +20,8 @@ def member_group():
 def forget(obj, contact: str, channel: str | None, yes: bool):
     """Erase CONTACT's personal data (an E.164 phone number or a Telegram user id).
 
+    A phone number is one person on SMS and on WhatsApp: both are forgotten, and so is a Telegram
+    chat that shared that number. Their conversations in the inbox are deleted.
     Names, ZIP codes, cities and the contact itself are erased for good; the signatures still count,
     anonymously, and the contact stays opted out: firma never writes to it again unless the person
     texts a keyword anew. A consent event of kind "forget" records the erasure.

@@ -87,7 +87,8 @@ def thread(member_id: int):
     chosen = request.args.get("saved", type=int)
     draft = next((s.text for s in saved if s.id == chosen), "")
     return render_template("staff/inbox_thread.html", page="inbox", c=found, m=found.member, t=found.thread,
-                           saved=saved, draft=draft, refusal=svc.refusal(found.member, rt.now()), languages=LANGUAGES)
+                           saved=saved, draft=draft, refusal=svc.refusal(found.member, rt.now()), languages=LANGUAGES,
+                           window_closes=svc.window_closes(found.member))
 
 
 @bp.post("/<int:member_id>/reply")

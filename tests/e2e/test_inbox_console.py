@@ -219,7 +219,11 @@ def test_a_whatsapp_reply_outside_the_24_hours_is_refused_before_the_provider(cl
         assert post_whatsapp(client, wa, body).status_code == 200
     lupe = member_id(rt, wa)
     assert sign_in(client, ORGANIZER).status_code == 303
-    assert 'name="text"' in page(client, f"/staff/inbox/{lupe}")
+    open_page = unescape(page(client, f"/staff/inbox/{lupe}"))
+    assert 'name="text"' in open_page
+    # 18:00 UTC plus the 3 minutes the fixture's members took: she wrote at 18:03
+    assert "WhatsApp takes a free reply until Nov 28, 18:03 UTC (24 hours after the member's last message)" \
+        in open_page
     rt.clock.advance(hours=25)
     assert sign_in(client, ORGANIZER).status_code == 303  # the session did not last a day
     thread = unescape(page(client, f"/staff/inbox/{lupe}"))

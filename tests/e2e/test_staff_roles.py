@@ -169,3 +169,14 @@ def test_an_admin_changes_a_role_in_the_console(prod_app, rt, logins):
     assert r.status_code == 400 and "only active admin" in r.get_data(as_text=True)
     r = c.post("/staff/team/role", data={"csrf_token": token, "email": VIEWER, "role": "owner"})
     assert r.status_code == 400 and "is not a role" in r.get_data(as_text=True)
+
+
+def test_a_role_change_for_an_address_with_a_control_character_is_a_400(client, prod_app, logins):
+    """PostgreSQL cannot compare a NUL: the address is refused as no email address, never a 500."""
+    admin = https_client(prod_app)
+    assert sign_in(admin, ADMIN).status_code == 303
+    token = csrf_token(admin, "/staff/team")
+    for email in ("viewer\x00@example.org", "viewer@example.org\x1b"):
+        r = admin.post("/staff/team/role", data={"csrf_token": token, "email": email, "role": "admin"},
+                       headers={"Referer": "https://firma.example.org/staff/team"})
+        assert r.status_code == 400 and "is not an email address" in r.get_data(as_text=True), email

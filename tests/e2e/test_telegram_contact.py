@@ -153,3 +153,27 @@ def test_a_shared_number_met_first_on_whatsapp_joins_that_person(client, rt, clo
         rows = {m.channel: m for m in uow.session.scalars(select(Member))}
         assert "sms" not in rows  # no SMS member made up for a number that never texted
         assert rows["telegram"].person_id == rows["whatsapp"].id
+
+
+def test_forgetting_a_whatsapp_number_forgets_the_telegram_chat_that_shared_it(client, rt):
+    """`firma member forget NUMBER`: the person is the WhatsApp member and the Telegram chat linked
+    to it; both lose their data and their words in the inbox."""
+    from storage.models import InboxMessage, InboxThread
+    from tests.e2e.test_inbox_capture import cli
+    from tests.support.twilio_client import post_whatsapp
+
+    for text in ("SCOMM", "Ana López", "60601", "¿Dónde firmo en papel?"):
+        assert post_whatsapp(client, PHONE, text).status_code == 200
+    tg_sign(client)
+    share(client, ANA_TG, PHONE, ANA_TG)
+    tg_say(client, ANA_TG, "My cousin wants to sign too")
+    with rt.db.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(InboxThread)) == 2
+    result = cli(rt, "member", "forget", PHONE, "--yes")
+    assert result.exit_code == 0 and "with 1 contact(s) linked to the same person" in result.output, result.output
+    with rt.db.uow() as uow:
+        s = uow.session
+        assert s.scalar(select(func.count()).select_from(InboxMessage)) == 0
+        assert s.scalar(select(func.count()).select_from(InboxThread)) == 0
+        assert all(m.address.startswith("forgotten:") for m in s.scalars(select(Member)))
+        assert s.scalar(select(func.count()).select_from(Signature).where(Signature.name != "")) == 0
