@@ -100,6 +100,27 @@ def scratch_postgres(server_url: str):
         admin.dispose()
 
 
+def page_bench_main(doc: str, run, default_rows: int, unit: str) -> None:
+    """The command line of a page bench: ``run(url, rows)`` on a scratch SQLite file, or on a scratch
+    database of ``--database-url``'s PostgreSQL server; ``--smoke`` is 2,000 rows."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=default_rows)
+    parser.add_argument("--smoke", action="store_true", help="2,000 rows: seconds (CI)")
+    parser.add_argument("--database-url", help="a PostgreSQL server URL (a scratch database is made there)")
+    args = parser.parse_args()
+    rows = 2_000 if args.smoke else args.rows
+    if args.database_url:
+        with scratch_postgres(args.database_url) as url:
+            print(f"PostgreSQL, {rows:,} {unit}")
+            run(url, rows)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            print(f"SQLite, {rows:,} {unit}")
+            run(f"sqlite:///{folder}/bench.db", rows)
+
+
 def app_env(url: str, **extra) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONPATH=str(ROOT), FIRMA_DATABASE_URL=url, TWILIO_AUTH_TOKEN=twilio_client.TOKEN,

@@ -10,17 +10,15 @@ statistics and the rendered campaign page (median of 5). Prints one line per mea
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from bench.common import scratch_postgres  # noqa: E402
+from bench.common import page_bench_main  # noqa: E402
 
 STATES = "ALAKAZARCACOCTDEFLGAHIIDILINIAKSKYLAMEMDMAMIMNMSMOMTNENVNHNJNMNYNCNDOHOKORPARISCSDTNTXUTVTVAWAWVWIWY"
 
@@ -102,21 +100,7 @@ def run(url: str, rows: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--smoke", action="store_true", help="2,000 rows: seconds (CI)")
-    parser.add_argument("--database-url", help="a PostgreSQL server URL (a scratch database is made there)")
-    args = parser.parse_args()
-    if args.smoke:
-        args.rows = 2_000
-    if args.database_url:
-        with scratch_postgres(args.database_url) as url:
-            print(f"PostgreSQL, {args.rows:,} rows")
-            run(url, args.rows)
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            print(f"SQLite, {args.rows:,} rows")
-            run(f"sqlite:///{folder}/bench.db", args.rows)
+    page_bench_main(__doc__, run, 1_000_000, "rows")
 
 
 if __name__ == "__main__":
