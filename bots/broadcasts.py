@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bots import broadcast_plan as plan
@@ -475,7 +474,7 @@ def progress(rt: Runtime, broadcast_id: int) -> Progress | None:
 
 def list_broadcasts(rt: Runtime, limit: int = 20) -> list[Progress]:
     with rt.db.reader() as uow:
-        ids = list(uow.session.scalars(select(Broadcast.id).order_by(Broadcast.id.desc()).limit(limit)))
+        ids = sql.recent_ids(uow.session, limit)
     return [p for p in (progress(rt, i) for i in ids) if p is not None]
 
 
@@ -591,7 +590,7 @@ def record_status(uow: UnitOfWork, *, message_sid: str, status: str, error_code:
             if member_id is not None:
                 campaign = None
                 if d is not None:
-                    campaign = s.scalar(select(Broadcast.campaign).where(Broadcast.id == d.broadcast_id))
+                    campaign = sql.campaign_of(s, d.broadcast_id)
                 sql.opt_out_member(s, member_id, d.channel if d is not None else channel, f"twilio:{error_code}",
                                    now, campaign)
         uow.commit()

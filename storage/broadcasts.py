@@ -508,6 +508,15 @@ def scheduled(session: Session) -> list[Broadcast]:
                                 .order_by(Broadcast.send_at, Broadcast.id)))
 
 
+def recent_ids(session: Session, limit: int) -> list[int]:
+    """The newest broadcasts' ids, newest first."""
+    return list(session.scalars(select(Broadcast.id).order_by(Broadcast.id.desc()).limit(limit)))
+
+
+def campaign_of(session: Session, broadcast_id: int) -> str | None:
+    return session.scalar(select(Broadcast.campaign).where(Broadcast.id == broadcast_id))
+
+
 def lock_broadcast(session: Session, broadcast_id: int) -> Broadcast | None:
     return session.scalars(select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update()
                            .execution_options(populate_existing=True)).first()

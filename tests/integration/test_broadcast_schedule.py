@@ -191,12 +191,13 @@ def test_cancel_stops_rows_already_claimed_but_not_yet_sent(brt, twilio):
     with RunningWorker(brt) as running:
         assert wait_for(lambda: len(twilio.messages) >= 2, 15)
         assert wait_for(lambda: h.status_of(brt, b.id).get("sending", 0) >= 1, 5)
-        cancelled_at = time.time()
         result = broadcasts.cancel_broadcast(brt, b.id, by="test")
+        returned = time.time()
         # the claimed rows not yet handed to the provider are skipped by the cancel itself
         assert result.cancelled >= 1
         assert wait_for(lambda: "sending" not in h.status_of(brt, b.id), 10)
-    late = [r for r in twilio.requests if r.path.endswith("/Messages.json") and r.arrived > cancelled_at + 0.5]
-    assert late == [], "a message went out after the cancel"
+    # after the cancel has returned, only what it reported as already with the provider goes out
+    late = [r for r in twilio.requests if r.path.endswith("/Messages.json") and r.arrived > returned]
+    assert len(late) <= result.in_flight, "a message went out after the cancel"
     counts = broadcasts.follow_up(brt, b.id)["counts"]
     assert counts["sent"] + counts["cancelled"] == 12 and counts["cancelled"] >= 12 - len(twilio.messages)
