@@ -134,7 +134,7 @@ def quiet_until(tz_name: str | None, now: datetime, quiet: QuietHours | None) ->
 
 
 def area_code(address: str) -> str | None:
-    """The area code of a North American E.164 number (+1NXXNXXXXXX), else None."""
+    """The area code of a North American E.164 number (+1 and ten digits), else None."""
     if len(address) == 12 and address.startswith("+1") and address[1:].isdigit():
         return address[2:5]
     return None

@@ -322,7 +322,7 @@ def forget_member_data(session: Session, member: Member, token: str, now: dateti
 
 
 def json_escaped(text: str) -> str:
-    """How ``text`` appears inside json.dumps output (non-ASCII as \\uXXXX)."""
+    """How ``text`` appears inside json.dumps output (non-ASCII as \\u and four hex digits)."""
     import json
 
     return json.dumps(text)[1:-1]
