@@ -104,3 +104,25 @@ def test_only_the_embed_can_be_framed_by_another_site(browser, live, other_site)
     SCREENSHOTS.mkdir(exist_ok=True)
     p.screenshot(path=str(SCREENSHOTS / "22-embed-on-another-site.png"))  # their page: no phone-width check
     context.close()
+
+
+@pytest.mark.parametrize("lang, count_text", [("en", "1,234,567 signatures of 100,000"),
+                                               ("es", "1,234,567 firmas de 100,000")])
+def test_the_embed_fits_the_documented_iframe_with_a_large_count(browser, live, rt, lang, count_text):
+    """docs/delivery.md gives the organization <iframe width="320" height="170">: a seven-figure count
+    still leaves the whole "Sign the petition" button inside it."""
+    from sqlalchemy import text
+
+    with rt.db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO campaign_counts (campaign, signatures) VALUES ('end-scomm', 1234567) "
+                          "ON CONFLICT (campaign) DO UPDATE SET signatures = excluded.signatures"))
+    context = browser.new_context(viewport={"width": 320, "height": 170})
+    p = context.new_page()
+    p.goto(f"{live}/c/end-scomm/embed?lang={lang}")
+    expect(p.locator(".count")).to_have_text(count_text)
+    button = p.locator("a.button").bounding_box()
+    assert button is not None
+    assert button["x"] >= 0 and button["x"] + button["width"] <= 320, button
+    assert button["y"] >= 0 and button["y"] + button["height"] <= 170, f"the button is cut off: {button}"
+    assert p.evaluate("document.documentElement.scrollWidth") <= 320
+    context.close()
