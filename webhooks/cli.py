@@ -13,6 +13,7 @@ from config import redaction
 from config.campaigns import CampaignFileError
 from config.settings import Settings, SettingsError
 from webhooks import cli_broadcast, cli_delivery, cli_member, cli_staff, cli_telegram
+from webhooks.cli_output import write_atomically
 
 
 class Context:
@@ -257,8 +258,7 @@ def campaigns_export(obj: Context, output: str | None):
 
     text = dumps(svc.export_document(obj.ready_runtime()))
     if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        write_atomically(output, [text])
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
@@ -277,9 +277,7 @@ def export(obj: Context, slug: str, output: str | None, include_contact: bool):
     if slug not in rt.catalog.campaigns:
         raise click.BadParameter(f"no campaign {slug!r}; try: {', '.join(rt.catalog.campaigns)}", param_hint="--campaign")
     if output:
-        with open(output, "w", encoding="utf-8", newline="") as fh:
-            for chunk in export_lines(rt, slug, include_contact):
-                fh.write(chunk)
+        write_atomically(output, export_lines(rt, slug, include_contact))
         click.echo(f"wrote {output}", err=True)
     else:
         sys.stdout.flush()

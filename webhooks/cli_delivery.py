@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-
-def _write_atomically(path: str, chunks) -> None:
-    """Write to a temporary file beside ``path`` and rename it: a failed run leaves no half a PDF."""
-    tmp = f"{path}.part"
-    try:
-        with open(tmp, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from webhooks.cli_output import write_atomically
 
 
 @click.command()
@@ -38,7 +24,7 @@ def deliver(ctx: click.Context, slug: str, output: str | None, state: str | None
     try:
         req = delivery.check(rt, slug, state, names, language)
         path = output or f"{slug}-delivery.pdf"
-        _write_atomically(path, delivery.render(rt, req))
+        write_atomically(path, delivery.render(rt, req))
     except delivery.DeliveryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {path}", err=True)
@@ -60,5 +46,5 @@ def flyer(ctx: click.Context, slug: str, language: str, output: str | None):
     except flyers.FlyerError as exc:
         raise click.ClickException(str(exc)) from None
     path = output or f"{slug}-flyer.pdf"
-    _write_atomically(path, [data])
+    write_atomically(path, [data])
     click.echo(f"wrote {path}", err=True)

@@ -57,21 +57,30 @@ def test_a_database_that_cannot_be_opened_is_one_clear_line(tmp_path, command, w
 
 
 def _firma(tmp_path, *args, **env) -> subprocess.CompletedProcess:
-    full = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "-W", "ignore", "-m", "webhooks.cli", *args], env=full, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, input="")
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback_redacted(tmp_path):
-    env = {"FIRMA_DATABASE_URL": f"sqlite:///{tmp_path}/firma.db", "TWILIO_AUTH_TOKEN": PASSWORD}
-    target = f"{tmp_path}/missing/{PASSWORD}.toml"  # a secret in the exception's own message
-    plain = _firma(tmp_path, "campaigns", "export", "-o", target, **env)
+    # A fault the CLI does not expect, carrying a secret in its own message: injected at start-up
+    # (sitecustomize) into what `campaigns export` calls.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import bots.campaigns\n"
+        "def broken(rt):\n"
+        f"    raise OSError(2, 'No such file or directory', '{tmp_path}/missing/{PASSWORD}.toml')\n"
+        "bots.campaigns.export_document = broken\n")
+    env = {"FIRMA_DATABASE_URL": f"sqlite:///{tmp_path}/firma.db", "TWILIO_AUTH_TOKEN": PASSWORD,
+           "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}
+    plain = _firma(tmp_path, "campaigns", "export", **env)
     assert plain.returncode == 1 and "Traceback" not in plain.stderr, plain.stderr
     lines = [line for line in plain.stderr.splitlines() if "INFO" not in line]
     assert len(lines) == 1 and "No such file or directory" in lines[0] and "FIRMA_DEBUG=1" in lines[0], plain.stderr
     assert PASSWORD not in plain.stderr + plain.stdout
     for debug in ({"FIRMA_DEBUG": "1"}, {}):
-        args = ("campaigns", "export", "-o", target) if debug else ("--debug", "campaigns", "export", "-o", target)
+        args = ("campaigns", "export") if debug else ("--debug", "campaigns", "export")
         out = _firma(tmp_path, *args, **env, **debug)
         assert out.returncode == 1 and "Traceback" in out.stderr, out.stderr
         assert PASSWORD not in out.stderr + out.stdout

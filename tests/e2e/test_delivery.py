@@ -237,3 +237,13 @@ def test_default_file_and_a_missing_font(seeded, tmp_path, monkeypatch):
         result = run(seeded, *command, "--campaign", "end-scomm", "-o", str(tmp_path / "x.pdf"), **CHANNELS)
         assert result.exit_code == 1 and "apt-get install fonts-dejavu-core" in result.output, result.output
         assert "Traceback" not in result.output and not (tmp_path / "x.pdf").exists()
+
+
+@pytest.mark.parametrize("command", [["deliver"], ["flyer"], ["export"]], ids=lambda c: c[0])
+def test_an_output_folder_that_does_not_exist_is_one_clear_line(seeded, tmp_path, command):
+    missing = tmp_path / "no" / "such" / "folder" / "out.pdf"
+    result = run(seeded, *command, "--campaign", "end-scomm", "-o", str(missing), **CHANNELS)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"Error: cannot write {missing}: No such file or directory"], result.output
+    assert not missing.parent.exists()
