@@ -54,6 +54,7 @@ class Request:
     state: str | None = None
     names: str = "full"
     language: str = "en"
+    listed: int = 0  # the signers it lists, when it was checked (for the console: now or by a worker)
 
     @property
     def filename(self) -> str:
@@ -82,7 +83,7 @@ def check(rt: Runtime, campaign: str, state: str | None = None, names: str = "fu
     if not summary:
         where = f" from {state}" if state else ""
         raise DeliveryError(f"campaign {campaign!r} has no signatures{where} to deliver yet")
-    return Request(campaign, state, names, language)
+    return Request(campaign, state, names, language, sum(n for _, n, *_ in summary))
 
 
 def short_name(name: str) -> str:

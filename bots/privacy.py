@@ -25,6 +25,7 @@ from datetime import datetime
 from config.gsm import to_gsm
 from storage import broadcasts as broadcast_sql
 from storage import db
+from storage import delivery_files as delivery_files_sql
 from storage import inbound as hot
 from storage import inbox as inbox_sql
 from storage import repository as repo
@@ -54,6 +55,7 @@ class Forgotten:
     signatures: int  # kept, anonymised, still counted
     contacts: int = 1  # the member and the chats linked to the same person
     member_id: int | None = None  # the row asked for (the audit log names it, never the contact)
+    delivery_files: int = 0  # delivery PDFs kept for the console, which could list the name: all deleted
 
 
 def locate(uow: UnitOfWork, candidates: list[tuple[str, str]]) -> tuple[str, str] | None:
@@ -92,9 +94,10 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
             repo.add_consent(session, other, kind="forget", cause=f"erasure request ({requested_by})"[:64],
                              campaign=None, text_sent=None, now=now)
             contacts += 1
+        files = delivery_files_sql.purge(session)  # made again in a minute, without the name
         uow.commit()
         db.checkpoint(uow.session.get_bind())
-    return Forgotten(channel, kept, contacts, member.id)
+    return Forgotten(channel, kept, contacts, member.id, files)
 
 
 PROCESSED_RETENTION_DAYS = 30  # providers retry within a day (Telegram) or never (Twilio)
@@ -104,6 +107,7 @@ INBOX_RETENTION_DAYS = 180  # a conversation staff closed is kept this long, the
 # bytes a message with the index): kept two years; rotate the auth token at least as often
 # (SECURITY.md), which voids every signature captured before.
 PROVIDER_IDS_KEPT_DAYS = 730
+DELIVERY_FILES_KEPT_DAYS = 7  # a delivery PDF made for the console (it can hold every signer's full name)
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Purged:
     early_statuses: int = 0
     conversations: int = 0  # inbox conversations done more than inbox_days ago
     ids: int = 0  # unique provider ids dropped after PROVIDER_IDS_KEPT_DAYS
+    delivery_files: int = 0  # delivery PDFs kept for the console, dropped after DELIVERY_FILES_KEPT_DAYS
 
 
 def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS,
@@ -135,5 +140,6 @@ def purge(uow: UnitOfWork, now: datetime, days: int = PROCESSED_RETENTION_DAYS,
         counters = repo.purge_inbound_counters(uow.session, now - timedelta(hours=1))
         early = broadcast_sql.purge_early_statuses(uow.session, now - timedelta(days=days))
         conversations = inbox_sql.purge_done(uow.session, now - timedelta(days=inbox_days))
+        files = delivery_files_sql.purge(uow.session, now - timedelta(days=DELIVERY_FILES_KEPT_DAYS))
         uow.commit()
-    return Purged(processed, counters, early, conversations, ids)
+    return Purged(processed, counters, early, conversations, ids, files)

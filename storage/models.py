@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -499,3 +500,43 @@ class SavedReply(Base):
     text: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(254))
+
+
+# --- Delivery packages made by a worker for the console ---------------------------------------------
+
+DELIVERY_FILE_STATUSES = ("queued", "making", "ready", "failed")
+
+
+class DeliveryFile(Base):
+    """A delivery package PDF a staff member asked for in the console and a worker makes: a large one
+    takes longer than a web request may hold a web worker. Its pages are kept in DeliveryFileChunk
+    rows (the only store every host shares) for a week, then purged; erasing a member drops them all."""
+
+    __tablename__ = "delivery_files"
+    __table_args__ = (Index("ix_delivery_files_status_id", "status", "id"),
+                      Index("ix_delivery_files_campaign_id", "campaign", "id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str | None] = mapped_column(String(2))
+    names: Mapped[str] = mapped_column(String(8))  # full | short | none
+    language: Mapped[str] = mapped_column(String(8))
+    listed: Mapped[int] = mapped_column(BigInteger, default=0)  # signers to list, when asked for
+    requested_by: Mapped[str] = mapped_column(String(254))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(8), default="queued")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # claims so far: a worker writes only under its own
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the making worker's latest write
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes written so far
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryFileChunk(Base):
+    """One piece of a delivery file's bytes, in order."""
+
+    __tablename__ = "delivery_file_chunks"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("delivery_files.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

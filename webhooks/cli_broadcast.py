@@ -413,7 +413,8 @@ def cancel(ctx: click.Context, broadcast_id: int, yes: bool):
               help="Seconds a claimed delivery may stay `sending` before it is reported unknown.")
 @click.pass_context
 def worker(ctx: click.Context, drain: bool, concurrency: int, batch: int, lease: float):
-    """Send queued broadcast deliveries (any number of workers, on any number of hosts, with PostgreSQL)."""
+    """Send queued broadcast deliveries, and make the delivery PDFs the console asked for (any number of
+    workers, on any number of hosts, with PostgreSQL)."""
     from bots import broadcast_plan
     from bots.worker import Options, run_worker
 

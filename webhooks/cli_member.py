@@ -54,8 +54,9 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
     audit.record(rt.db, audit.cli_user(), audit.MEMBER_FORGET, str(result.member_id),
                  f"{channels.label(channel)} member; {result.signatures} signature(s) kept anonymously", None, rt.now())
     linked = f" (with {result.contacts - 1} contact(s) linked to the same person)" if result.contacts > 1 else ""
+    files = f"; {result.delivery_files} delivery PDF(s) kept for the console deleted" if result.delivery_files else ""
     click.echo(f"forgotten: personal data erased{linked}; {result.signatures} signature(s) kept anonymously; "
-               "the contact stays opted out")
+               f"the contact stays opted out{files}")
 
 
 @click.command("purge")
@@ -67,8 +68,8 @@ def forget(obj, contact: str, channel: str | None, yes: bool):
 def purge(obj, days: int, inbox_days: int):
     """Delete short-lived data: handled message ids with their replies (older than --days),
     per-sender inbound counters (older than an hour), status callbacks for messages no delivery
-    claimed (older than --days) and inbox conversations done more than --inbox-days ago, with their
-    messages. Run it daily (cron)."""
+    claimed (older than --days), inbox conversations done more than --inbox-days ago, with their
+    messages, and delivery PDFs made for the console more than a week ago. Run it daily (cron)."""
     from bots import privacy
 
     rt = obj.runtime
@@ -78,4 +79,6 @@ def purge(obj, days: int, inbox_days: int):
                + (f"; {result.early_statuses} unclaimed status callback(s)" if result.early_statuses else "")
                + f"; {result.conversations} inbox conversation(s) done more than {inbox_days} days ago"
                + (f"; {result.ids} provider message id(s) older than {privacy.PROVIDER_IDS_KEPT_DAYS} days" if result.ids
-                  else ""))
+                  else "")
+               + (f"; {result.delivery_files} delivery PDF(s) older than {privacy.DELIVERY_FILES_KEPT_DAYS} days"
+                  if result.delivery_files else ""))

@@ -10,7 +10,7 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from flask_wtf.csrf import CSRFError
 
-from bots import audit, channels, staff_accounts
+from bots import audit, channels, delivery_files, staff_accounts
 from bots import dashboard as figures
 from bots import members as member_svc
 from bots.campaigns import audit_changes
@@ -36,6 +36,12 @@ def _navigation():
         "contact": _contact,
         "org_zone": runtime().settings.timezone,  # FIRMA_TIMEZONE: "today", schedules
     }
+
+
+def _local_time(dt) -> str:
+    from bots.broadcasts import local_time
+
+    return local_time(dt, runtime().settings.timezone)
 
 
 def _contact(address: str | None) -> str:
@@ -110,6 +116,8 @@ def campaign(slug: str):
     from bots.delivery import state_name
 
     return render_template("staff/campaign.html", s=stats, page="dashboard",
+                           delivery_files=delivery_files.recent(rt, slug) if current_staff().can(ORGANIZER) else [],
+                           local=_local_time, direct_limit=delivery_files.DIRECT_LIMIT,
                            state_choices=sorted((code, state_name(code, "en")) for code, _ in stats.by_state if code),
                            channels=charts.ranked_bars(stats.by_channel),
                            languages=charts.ranked_bars(stats.by_language),
@@ -153,10 +161,39 @@ def delivery(slug: str):
     except packages.DeliveryError as exc:
         return render_template("staff/error.html", title="The delivery cannot be made", message=str(exc)), 400
     now = rt.now()
-    audit.audit(rt.db, current_staff(), audit.DELIVERY, slug,
-              f"names {req.names}, {req.state or 'all states'}, {req.language}", client_ip(), now)
+    staff = current_staff()
+    asked = f"names {req.names}, {req.state or 'all states'}, {req.language}"
+    if delivery_files.made_by_a_worker(req):  # too long for a web request: a worker makes it
+        file_id = delivery_files.request(rt, req, staff.email)
+        audit.audit(rt.db, staff, audit.DELIVERY, slug, f"{asked}; file #{file_id}, made by a worker", client_ip(), now)
+        return redirect(url_for("staff.delivery_file", slug=slug, file_id=file_id), code=303)
+    audit.audit(rt.db, staff, audit.DELIVERY, slug, asked, client_ip(), now)
     return Response(stream_with_context(packages.render(rt, req)), mimetype="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{req.filename}"'})
+
+
+@bp.get("/campaigns/<slug>/deliveries/<int:file_id>")
+@requires(ORGANIZER)
+def delivery_file(slug: str, file_id: int):
+    """A delivery file a worker makes: waiting, being made (the page refreshes itself), ready, failed."""
+    f = delivery_files.find(runtime(), slug, file_id)
+    if f is None:
+        abort(404, "no such delivery file (they are kept a week)")
+    return render_template("staff/delivery_file.html", f=f, refresh=None if f.done else 3, page="dashboard",
+                           local=_local_time)
+
+
+@bp.get("/campaigns/<slug>/deliveries/<int:file_id>/download")
+@requires(ORGANIZER)
+def delivery_file_download(slug: str, file_id: int):
+    rt = runtime()
+    f = delivery_files.find(rt, slug, file_id)
+    if f is None or f.status != "ready":
+        abort(404, "no such delivery file ready to download (they are kept a week)")
+    audit.audit(rt.db, current_staff(), audit.DELIVERY, slug, f"download of file #{file_id}", client_ip(), rt.now())
+    return Response(delivery_files.content(rt, file_id), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{f.filename}"',
+                             "Content-Length": str(f.size)})
 
 
 @bp.post("/campaigns/<slug>/flyer")

@@ -125,14 +125,21 @@ class Worker(Claims, Pacing, Sending, Outcomes):
         async with contextlib.AsyncExitStack() as stack:
             self._install_signals()
             flusher = asyncio.create_task(self._flusher())
-            scheduler = None
+            scheduler = files = None
             if self.o.broadcast_id is None:  # the foreground `firma broadcast` sends its own, already queued
                 await self._db(self._release_scheduled)  # before the first claims (and a drain's check)
                 scheduler = asyncio.create_task(self._scheduler())
+                files = asyncio.create_task(self._delivery_files())
             try:
                 await asyncio.gather(*(self._channel_loop(ch, stack) for ch in self.senders))
+                if files is not None and self.o.drain:
+                    await files  # a draining worker makes the files waiting too
             finally:
                 self.stop.set()
+                if files is not None:  # a file being made goes back to the queue at its next piece
+                    for failure in await asyncio.gather(files, return_exceptions=True):
+                        if isinstance(failure, Exception):
+                            log.error("delivery files: %r", failure)
                 if scheduler is not None:
                     scheduler.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -153,6 +160,22 @@ class Worker(Claims, Pacing, Sending, Outcomes):
             await self._sleep(self.o.poll)
             if not self.stop.is_set():
                 await self._db(self._release_scheduled)
+
+    async def _delivery_files(self) -> None:
+        """Delivery packages the console asked for (bots.delivery_files), one at a time, in a thread
+        beside the sending; the expired ones dropped every hour. A draining worker ends when none waits."""
+        from bots import delivery_files
+
+        purged_at = -math.inf
+        while not self.stop.is_set():
+            if time.monotonic() - purged_at >= 3600 and await self._db(delivery_files.purge, self.rt,
+                                                                       self.rt.now()) is not _DOWN:
+                purged_at = time.monotonic()
+            made = await self._db(delivery_files.make_next, self.rt, self.stop.is_set)
+            if made is None and self.o.drain:
+                return
+            if made is None:
+                await self._sleep(self.o.poll)
 
     def _release_scheduled(self) -> list[int]:
         from bots.broadcasts import release_due

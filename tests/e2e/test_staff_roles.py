@@ -27,6 +27,8 @@ LEAST_ROLE = {
     "staff.export": "organizer",
     "staff.delivery": "organizer",
     "staff.flyer": "organizer",
+    "staff.delivery_file": "organizer",
+    "staff.delivery_file_download": "organizer",
     "staff.members": "organizer",
     "staff.member": "organizer",
     "staff_broadcasts.compose": "organizer",
@@ -60,7 +62,8 @@ def logins(rt):
 @pytest.fixture
 def things(rt, client):
     """What the routes' ids name, so that a role that may gets the real page, not a 404: a member
-    with a conversation in the inbox, a broadcast scheduled for tomorrow, a saved reply."""
+    with a conversation in the inbox, a broadcast scheduled for tomorrow, a saved reply, a delivery PDF
+    a worker made."""
     from datetime import timedelta
 
     from bots import broadcasts as bsvc
@@ -75,7 +78,12 @@ def things(rt, client):
     created = bsvc.create_broadcast(rt, bsvc.BroadcastRequest("end-scomm", "Vigil tomorrow, {first_name}!",
                                                               send_at=rt.now() + timedelta(days=1)))
     saved = isvc.add_saved_reply(rt, "en", "Thanks", "Thank you for writing!", ADMIN)
-    return {"slug": "end-scomm", "member_id": member_id, "broadcast_id": created.id, "reply_id": saved.id}
+    from bots import delivery, delivery_files
+
+    file_id = delivery_files.request(rt, delivery.check(rt, "end-scomm", names="short"), ADMIN)
+    assert delivery_files.make_next(rt) == file_id
+    return {"slug": "end-scomm", "member_id": member_id, "broadcast_id": created.id, "reply_id": saved.id,
+            "file_id": file_id}
 
 
 def _real_url(rule, things) -> str:
