@@ -126,3 +126,30 @@ def test_the_embed_fits_the_documented_iframe_with_a_large_count(browser, live, 
     assert button["y"] >= 0 and button["y"] + button["height"] <= 170, f"the button is cut off: {button}"
     assert p.evaluate("document.documentElement.scrollWidth") <= 320
     context.close()
+
+
+def test_a_large_delivery_from_a_phone_is_made_by_a_worker_then_downloaded(page, live, rt, monkeypatch):
+    from bots import delivery_files
+    from tests.browser.test_staff_browser import PHONE_SIZE, sign_in
+
+    monkeypatch.setattr(delivery_files, "DIRECT_LIMIT", 1)  # two signers count as large
+    for signer in SIGNERS:
+        sms_sign_up(live, signer[0], keyword=signer[1], name=signer[2], zip_code=signer[3])
+    page.set_viewport_size(PHONE_SIZE)
+    sign_in(page)
+    page.goto("/staff/campaigns/end-scomm")
+    short = page.get_by_label("First name and last initial (Ana N.)")
+    expect(short).to_be_checked()
+    box = short.bounding_box()
+    assert box["width"] < 30, f"the radio button is stretched across the form: {box}"
+    page.get_by_label("Language of the document").select_option("es")
+    page.get_by_role("button", name="Download the delivery PDF").click()
+    expect(page.get_by_test_id("state")).to_have_text("waiting")
+    assert delivery_files.make_next(rt) == 1  # what `firma worker` does
+    download_link = page.get_by_role("link", name="Download end-scomm-delivery.pdf")
+    expect(download_link).to_be_visible(timeout=10_000)  # the page refreshes itself
+    with page.expect_download() as info:
+        download_link.click()
+    assert info.value.suggested_filename == "end-scomm-delivery.pdf"
+    assert open(info.value.path(), "rb").read(5) == b"%PDF-"
+    shoot(page, "23-delivery-file")
