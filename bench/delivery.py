@@ -8,6 +8,8 @@ the document has state groups, wrapped names and accents), then at each size run
 would (subprocesses; wall time and peak RSS from wait4):
 - `firma deliver --names full` of every signer: the target is 1,000,000 signers in 2 minutes with a
   peak RSS of at most 200 MB, flat (about the same at 1,000,000 as at 100,000);
+- the console's path above bots.delivery_files.DIRECT_LIMIT: a worker makes the same PDF into the
+  database (wall time, peak RSS), and the file is read back as a download reads it;
 - baseline: `firma export` of the same rows to a file, in the same run.
 """
 
@@ -89,6 +91,30 @@ def run_firma(url: str, *args: str) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+WORKER_FILE = """
+import json, resource, sys, time
+from bots import delivery, delivery_files
+from bots.runtime import Runtime
+from config.settings import Settings
+rt = Runtime.build(Settings.from_env())
+file_id = delivery_files.request(rt, delivery.check(rt, sys.argv[1], names="full"), "bench@example.org")
+t0 = time.perf_counter()
+assert delivery_files.make_next(rt) == file_id
+made = time.perf_counter() - t0
+t0 = time.perf_counter()
+size = sum(len(piece) for piece in delivery_files.content(rt, file_id))
+print(json.dumps({"made_s": round(made, 1), "read_s": round(time.perf_counter() - t0, 2), "mb": round(size / 1e6, 1),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+"""
+
+
+def worker_file(url: str) -> dict:
+    """What `firma worker` does for a console delivery, in a process of its own."""
+    out = subprocess.run([sys.executable, "-c", WORKER_FILE, common.CAMPAIGN], env=common.app_env(url),
+                         cwd=common.ROOT, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def pdf_pages(path: Path) -> int | None:
     try:
         info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
@@ -112,7 +138,8 @@ def measure(url: str, rows: int, workdir: Path, check_text: bool) -> dict:
     deliver_s, deliver_rss = run_firma(url, "deliver", "--campaign", common.CAMPAIGN, "--names", "full",
                                        "--output", str(pdf))
     export_s, export_rss = run_firma(url, "export", "--campaign", common.CAMPAIGN, "--output", str(csv))
-    return {"rows": rows, "deliver_s": round(deliver_s, 1), "deliver_peak_rss_mb": round(deliver_rss, 1),
+    made = worker_file(url)
+    return {"worker_file": made, "rows": rows, "deliver_s": round(deliver_s, 1), "deliver_peak_rss_mb": round(deliver_rss, 1),
             "pages": pdf_pages(pdf), "pdf_mb": round(pdf.stat().st_size / 1e6, 1),
             "listed": listed_rows(pdf) if check_text else None,
             "export_s": round(export_s, 1), "export_peak_rss_mb": round(export_rss, 1),
@@ -123,7 +150,10 @@ def format_row(r: dict) -> str:
     return (f"{r['rows']:>9,} rows | firma deliver: {r['deliver_s']} s, peak RSS {r['deliver_peak_rss_mb']} MB, "
             f"{r['pages']:,} pages, {r['pdf_mb']} MB (target {TARGET_S:.0f} s and {TARGET_RSS_MB:.0f} MB at "
             f"1,000,000) | baseline firma export: {r['export_s']} s, peak RSS {r['export_peak_rss_mb']} MB "
-            f"| deliver/export {r['ratio']}x")
+            f"| deliver/export {r['ratio']}x\n"
+            f"{'':>15}console, made by a worker: {r['worker_file']['made_s']} s, peak RSS "
+            f"{r['worker_file']['peak_rss_mb']} MB, {r['worker_file']['mb']} MB stored, read back in "
+            f"{r['worker_file']['read_s']} s")
 
 
 def main(argv=None) -> int:

@@ -94,6 +94,7 @@ def test_delivery_smoke(postgres_database):
     assert row["rows"] == row["listed"] == 10_000, row  # every signer is a row of the PDF's text
     assert row["deliver_s"] > 0 and row["deliver_peak_rss_mb"] > 0 and row["pages"] > 100, row
     assert row["export_s"] > 0 and "baseline firma export" in out, row
+    assert row["worker_file"]["mb"] == row["pdf_mb"] and "made by a worker" in out, row  # the same PDF, stored
 
 
 @pytest.mark.slow
