@@ -29,6 +29,15 @@ def e164(text: str | None, *, valid: bool = False) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def for_print(e164_number: str) -> str:
+    """An E.164 number as people read and type it from a flyer or a page: "+1 312-555-0100"."""
+    try:
+        number = phonenumbers.parse(e164_number, None)
+    except phonenumbers.NumberParseException:
+        return e164_number
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
 def linkable(raw: str | None) -> str | None:
     """A number a Telegram user shared -> E.164, or None when it is not a valid number of a region the
     programme reaches. Telegram sends the digits without '+', so both readings are tried."""

@@ -141,10 +141,11 @@ class WhatsApp:
             return None
         keyword = campaign.keyword(language)
         number = settings.twilio_whatsapp_from.removeprefix(PREFIX)
+        printed = phones.for_print(number)
         return Signup(self.name, catalog.phrase("channel_whatsapp", language),
-                      catalog.phrase("signup_whatsapp", language, keyword=keyword, number=number),
+                      catalog.phrase("signup_whatsapp", language, keyword=keyword, number=printed),
                       f"https://wa.me/{re.sub(r'[^0-9]', '', number)}?text={quote(keyword)}",
-                      catalog.phrase("page_open_whatsapp", language), keyword, number)
+                      catalog.phrase("page_open_whatsapp", language), keyword, printed)
 
     # --- the simulator ---------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ def test_each_channel_link_and_wording(catalog):
         ("sms", "sms:+13125550100?body=SCOMM"), ("whatsapp", "https://wa.me/13125550100?text=SCOMM"),
         ("telegram", "https://t.me/PresenteBot?start=end-scomm")]
     assert found[0].instruction == "Text SCOMM to +1 (312) 555-0100"  # the number as the organization prints it
+    # the WhatsApp sender is set as E.164: printed grouped, as people read and type it
+    assert found[1].instruction == "Send SCOMM on WhatsApp to +1 312-555-0100"
     es = ways(catalog, "es", FIRMA_SMS_NUMBER="56565")
     assert (es[0].uri, es[0].instruction, es[0].label) == ("sms:56565?body=FIRMA", "Envía FIRMA al 56565", "Mensaje de texto")
 
