@@ -287,13 +287,19 @@ def mark_started(session: Session, broadcast_ids: Iterable[int], now: datetime) 
                         .values(started_at=now).execution_options(synchronize_session=False))
 
 
-def reap_expired(session: Session, now: datetime) -> int:
-    """Rows left `sending` past their lease (a dead worker): `unknown`, reported and never resent."""
-    res = session.execute(update(Delivery)
-                          .where(text("deliveries.status = 'sending'"), Delivery.lease_until < now)
-                          .values(status="unknown", error_code="lease_expired", updated_at=now)
-                          .execution_options(synchronize_session=False))
-    return res.rowcount or 0
+def reap_expired(session: Session, now: datetime) -> tuple[int, int]:
+    """Rows left `sending` past their lease (a dead worker): (requeued, unknown). Those it never handed
+    to the provider (hand_over commits before the call) go back to `pending` for another worker; those
+    it handed over may have gone out: `unknown`, reported and never resent."""
+    expired = (text("deliveries.status = 'sending'"), Delivery.lease_until < now)
+    requeued = session.execute(update(Delivery).where(*expired, Delivery.handed_over_at.is_(None))
+                               .values(status="pending", lease_until=None, attempts=Delivery.attempts - 1,
+                                       updated_at=now)
+                               .execution_options(synchronize_session=False)).rowcount or 0
+    unknown = session.execute(update(Delivery).where(*expired)
+                              .values(status="unknown", error_code="lease_expired", updated_at=now)
+                              .execution_options(synchronize_session=False)).rowcount or 0
+    return requeued, unknown
 
 
 _T = Delivery.__table__

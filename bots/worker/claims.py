@@ -24,15 +24,16 @@ _DOWN = object()  # what Worker._db returns while the database is unavailable
 class Claims:
     """Part of ``Worker`` (bots.worker.loop), which holds the state these methods use."""
 
-    def _reap(self) -> int:
-        """Rows a dead worker left `sending` become `unknown`; status callbacks kept for SIDs that some
-        worker wrote but did not get to apply them (it stopped, or the database went away) are applied."""
+    def _reap(self) -> tuple[int, int]:
+        """Rows a dead worker left `sending`: (requeued, unknown), see storage.broadcasts.reap_expired;
+        status callbacks kept for SIDs that some worker wrote but did not get to apply them (it
+        stopped, or the database went away) are applied."""
         with self.rt.db.uow() as uow:
             now = self.rt.now()
-            n = sql.reap_expired(uow.session, now)
+            reaped = sql.reap_expired(uow.session, now)
             sql.apply_early_statuses(uow.session, now)
             uow.commit()
-            return n
+            return reaped
 
     def _anything_left(self, channel: str) -> bool:
         with self.rt.db.reader() as uow:

@@ -6,10 +6,10 @@ Inside a worker everything is asyncio: provider calls run concurrently (bounded 
 each at its reserved rate slot; database calls run in threads so they never stall the calls in flight;
 outcomes are written in batches.
 
-Crash safety: a row is `sending` in the database before its provider call starts, with a lease. A
-worker that dies leaves it `sending`; when the lease runs out any worker turns it into `unknown`,
-which is reported and never resent by itself. So a crash can lose a message's outcome, never send
-it twice.
+Crash safety: a row is `sending` in the database before its provider call starts, with a lease, and
+handed over (committed) just before the call. A worker that dies leaves it `sending`; when the lease
+runs out any worker queues it again if it was never handed over, else turns it into `unknown`, which
+is reported and never resent by itself. So a crash can lose a message's outcome, never send it twice.
 
 The database going away (a restart, a failover, every connection busy) is not a crash: the worker
 claims nothing until it is back, lets the calls in flight finish, keeps their outcomes and writes
@@ -241,11 +241,16 @@ class Worker(Claims, Pacing, Sending, Outcomes):
                 return
             if time.monotonic() - self._last_reap >= self.o.reap_every:
                 self._last_reap = time.monotonic()
-                n = await self._db(self._reap)
-                if n is _DOWN:
+                reaped = await self._db(self._reap)
+                if reaped is _DOWN:
                     continue
-                if n:
-                    log.warning("%d deliveries were left `sending` by a worker that stopped: marked unknown", n)
+                requeued, unknown = reaped
+                if requeued:
+                    log.warning("%d deliveries claimed by a worker that stopped before handing them to the "
+                                "provider: queued again", requeued)
+                if unknown:
+                    log.warning("%d deliveries were with the provider when their worker stopped: marked unknown "
+                                "(they may have been sent; never resent)", unknown)
             self._measure_pace()
             backlog = self._free_at[channel] - time.time()
             if backlog > self._lead[channel]:  # claimed calls keep the loop busy past the next claim

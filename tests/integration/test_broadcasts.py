@@ -490,6 +490,26 @@ def test_the_cancel_report_counts_claimed_messages_as_not_sent(brt):
     assert h.status_of(brt, b.id) == {"sending": 1, "skipped": 3}
 
 
+def test_a_dead_workers_claims_never_handed_over_are_sent_by_another(brt, twilio):
+    """A worker that died left three rows `sending`: one handed to the provider (it may have gone
+    out: `unknown`, never resent), two claimed and waiting for their slots (never handed over, so
+    never sent: another worker sends them once the lease has run out)."""
+    for i in range(1, 4):
+        h.add_signer(brt, f"+1312555000{i}")
+    b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
+    expired = utcnow() - timedelta(seconds=1)
+    with brt.db.uow() as uow:
+        rows = uow.session.scalars(select(Delivery).where(Delivery.broadcast_id == b.id).order_by(Delivery.id)).all()
+        for row in rows:
+            row.status, row.lease_until, row.attempts = "sending", expired, 1
+        rows[0].handed_over_at = expired
+        uow.commit()
+    drain(brt)
+    assert sorted(m["To"] for m in twilio.messages) == ["+13125550002", "+13125550003"]  # each once
+    assert {d.address: (d.status, d.attempts) for d in h.deliveries(brt, b.id)} == {
+        "+13125550001": ("unknown", 1), "+13125550002": ("sent", 1), "+13125550003": ("sent", 1)}
+
+
 def test_cancelling_a_finished_or_unknown_broadcast_changes_nothing(brt, twilio):
     h.add_signer(brt, "+13125550001")
     b = broadcasts.create_broadcast(brt, BroadcastRequest("end-scomm", "Update"))
