@@ -30,7 +30,9 @@ class Context:
                 self._settings = Settings.from_env()
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
-            redaction.install(redaction.secrets_of(self._settings))
+            from storage.db import url_password
+
+            redaction.install(redaction.secrets_of(self._settings, url_password(self._settings.database_url)))
         return self._settings
 
     @property
