@@ -125,7 +125,7 @@ class Guarded(click.Group):
 @click.option("--debug", "debug", is_flag=True, help="Print the traceback of an unexpected error (redacted).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool = False):
-    """firma: sign petitions by SMS and Telegram, and send updates to signers."""
+    """firma: sign petitions by SMS, WhatsApp and Telegram, and send updates to signers."""
     ctx.meta["firma.debug"] = debug
     ctx.ensure_object(Context)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
