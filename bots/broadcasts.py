@@ -10,8 +10,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
-
 from bots import broadcast_plan as plan
 from bots import channels
 from bots.broadcast_plan import BroadcastError
@@ -247,15 +245,7 @@ def create_broadcast(rt: Runtime, req: BroadcastRequest, send_token: str | None 
                       signed_since=req.signed_since, created_by=req.created_by, created_at=now,
                       recipients=0, timezones="", send_token=send_token, window_template=req.window_template,
                       send_at=send_at)
-        if send_token is not None and (sent := sql.broadcast_by_token(s, send_token)) is not None:
-            return Created(sent.id, sent.recipients, 0, None, repeated=True, send_at=sent.send_at)
-        s.add(b)
-        try:
-            s.flush()
-        except IntegrityError:  # the same confirmation, submitted at the same moment, won
-            uow.rollback()
-            if send_token is None or (sent := sql.broadcast_by_token(s, send_token)) is None:
-                raise
+        if (sent := sql.add_unless_sent(s, b)) is not None:  # this confirmation made it, maybe a moment ago
             return Created(sent.id, sent.recipients, 0, None, repeated=True, send_at=sent.send_at)
         if send_at is not None:
             uow.commit()

@@ -21,11 +21,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
-
 from config.campaigns import Catalog, load_catalog, load_texts, parse_catalog
 from storage import campaigns as store
-from storage.uow import Database
+from storage.uow import DATABASE_ERRORS, Database
 
 if TYPE_CHECKING:
     from bots.runtime import Runtime
@@ -96,7 +94,7 @@ def load(db: Database, campaign_file: Path | str, now: datetime) -> tuple[Catalo
         if got is None:
             seed_from_file(db, campaign_file, now)
             got = read(db, texts)
-    except (DBAPIError, PoolTimeout) as exc:
+    except DATABASE_ERRORS as exc:
         log.warning("cannot read the campaigns from the database (%s); starting with the campaign file %s until "
                     "it answers", exc.__class__.__name__, campaign_file)
         return load_catalog(campaign_file), None

@@ -150,15 +150,8 @@ def _redact_hooks(redactor: Redactor) -> None:
     sys.unraisablehook = unraisable_hook
 
 
-def secrets_of(settings) -> list[str | None]:
-    """The values in Settings that must never be logged."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    values = [settings.twilio_auth_token, settings.telegram_bot_token, settings.telegram_webhook_secret,
-              settings.secret_key]
-    try:
-        values.append(make_url(settings.database_url).password)
-    except (ArgumentError, ValueError):  # an unparsable URL has no password we could find
-        return values
-    return values
+def secrets_of(settings, database_password: str | None) -> list[str | None]:
+    """The values in Settings that must never be logged. ``database_password``: the one in its
+    database URL (storage.db.url_password: reading a URL as the database does is storage's)."""
+    return [settings.twilio_auth_token, settings.telegram_bot_token, settings.telegram_webhook_secret,
+            settings.secret_key, database_password]

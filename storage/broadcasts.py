@@ -13,6 +13,7 @@ from typing import Iterable, Protocol, Sequence
 
 from sqlalchemy import (and_, bindparam, case, delete, exists, func, insert, literal, or_, select, text, union_all,
                         update)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import Broadcast, ConsentEvent, Delivery, EarlyStatus, Member, SendThrottle, Signature
@@ -496,6 +497,25 @@ def pause_channel(session: Session, channel: str, until: float) -> None:
 def broadcast_by_token(session: Session, token: str) -> Broadcast | None:
     """The broadcast a staff confirmation (its one-time token) already sent, if any."""
     return session.scalars(select(Broadcast).where(Broadcast.send_token == token)).first()
+
+
+def add_unless_sent(session: Session, broadcast: Broadcast) -> Broadcast | None:
+    """Add ``broadcast`` (flushed: it has its id) and return None; or, when its ``send_token`` (the
+    staff confirmation's) already made a broadcast, add nothing and return that one. Two confirmations
+    adding the same token at the same moment: the unique token makes the second writer wait for the
+    first, then fail; its transaction is rolled back and finds the first's row."""
+    token = broadcast.send_token
+    if token is not None and (sent := broadcast_by_token(session, token)) is not None:
+        return sent
+    session.add(broadcast)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        if token is None or (sent := broadcast_by_token(session, token)) is None:
+            raise  # another constraint: a bug, not a repeat
+        return sent
+    return None
 
 
 def claim_due_scheduled(session: Session, now: datetime) -> Broadcast | None:

@@ -68,6 +68,17 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+def url_password(url: str) -> str | None:
+    """The password in the database URL ``url``, decoded (as the server knows it), for the logs to
+    redact (config.redaction.secrets_of); None when it has none or the URL does not parse."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except (ArgumentError, ValueError):  # an unparsable URL has no password we could find
+        return None
+
+
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 

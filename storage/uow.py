@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 # The errors that say the database cannot be used just now (down, restarting, its connection lost,
 # SQLite locked past its timeout, every pooled connection busy): the web app answers them with 503.
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+# Any error from the database or its driver (down, not migrated yet, a statement refused), or no pooled
+# connection free in time: what a caller that can go on without the database catches (bots.catalog
+# starts a process on the campaign file), without naming SQLAlchemy itself.
+DATABASE_ERRORS = (DBAPIError, PoolTimeout)
 
 
 def unavailable(exc: BaseException) -> bool:

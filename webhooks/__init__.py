@@ -17,6 +17,7 @@ from werkzeug.routing import IntegerConverter
 
 from bots.runtime import Runtime
 from config import redaction
+from storage.db import url_password
 from storage.uow import UNAVAILABLE
 
 log = logging.getLogger("firma")
@@ -49,7 +50,8 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
 
         settings = Settings.from_env()
         rt = Runtime.build(settings, db=Database.for_requests(settings.database_url))  # no ping per request
-    redaction.install(redaction.secrets_of(rt.settings))  # no phone number or secret in any log line
+    # no phone number or secret in any log line
+    redaction.install(redaction.secrets_of(rt.settings, url_password(rt.settings.database_url)))
     rt.zips.load()  # at start-up, not in the first request that names a ZIP (firma export skips it)
     app.extensions["firma"] = rt
     app.config.update(

@@ -30,7 +30,9 @@ class Context:
                 self._settings = Settings.from_env()
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
-            redaction.install(redaction.secrets_of(self._settings))
+            from storage.db import url_password
+
+            redaction.install(redaction.secrets_of(self._settings, url_password(self._settings.database_url)))
         return self._settings
 
     @property
@@ -123,7 +125,7 @@ class Guarded(click.Group):
 @click.option("--debug", "debug", is_flag=True, help="Print the traceback of an unexpected error (redacted).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool = False):
-    """firma: sign petitions by SMS and Telegram, and send updates to signers."""
+    """firma: sign petitions by SMS, WhatsApp and Telegram, and send updates to signers."""
     ctx.meta["firma.debug"] = debug
     ctx.ensure_object(Context)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

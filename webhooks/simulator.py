@@ -1,4 +1,4 @@
-"""The browser simulator: chat with the bot as an SMS number or a Telegram user, no provider needed.
+"""The browser simulator: chat with the bot on any channel (SMS, WhatsApp, Telegram), no provider needed.
 
 Messages go through the same engine, service and storage as real ones; the members it creates are
 flagged ``simulated`` and left out of counts, exports and broadcasts.

@@ -30,6 +30,13 @@ def test_help_lists_commands():
         assert command in result.output
 
 
+def test_help_names_every_channel_a_member_can_sign_on():
+    from bots import channels
+
+    first_line = CliRunner().invoke(main, ["--help"]).output.split("\n\n")[1]
+    assert all(c.label in first_line for c in channels.channels()), first_line
+
+
 def test_campaigns_lists_keywords_and_counts(client, db_url):
     for text in ("SCOMM", "Ana López", "60601"):
         post_sms(client, "+13125550101", text)

@@ -17,8 +17,10 @@ from bots import broadcasts
 from bots.worker import Options, run_worker
 from bots.broadcasts import BroadcastRequest
 from bots.runtime import Runtime, utcnow
+from config.campaigns import load_catalog
 from config.settings import Settings
 from storage.models import Conversation, Member, ProcessedMessage, Signature
+from storage.uow import Database
 from tests.support import broadcasts as h
 from tests.support import twilio_client
 from tests.support.standins import TwilioStandIn
@@ -62,6 +64,40 @@ def test_database_refusing_connections_gives_503(settings, catalog, clock):
         assert client.get("/api/campaigns/end-scomm").status_code == 503
     finally:
         rt.db.dispose()
+
+
+def _started_on_the_file(rt, caplog) -> bool:
+    """Whether ``rt`` runs on the campaign file, not knowing the database's version, and said why."""
+    said = [r.getMessage() for r in caplog.records if r.name == "firma.catalog"]
+    return (rt.catalog == load_catalog() and rt.live.version is None and len(said) == 1
+            and said[0].startswith("cannot read the campaigns from the database (")
+            and "starting with the campaign file" in said[0])
+
+
+@pytest.mark.parametrize("what", ["refused", "not migrated"])
+def test_a_process_starts_on_the_campaign_file_when_the_database_cannot_be_read(settings, tmp_path, caplog, what):
+    """bots.catalog.load: nothing to read the campaigns from (the server down, the tables not made
+    yet); the process starts anyway, its watcher loads the database's when it answers."""
+    url = {"refused": f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/firma",
+           "not migrated": f"sqlite:///{tmp_path}/empty.db"}[what]
+    rt = Runtime.build(settings.with_(database_url=url))
+    try:
+        assert _started_on_the_file(rt, caplog)
+    finally:
+        rt.db.dispose()
+
+
+def test_a_process_starts_on_the_campaign_file_when_no_connection_is_free(settings, db_url, caplog):
+    """Every pooled connection busy past the pool's timeout: the same as a database that is down."""
+    db = Database(db_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    busy = db.engine.connect()
+    try:
+        rt = Runtime.build(settings.with_(database_url=db_url), db=db)
+        assert _started_on_the_file(rt, caplog)
+        assert "(TimeoutError)" in caplog.text
+    finally:
+        busy.close()
+        db.dispose()
 
 
 @pytest.fixture

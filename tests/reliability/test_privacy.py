@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +25,8 @@ from storage import repository as repo
 from storage.models import ConsentEvent, Conversation, InboundCounter, Member, ProcessedMessage, Signature
 from tests.support import twilio_client
 from tests.support.twilio_client import messages, post_sms
+from webhooks import create_app
+from webhooks.cli import Context
 
 
 def render(replies, language, channel, catalog):
@@ -100,6 +103,26 @@ def test_the_cli_masks_its_logs_too(tmp_path):
     _assert_clean(out.stdout + out.stderr, [PHONE], [twilio_client.TOKEN, "another-long-secret-key"])
 
 
+@pytest.mark.parametrize("started_by", ["app", "cli"])
+def test_the_database_password_is_redacted_where_a_line_quotes_it_alone(settings, catalog, caplog, monkeypatch,
+                                                                         started_by):
+    """Outside its URL too (a driver's error may quote it), and as the server knows it: its special
+    characters are percent-encoded in FIRMA_DATABASE_URL, not in what is redacted."""
+    password = f"{started_by}-p@ss/w%rd"  # one per case: the secrets of a process accumulate
+    url = f"postgresql+psycopg://firma:{quote(password, safe='')}@127.0.0.1:5/firma"  # never connected to
+    if started_by == "app":
+        rt = Runtime.build(settings.with_(database_url=url), catalog=catalog)
+        create_app({"TESTING": True}, rt)
+        rt.db.dispose()
+    else:
+        monkeypatch.setenv("FIRMA_DATABASE_URL", url)
+        monkeypatch.setenv("FIRMA_SECRET_KEY", "another-long-secret-key")
+        assert Context().settings.database_url == url
+    logging.getLogger("firma.test").warning("the server said: password %s is wrong", password)
+    assert "the server said: password [redacted] is wrong" in caplog.messages
+    assert password not in caplog.text
+
+
 def test_tracebacks_python_prints_itself_are_redacted_too(tmp_path):
     """A thread that dies, or the process itself, print their traceback without logging."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TWILIO_AUTH_TOKEN": twilio_client.TOKEN}
@@ -131,8 +154,6 @@ def hostile_catalog(tmp_path):
 
 
 def test_a_hostile_campaign_title_is_escaped_on_pages_and_in_telegram_html(settings, hostile_catalog, clock):
-    from webhooks import create_app
-
     assert hostile_catalog.default_campaign.text("en").title == HOSTILE
     rt = Runtime.build(settings, catalog=hostile_catalog)
     try:
