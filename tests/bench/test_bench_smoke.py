@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,11 @@ def test_pooler_bench_all_answers_and_signatures_direct_and_through_pgbouncer(pg
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if "conversations from 8 threads" in line]
     assert len(lines) == 2 and all("120 answers 200; 40 signatures of 40; 0 error lines" in x for x in lines), proc.stdout
+
+
+@pytest.mark.slow
+def test_pdf_libraries_smoke():
+    out = run_bench_env("pdf_libraries.py", PDF_LIBS="")
+    assert re.search(r"firma: [\d.]+ s, peak RSS \d+ MB, [\d.]+ MB file \(1\.00x", out), out
+    for library in ("reportlab", "fpdf2"):  # not firma's dependencies: measured when installed, else said so
+        assert re.search(rf"{library}: (not run|[\d.]+ s, peak RSS)", out), out
