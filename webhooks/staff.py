@@ -32,6 +32,8 @@ def _navigation():
         "percent": charts.percent,
         "channel_label": channels.label,
         "channel_labels": {c.name: c.label for c in channels.channels()},
+        # "SMS and WhatsApp": the channels whose broadcasts wait for the recipient's local morning
+        "quiet_channels": " and ".join(c.label for c in channels.channels() if c.quiet_hours),
         "staff_can": lambda role: (current_staff() is not None and current_staff().can(role)),
         "contact": _contact,
         "org_zone": runtime().settings.timezone,  # FIRMA_TIMEZONE: "today", schedules

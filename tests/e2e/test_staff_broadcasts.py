@@ -395,3 +395,16 @@ def test_whatsapp_preview_shows_the_window_and_the_template_goes_with_the_broadc
         assert uow.session.scalars(select(Broadcast.window_template)).one() == template
     page = staff_client.get(sent.headers["Location"]).get_data(as_text=True)
     assert template in page and 'data-testid="count-outside_window"' in page
+
+
+def test_the_pages_name_every_channel_that_keeps_quiet_hours(staff_client, rt, signers):
+    """WhatsApp waits for the recipient's local morning as SMS does (the channel says so); the
+    console must not tell staff that only SMS does."""
+    html = staff_client.get("/staff/broadcasts/new").get_data(as_text=True)
+    assert "quiet hours still apply to each SMS and WhatsApp recipient" in html
+    from config.settings import Settings
+
+    rt.settings = rt.settings.with_(quiet_hours=Settings.from_env({"FIRMA_QUIET_HOURS": "20:00-09:00"}).quiet_hours)
+    r = staff_client.post("/staff/broadcasts/new", data=form(staff_client, action="confirm"))
+    text = " ".join(r.get_data(as_text=True).split())
+    assert "and SMS and WhatsApp messages to someone whose local time is between 20:00 and 09:00 wait" in text, text
