@@ -24,6 +24,9 @@ _PHONE = re.compile(r"(?<![\w])(\+|%2B)?(\d{3,11})(\d{4})(?!\d)")
 # North American numbers as people write them, "(312) 555-0102", "312.555.0102", "+1 312 555 0102":
 # not one run of digits, so the pattern above misses them (an error quoting what someone typed).
 _SPACED_PHONE = re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?![\w])")
+# Numbers from other countries as people write them, "+52 55 1234 5678", "+502 2345-6789": a "+",
+# the country code, then groups; 8 to 15 digits in all (fewer is a time zone offset, "+0100").
+_INTL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){1,6}(?![\w])")
 _BOT_TOKEN = re.compile(r"(?<!\d)\d{5,12}:[A-Za-z0-9_-]{30,}")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
 
@@ -35,7 +38,14 @@ def mask_phone(text: str) -> str:
         prefix = m.group(1) or ""
         return prefix + "*" * len(m.group(2)) + m.group(3)
 
-    text = _SPACED_PHONE.sub(lambda m: re.sub(r"\d", "*", m.group(0)[:-4]) + m.group(0)[-4:], text)
+    def all_but_four(m: re.Match) -> str:
+        return re.sub(r"\d", "*", m.group(0)[:-4]) + m.group(0)[-4:]
+
+    def international(m: re.Match) -> str:
+        return all_but_four(m) if 8 <= sum(c.isdigit() for c in m.group(0)) <= 15 else m.group(0)
+
+    text = _SPACED_PHONE.sub(all_but_four, text)
+    text = _INTL_PHONE.sub(international, text)
     return _PHONE.sub(repl, text)
 
 

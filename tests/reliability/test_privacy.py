@@ -48,6 +48,10 @@ def test_masking_keeps_only_the_last_four_digits():
     assert mask_phone("('sms', '13125550187')") == "('sms', '*******0187')"
     assert mask_phone("at 2026-11-27 18:00:00, 3 of 30, port 5432") == "at 2026-11-27 18:00:00, 3 of 30, port 5432"
     assert mask_phone("SM0123456789abcdef0123456789abcdef") == "SM0123456789abcdef0123456789abcdef"
+    # members' numbers from elsewhere (WhatsApp), written as people write them: only the last four kept
+    assert mask_phone("typed +52 55 1234 5678, +502 2345-6789, +44 20 7946 0958 and +52 (55) 1234-5678") == \
+        "typed +** ** **** 5678, +*** ****-6789, +** ** **** 0958 and +** (**) ****-5678"
+    assert mask_phone("v1.2.3, 10:30-11:45, 12.5 MB, 2026-12-05 +0100") == "v1.2.3, 10:30-11:45, 12.5 MB, 2026-12-05 +0100"
     r = Redactor(["s3cret-token-value"])
     assert r.redact("postgresql://firma:hunter22@db/firma token=s3cret-token-value bot123456:" + "A" * 35) == \
         "postgresql://firma:[redacted]@db/firma token=[redacted] bot[redacted]"
