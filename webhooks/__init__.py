@@ -8,6 +8,7 @@ Nothing is built at import time; each process builds its own Runtime here.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any, Mapping
 
 from flask import Flask, current_app, jsonify, request
@@ -37,6 +38,22 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def _settings_or_one_line(read):
+    """The settings; under gunicorn, a setting it cannot use stops it with the one line that says what
+    to change (gunicorn prints an AppImportError as is and halts, where any other error is a traceback
+    from every worker it boots)."""
+    from config.settings import SettingsError
+
+    try:
+        return read()
+    except SettingsError as exc:
+        if "gunicorn" not in sys.modules:
+            raise
+        from gunicorn.errors import AppImportError
+
+        raise AppImportError(f"firma cannot start: {exc}") from None
+
+
 def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = None) -> Flask:
     """The app on ``rt``, or on a Runtime built here from the environment (gunicorn). An app that
     built its own Runtime, or is given CATALOG_WATCH=True (`firma serve`), keeps its catalog current
@@ -48,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
         from config.settings import Settings
         from storage.uow import Database
 
-        settings = Settings.from_env()
+        settings = _settings_or_one_line(Settings.from_env)
         rt = Runtime.build(settings, db=Database.for_requests(settings.database_url))  # no ping per request
     # no phone number or secret in any log line
     redaction.install(redaction.secrets_of(rt.settings, url_password(rt.settings.database_url)))

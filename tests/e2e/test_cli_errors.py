@@ -94,3 +94,20 @@ def test_staff_add_before_anything_else_creates_and_migrates_sqlite(tmp_path):
     assert result.exit_code == 0, (result.output, result.exception)
     listed = CliRunner().invoke(main, ["staff", "list"], env=env)
     assert listed.exit_code == 0 and "organizer@example.org" in listed.output
+
+
+@pytest.mark.slow
+def test_gunicorn_with_a_wrong_setting_says_it_in_one_line(tmp_path):
+    """Production starts with gunicorn, not the CLI: a setting it cannot use stops it with the same one
+    line (gunicorn's "App failed to load"), not a traceback per worker."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FIRMA_DATABASE_URL": f"sqlite:///{tmp_path}/firma.db",
+           "FIRMA_PUBLIC_URL": "sms.example.org", "TWILIO_AUTH_TOKEN": PASSWORD}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+                          "webhooks:create_app()"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "FIRMA_PUBLIC_URL must be the URL the providers call, with its scheme" in run.stderr
+    assert PASSWORD not in run.stderr + run.stdout
