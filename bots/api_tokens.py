@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,7 +38,10 @@ def _digest(token: str) -> str:
 def create_token(db: Database, email: str, label: str | None, now: datetime) -> tuple[str, str]:
     """A new token for ``email``: (the token, shown once and never again; its label)."""
     email = normalize_email(email)
-    label = " ".join((label or "").split())[:MAX_LABEL]
+    # printed by the CLI and written to the audit log with every call: no escape sequence, bell or
+    # direction override (Unicode categories Cc, Cf) survives, only the words
+    label = "".join(ch for ch in (label or "") if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf"))
+    label = " ".join(label.split())[:MAX_LABEL]
     with db.uow() as uow:
         user = q.staff_by_email(uow.session, email)
         if user is None:

@@ -114,6 +114,17 @@ def test_tokens_bad_revoked_disabled_and_stored_hashed(client, rt, tokens):
     assert listed[ORGANIZER]["tokens"] == 0 and listed[ADMIN]["tokens"] == 1
 
 
+def test_a_token_label_keeps_no_control_characters(client, rt, tokens):
+    """The label is printed by the CLI and written to the audit log with every call: an escape
+    sequence in it (pasted from a terminal) must not reach either."""
+    token, label = api_tokens.create_token(rt.db, ORGANIZER, "ci\x1b[31m red\x07 \u202eevil\u200b bot", rt.now())
+    assert label == "ci[31m red evil bot"
+    assert client.get("/api/staff/campaigns", headers=bearer(token)).status_code == 200
+    with rt.db.reader() as uow:
+        staff = [a.staff_email for a in uow.session.scalars(select(AuditLog))]
+    assert not any(ch in "".join(filter(None, staff)) for ch in "\x1b\x07\u202e\u200b")
+
+
 def test_campaigns_listed_created_and_replaced(client, rt, tokens):
     r = client.get("/api/staff/campaigns", headers=bearer(tokens["viewer"]))
     [c] = r.get_json()
