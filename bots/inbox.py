@@ -21,7 +21,7 @@ from bots.runtime import Runtime
 from storage import broadcasts as broadcast_sql
 from storage import inbox as q
 from storage import staff_queries
-from storage.models import ConsentEvent
+from storage.models import CAUSE_MAX, ConsentEvent
 
 PAGE = 50
 REPLY_MAX = 1000  # characters: a staff reply is a text message, not a letter
@@ -186,7 +186,7 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
             q.add_message(session, member.id, member.channel, "staff", text, now, staff_email)
             # the consent log records every message that is not a broadcast, with its exact text
             session.add(ConsentEvent(member_id=member.id, kind="message", channel=member.channel,
-                                     cause=f"staff reply ({staff_email})"[:64], campaign=None, text_sent=body,
+                                     cause=f"staff reply ({staff_email})"[:CAUSE_MAX], campaign=None, text_sent=body,
                                      created_at=now))
             staff_queries.add_audit(session, staff_email=staff_email, action=audit.INBOX_REPLY, target=str(member.id),
                                     detail=f"{channels.label(member.channel)}, {len(body)} characters", ip=ip, now=now)

@@ -91,7 +91,7 @@ def forget(uow: UnitOfWork, key: str, channel: str, contact: str, now: datetime,
             token = forget_token(key, other.channel, other.address)
             kept += repo.forget_member_data(session, other, token, now, _spellings)
             inbox_sql.erase(session, other.id)
-            repo.add_consent(session, other, kind="forget", cause=f"erasure request ({requested_by})"[:64],
+            repo.add_consent(session, other, kind="forget", cause=f"erasure request ({requested_by})",
                              campaign=None, text_sent=None, now=now)
             contacts += 1
         files = delivery_files_sql.purge(session)  # made again in a minute, without the name

@@ -16,7 +16,7 @@ from sqlalchemy import (and_, bindparam, case, delete, exists, func, insert, lit
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from storage.models import Broadcast, ConsentEvent, Delivery, EarlyStatus, Member, SendThrottle, Signature
+from storage.models import CAUSE_MAX, Broadcast, ConsentEvent, Delivery, EarlyStatus, Member, SendThrottle, Signature
 
 DUE = text("deliveries.status IN ('pending', 'held')")  # literal, so the partial index ix_deliveries_due is used
 OPEN_STATUSES = ("pending", "held", "sending")
@@ -334,7 +334,7 @@ def opt_out_member(session: Session, member_id: int, channel: str, cause: str, n
                           .values(opted_out_at=now).execution_options(synchronize_session=False))
     if not res.rowcount:
         return False
-    session.add(ConsentEvent(member_id=member_id, kind="opt_out", channel=channel, cause=cause[:64],
+    session.add(ConsentEvent(member_id=member_id, kind="opt_out", channel=channel, cause=cause[:CAUSE_MAX],
                              campaign=campaign, text_sent=None, created_at=now))
     return True
 

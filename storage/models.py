@@ -141,6 +141,10 @@ class ProcessedMessage(Base):
     response: Mapped[str | None] = mapped_column(Text)
 
 
+# Room for "staff reply (api:<a 100-character token label> (<a 254-character email>))" whole.
+CAUSE_MAX = 400
+
+
 class ConsentEvent(Base):
     """Every opt-in, opt-out and HELP: what caused it and the exact text sent back (carrier audits)."""
 
@@ -151,7 +155,7 @@ class ConsentEvent(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))  # opt_in | opt_out | help
     channel: Mapped[str] = mapped_column(String(16))
-    cause: Mapped[str] = mapped_column(String(64))  # keyword, OptOutType:STOP, twilio:21610, ...
+    cause: Mapped[str] = mapped_column(String(CAUSE_MAX))  # keyword, OptOutType:STOP, twilio:21610, staff reply (who)
     campaign: Mapped[str | None] = mapped_column(String(64))
     text_sent: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
+    CAUSE_MAX,
     CampaignCount,
     ConsentEvent,
     Conversation,
@@ -76,7 +77,7 @@ def conversation_for(session: Session, member_id: int, new_member: bool = False)
 
 def add_consent(session: Session, member: Member, *, kind: str, cause: str, campaign: str | None,
                 text_sent: str | None, now: datetime) -> None:
-    session.add(ConsentEvent(member_id=member.id, kind=kind, channel=member.channel, cause=cause[:64],
+    session.add(ConsentEvent(member_id=member.id, kind=kind, channel=member.channel, cause=cause[:CAUSE_MAX],
                              campaign=campaign, text_sent=text_sent, created_at=now))
 
 

@@ -46,6 +46,7 @@ from storage.inbound.state import (  # noqa: F401 - the state's names, for the h
     MemberState,
 )
 from storage.inbound.transaction import Transaction, _driver, _execute, _run
+from storage.models import CAUSE_MAX
 
 
 def _p(**params) -> dict:
@@ -241,7 +242,7 @@ def save_and_commit(conn: Transaction, member_id: int, channel: str, provider_id
     language = state.language
     params = _p(member_id=member_id, channel=channel, provider_id=provider_id, response=response, now=now,
                 **{name: getattr(state, name) for name in STATE_FIELDS})
-    events = [_p(member_id=member_id, channel=channel, kind=c.kind, cause=c.cause[:64], campaign=c.campaign,
+    events = [_p(member_id=member_id, channel=channel, kind=c.kind, cause=c.cause[:CAUSE_MAX], campaign=c.campaign,
                  text_sent=c.text_sent, now=now) for c in consents]
     inbox = []
     if kept is not None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bots import api_tokens
 from bots import staff_accounts as svc
 from bots.worker import Options, run_worker
-from storage.models import AuditLog, Member
+from storage.models import AuditLog, ConsentEvent, Member
 from tests.e2e.test_staff import PASSWORD, fast_hashing  # noqa: F401
 from tests.support import broadcasts as h
 from tests.support.twilio_client import post_sms
@@ -170,3 +170,16 @@ def test_a_reply_with_a_control_character_is_refused_before_it_is_sent(client, t
     assert [m for m in twilio.messages if m["To"] == ANA] == []
     assert client.post(f"/api/staff/inbox/{ana}/reply", json={"text": "Two lines\n\tand a tab, 10\u00a0a.m. \U0001F469\u200d\U0001F467"},
                        headers=org).status_code == 202  # a pasted no-break space and a family emoji are text
+
+
+def test_the_consent_log_names_who_replied_in_full(client, rt, tokens, twilio):
+    """A staff reply is a message sent in the consent log's sense; its cause names the token and the
+    staff member whole, however long the token's label."""
+    label = "weekly volunteer follow-up from the Chicago field office"
+    token, _ = api_tokens.create_token(rt.db, ORGANIZER, label, rt.now())
+    ana = client.get("/api/staff/inbox?language=en", headers=bearer(token)).get_json()[0]["member"]
+    assert client.post(f"/api/staff/inbox/{ana}/reply", json={"text": "See you Saturday!"},
+                       headers=bearer(token)).status_code == 202
+    with rt.db.reader() as uow:
+        causes = [e.cause for e in uow.session.scalars(select(ConsentEvent).where(ConsentEvent.kind == "message"))]
+    assert causes == [f"staff reply (api:{label} ({ORGANIZER}))"]
