@@ -10,6 +10,7 @@ reached is never written to; the refusal says why.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,12 +23,24 @@ from storage import broadcasts as broadcast_sql
 from storage import inbox as q
 from storage import staff_queries
 from storage.models import CAUSE_MAX, ConsentEvent
+from storage.uow import unavailable
+
+log = logging.getLogger("firma.inbox")
 
 PAGE = 50
 REPLY_MAX = 1000  # characters: a staff reply is a text message, not a letter
 SLOT_WAIT_MAX = 10.0  # seconds a reply may wait for its rate slot before it is refused
 REPEAT_WINDOW = 60  # seconds in which the same reply to the same member is taken for a double submit
 HEADROOM = 0.15  # the broadcast worker's spacing of slots: (1 + HEADROOM) / rate
+
+
+class NotRecorded(Exception):
+    """The reply was sent, but the database could not record it; the message says so, for staff."""
+
+
+# Seconds between the tries to record a sent reply while the database does not answer: three tries,
+# at worst (a hung database, 5 s a try on the web path) about 18 s, inside gunicorn's 30.
+RECORD_RETRY_WAITS = (0.5, 2.0)
 
 
 class ReplyRefused(Exception):
@@ -180,18 +193,11 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
     _still_subscribed(rt, member.id)
     result = asyncio.run(_send(sender, member.address, body))
     now = rt.now()
+    if result.kind == plan.SENT:
+        _record_sent(rt, member, text, body, staff_email, ip, now)
+        return body
     with rt.db.uow() as uow:
         session = uow.session
-        if result.kind == plan.SENT:
-            q.add_message(session, member.id, member.channel, "staff", text, now, staff_email)
-            # the consent log records every message that is not a broadcast, with its exact text
-            session.add(ConsentEvent(member_id=member.id, kind="message", channel=member.channel,
-                                     cause=f"staff reply ({staff_email})"[:CAUSE_MAX], campaign=None, text_sent=body,
-                                     created_at=now))
-            staff_queries.add_audit(session, staff_email=staff_email, action=audit.INBOX_REPLY, target=str(member.id),
-                                    detail=f"{channels.label(member.channel)}, {len(body)} characters", ip=ip, now=now)
-            uow.commit()
-            return body
         if result.kind == plan.OPTED_OUT:
             broadcast_sql.opt_out_member(session, member.id, member.channel, result.cause or "provider", now)
             uow.commit()
@@ -214,6 +220,37 @@ def reply(rt: Runtime, member_id: int, text: str | None, staff_email: str, ip: s
         raise ReplyRefused("The provider did not answer in time: the reply may or may not have arrived. Check "
                            "before sending it again.", conflict=False)
     raise ReplyRefused(f"Not sent: the provider refused it (error {result.error_code}).", conflict=False)
+
+
+def _record_sent(rt: Runtime, member, text: str, body: str, staff_email: str, ip: str | None, now) -> None:
+    """The sent reply in the thread, the consent log and the audit log, in one transaction. The member
+    has it already: a database that does not answer is tried again for a few seconds (a restart, a
+    failover), then NotRecorded tells staff it was sent, so that they do not send it twice."""
+    for wait in (*RECORD_RETRY_WAITS, None):
+        try:
+            with rt.db.uow() as uow:
+                session = uow.session
+                q.add_message(session, member.id, member.channel, "staff", text, now, staff_email)
+                # the consent log records every message that is not a broadcast, with its exact text
+                session.add(ConsentEvent(member_id=member.id, kind="message", channel=member.channel,
+                                         cause=f"staff reply ({staff_email})"[:CAUSE_MAX], campaign=None,
+                                         text_sent=body, created_at=now))
+                staff_queries.add_audit(session, staff_email=staff_email, action=audit.INBOX_REPLY,
+                                        target=str(member.id),
+                                        detail=f"{channels.label(member.channel)}, {len(body)} characters", ip=ip,
+                                        now=now)
+                uow.commit()
+            return
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            if wait is None:
+                log.error("a staff reply to member #%d (%s, %d characters, by %s) was sent but could not be recorded: "
+                          "the database did not answer (%s)", member.id, channels.label(member.channel), len(body),
+                          staff_email, exc.__class__.__name__)
+                raise NotRecorded("The reply was sent to the member, but the database did not answer, so it is not "
+                                  "in the conversation or the consent log yet: do not send it again.") from None
+            time.sleep(wait)
 
 
 def _still_subscribed(rt: Runtime, member_id: int) -> None:

@@ -318,11 +318,13 @@ def inbox_reply(member: str):
         body = isvc.reply(runtime(), member_id, data["text"], _user().who, request.remote_addr)
     except LookupError:
         return _not_found(f"no conversation {member!r}")
+    except isvc.NotRecorded as exc:  # sent: 202, so that a script does not send it again
+        return jsonify(member=member, text=data["text"], recorded=False, warning=str(exc)), 202
     except isvc.ReplyRefused as exc:
         if exc.conflict:
             return jsonify(error=str(exc)), 409
         raise Unprocessable(str(exc)) from None
-    return jsonify(member=member, text=body), 202
+    return jsonify(member=member, text=body, recorded=True), 202
 
 
 @bp.post("/inbox/<member>/done")

@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFError
 from bots import audit, channels
 from bots import inbox as svc
 from storage.inbox import STATUSES, Filters
+from storage.uow import UNAVAILABLE
 from webhooks import runtime
 from webhooks.auth import ADMIN, ORGANIZER, blueprint_requires, client_ip, csrf_error, current_staff, requires
 
@@ -29,7 +30,10 @@ def _unread():
         staff = current_staff()
         if staff is None or not staff.can(ORGANIZER):
             return 0
-        return svc.unread(runtime())
+        try:
+            return svc.unread(runtime())
+        except UNAVAILABLE:  # a page that says the database did not answer must still show
+            return 0
     return {"inbox_unread": count}
 
 
@@ -100,6 +104,8 @@ def reply(member_id: int):
         svc.reply(rt, member_id, text, staff.email, client_ip())
     except LookupError:
         abort(404, "no such member")
+    except svc.NotRecorded as exc:
+        return render_template("staff/error.html", title="Sent, but not recorded", message=str(exc)), 503
     except svc.ReplyRefused as exc:
         found = _conversation(member_id, mark_read=False)
         return render_template("staff/inbox_thread.html", page="inbox", c=found, m=found.member, t=found.thread,

@@ -183,3 +183,21 @@ def test_the_consent_log_names_who_replied_in_full(client, rt, tokens, twilio):
     with rt.db.reader() as uow:
         causes = [e.cause for e in uow.session.scalars(select(ConsentEvent).where(ConsentEvent.kind == "message"))]
     assert causes == [f"staff reply (api:{label} ({ORGANIZER}))"]
+
+
+def test_a_sent_reply_the_database_cannot_record_is_still_a_202_with_a_warning(client, rt, tokens, twilio, monkeypatch):
+    """The member has it: a script that saw an error would send it again."""
+    from sqlalchemy.exc import OperationalError
+
+    from bots import inbox
+
+    def down(*args, **kwargs):
+        raise OperationalError("INSERT INTO inbox_messages", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(inbox.q, "add_message", down)
+    monkeypatch.setattr(inbox, "RECORD_RETRY_WAITS", (0.01,))
+    ana = client.get("/api/staff/inbox?language=en", headers=bearer(tokens["organizer"])).get_json()[0]["member"]
+    r = client.post(f"/api/staff/inbox/{ana}/reply", json={"text": "See you Saturday!"},
+                    headers=bearer(tokens["organizer"]))
+    assert r.status_code == 202 and r.get_json()["recorded"] is False and "do not send it again" in r.get_json()["warning"]
+    assert [m["Body"] for m in twilio.messages if m["To"] == ANA] == ["See you Saturday!"]

@@ -275,3 +275,48 @@ def test_a_stop_while_the_reply_waits_for_its_slot_wins(client, world, twilio, m
     assert waited == [200]
     assert r.status_code == 409 and "opted out" in r.get_data(as_text=True)
     assert not [m for m in twilio.messages if m["To"] == ANA and m["Body"] == "See you Saturday!"]
+
+
+def _database_fails(monkeypatch, times: int) -> list[int]:
+    """The recording of a sent reply meets a database that does not answer ``times`` times."""
+    from sqlalchemy.exc import OperationalError
+
+    from bots import inbox
+
+    real, calls = inbox.q.add_message, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= times:
+            raise OperationalError("INSERT INTO inbox_messages", {}, Exception("server closed the connection"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inbox.q, "add_message", flaky)
+    monkeypatch.setattr(inbox, "RECORD_RETRY_WAITS", (0.01, 0.01, 0.01))
+    return calls
+
+
+def test_a_sent_reply_is_recorded_when_the_database_comes_back_a_moment_later(client, world, twilio, monkeypatch):
+    rt = world
+    assert sign_in(client, ORGANIZER).status_code == 303
+    ana = member_id(rt, ANA)
+    calls = _database_fails(monkeypatch, times=2)
+    assert reply(client, ana, "See you Saturday!").status_code == 303
+    assert len(calls) == 3 and [m["Body"] for m in twilio.messages if m["To"] == ANA] == ["See you Saturday!"]
+    assert "See you Saturday!" in page(client, f"/staff/inbox/{ana}")
+    with rt.db.uow() as uow:
+        assert uow.session.scalars(select(ConsentEvent.text_sent).where(
+            ConsentEvent.member_id == ana, ConsentEvent.kind == "message")).all() == ["See you Saturday!"]
+
+
+def test_a_sent_reply_the_database_cannot_record_says_so_and_is_not_sent_twice(client, world, twilio, monkeypatch,
+                                                                             caplog):
+    rt = world
+    assert sign_in(client, ORGANIZER).status_code == 303
+    ana = member_id(rt, ANA)
+    _database_fails(monkeypatch, times=99)
+    r = reply(client, ana, "See you Saturday!")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 503 and "was sent" in html and "do not send it again" in html, html[:2000]
+    assert [m["Body"] for m in twilio.messages if m["To"] == ANA] == ["See you Saturday!"]
+    assert any("sent but could not be recorded" in rec.getMessage() for rec in caplog.records)
