@@ -99,7 +99,9 @@ def test_staff_add_before_anything_else_creates_and_migrates_sqlite(tmp_path):
 @pytest.mark.slow
 def test_gunicorn_with_a_wrong_setting_says_it_in_one_line(tmp_path):
     """Production starts with gunicorn, not the CLI: a setting it cannot use stops it with the same one
-    line (gunicorn's "App failed to load"), not a traceback per worker."""
+    line (gunicorn's "App failed to load"), not a traceback per worker. (When two workers fail at the
+    same moment gunicorn's arbiter may print a HaltServer traceback of its own, benoitc/gunicorn#2186:
+    none of firma's frames is in it.)"""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FIRMA_DATABASE_URL": f"sqlite:///{tmp_path}/firma.db",
            "FIRMA_PUBLIC_URL": "sms.example.org", "TWILIO_AUTH_TOKEN": PASSWORD}
     with socket.socket() as s:
@@ -108,6 +110,8 @@ def test_gunicorn_with_a_wrong_setting_says_it_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
                           "webhooks:create_app()"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
-    assert "Traceback" not in run.stderr, run.stderr
-    assert "FIRMA_PUBLIC_URL must be the URL the providers call, with its scheme" in run.stderr
+    for ours in ("webhooks/", "config/settings.py", "SettingsError"):
+        assert ours not in run.stderr, run.stderr
+    assert "firma cannot start: FIRMA_PUBLIC_URL must be the URL the providers call, with its scheme" in run.stderr
+    assert "App failed to load" in run.stderr
     assert PASSWORD not in run.stderr + run.stdout
