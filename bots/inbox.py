@@ -35,7 +35,12 @@ HEADROOM = 0.15  # the broadcast worker's spacing of slots: (1 + HEADROOM) / rat
 
 
 class NotRecorded(Exception):
-    """The reply was sent, but the database could not record it; the message says so, for staff."""
+    """The reply was sent, but the database could not record it; the message says so, for staff.
+    ``body``: the text as the member read it."""
+
+    def __init__(self, message: str, body: str):
+        super().__init__(message)
+        self.body = body
 
 
 # Seconds between the tries to record a sent reply while the database does not answer: three tries,
@@ -249,7 +254,7 @@ def _record_sent(rt: Runtime, member, text: str, body: str, staff_email: str, ip
                           "the database did not answer (%s)", member.id, channels.label(member.channel), len(body),
                           staff_email, exc.__class__.__name__)
                 raise NotRecorded("The reply was sent to the member, but the database did not answer, so it is not "
-                                  "in the conversation or the consent log yet: do not send it again.") from None
+                                  "in the conversation or the consent log yet: do not send it again.", body) from None
             time.sleep(wait)
 
 

@@ -319,7 +319,7 @@ def inbox_reply(member: str):
     except LookupError:
         return _not_found(f"no conversation {member!r}")
     except isvc.NotRecorded as exc:  # sent: 202, so that a script does not send it again
-        return jsonify(member=member, text=data["text"], recorded=False, warning=str(exc)), 202
+        return jsonify(member=member, text=exc.body, recorded=False, warning=str(exc)), 202
     except isvc.ReplyRefused as exc:
         if exc.conflict:
             return jsonify(error=str(exc)), 409
