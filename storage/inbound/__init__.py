@@ -156,9 +156,21 @@ def create_member(conn: Transaction, channel: str, address: str, now: datetime, 
     (a phone-number channel), a number another channel has met is linked to that person in the same
     statement; the person is then locked and the campaigns they signed read (one more round trip, for
     that first message only). Consent stays the member's own (per channel)."""
-    row = _run(conn, _for(conn).insert_member, _p(channel=channel, address=address, now=now, simulated=simulated,
-                                                  token=forgotten_token, link=link and not simulated,
-                                                  language=language)).fetchone()
+    st = _for(conn)
+    params = _p(channel=channel, address=address, now=now, simulated=simulated, token=forgotten_token,
+                link=link and not simulated, language=language)
+    if st.pg and link and not simulated:
+        # the number's lock and the INSERT in one round trip: the INSERT runs once the lock is ours, so
+        # the same number's first message on another channel, at the same moment, is seen and linked
+        # (SQLite's writers take turns: nothing to do there)
+        with _driver(conn) as raw:
+            with raw.pipeline():
+                conn.begin()
+                _execute(raw, st.lock_number, params)
+                inserted = _execute(raw, st.insert_member, params)
+            row = inserted.fetchone()
+    else:
+        row = _run(conn, st.insert_member, params).fetchone()
     if row is None:
         return None
     member = MemberState(id=row[0], simulated=simulated, person_id=row[2], language=language,

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from storage.inbound.transaction import Transaction
 
 
+PHONE_LOCK_SPACE = 0x6669726D  # "firm": the first key of the advisory locks on phone numbers
+
+
 def _now(name: str = "now"):
     return bindparam("p_" + name, type_=UTCDateTime)
 
@@ -123,6 +126,12 @@ class _Statements:
                         .where(other.address == bindparam("p_address"), other.channel != bindparam("p_channel"),
                                other.address.startswith("+"), other.simulated.is_(False))
                         .order_by(other.id).limit(1).scalar_subquery())
+        # PostgreSQL: a first message's number, locked until the transaction ends, so that a first
+        # message of the same number on another channel at the same moment waits, then sees this member
+        # and links to it (its INSERT's snapshot is taken after the lock). Two-key form, its own space.
+        if self.pg:
+            self.lock_number = select(func.pg_advisory_xact_lock(literal(PHONE_LOCK_SPACE),
+                                                                 func.hashtext(bindparam("p_address"))))
         self.insert_member = (insert(Member)
                               .values(channel=bindparam("p_channel"), address=bindparam("p_address"),
                                       simulated=bindparam("p_simulated"), language=bindparam("p_language"),
@@ -256,6 +265,7 @@ class _Compiled:
         self.claim, self.save_response = sql(st.claim), sql(st.save_response)
         if self.pg:
             self.admit = {key: sql(st.admit(*key)) for key in ((b, c) for b in (True, False) for c in (True, False))}
+            self.lock_number = sql(st.lock_number)
             self.save = {response: sql(st.save(response)) for response in (True, False)}
         else:
             self.bump, self.count = sql(st.bump), sql(st.count)

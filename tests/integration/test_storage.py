@@ -233,3 +233,29 @@ def test_the_member_read_brings_the_persons_latest_signature(database):
         assert hot.lock_state(tx, "sms", "+13125550101").last_signature[2] == "10001"
         assert hot.lock_state(tx, "sms", "+13125550102").last_signature[2] == "10001"
         assert hot.lock_state(tx, "sms", "+13125550103").last_signature[1] == "Someone Else"
+
+
+def test_first_messages_of_one_number_on_two_channels_at_once_make_one_person(database):
+    """The same number's first messages on SMS and on WhatsApp at the same moment: the second waits
+    until the first has committed, then sees that member and joins its person (one person, one
+    signature), instead of each missing the other's uncommitted row."""
+    import threading
+    import time
+
+    phone, result = "+13125550177", {}
+
+    def second():
+        with hot.Transaction(database.engine) as tx:
+            result["whatsapp"] = hot.create_member(tx, "whatsapp", phone, NOW, False, None, link=True)
+            tx.commit()
+
+    with hot.Transaction(database.engine) as first:
+        sms = hot.create_member(first, "sms", phone, NOW, False, None, link=True)
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        waited = thread.is_alive()
+        first.commit()
+    thread.join(10)
+    assert waited, "the second first message did not wait for the first"
+    assert sms.person_id is None and result["whatsapp"].person_id == sms.id
