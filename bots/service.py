@@ -220,7 +220,7 @@ def handle_contact(uow: UnitOfWork, inbound: Inbound, phone: str | None, own: bo
             home = repo.phone_member(session, phone) or channels.phone_home().name
             found, new_person = hot.lock_or_create(conn, home, phone, now, False,
                                                    privacy.forget_token_or_none(forget_key, home, phone),
-                                                   language=member.language)
+                                                   link=channels.get(home).phone_numbers, language=member.language)
             person = repo.member(session, found.id)
             if new_person:
                 repo.conversation_for(session, person.id, new_member=True)

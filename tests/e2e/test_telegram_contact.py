@@ -177,3 +177,30 @@ def test_forgetting_a_whatsapp_number_forgets_the_telegram_chat_that_shared_it(c
         assert s.scalar(select(func.count()).select_from(InboxThread)) == 0
         assert all(m.address.startswith("forgotten:") for m in s.scalars(select(Member)))
         assert s.scalar(select(func.count()).select_from(Signature).where(Signature.name != "")) == 0
+
+
+def test_a_number_shared_while_its_first_whatsapp_message_is_handled_joins_that_person(client, rt):
+    """The chat shares the number while that number's first WhatsApp message is still in its
+    transaction: the share waits for it, then the SMS row it makes joins the WhatsApp member's person
+    (it used to miss the uncommitted row: two people)."""
+    import threading
+    import time
+
+    from storage import inbound as hot
+
+    tg_sign(client)
+    shared = {}
+    with hot.Transaction(rt.db.engine) as whatsapp:
+        first = hot.create_member(whatsapp, "whatsapp", PHONE, rt.now(), False, None, link=True)
+        thread = threading.Thread(target=lambda: shared.update(answer=share(client, ANA_TG, PHONE, ANA_TG)))
+        thread.start()
+        time.sleep(0.5)
+        waited = thread.is_alive()
+        whatsapp.commit()
+    thread.join(10)
+    assert waited and shared["answer"]
+    with rt.db.uow() as uow:
+        people = {m.channel: repo.person_of(m) for m in uow.session.scalars(select(Member))}
+    # one person (on PostgreSQL by way of an SMS row made for the shared number, which waited for the
+    # WhatsApp member and joined it; on SQLite the share began after the WhatsApp message committed)
+    assert {"whatsapp", "telegram"} <= set(people) and set(people.values()) == {first.id}, people
