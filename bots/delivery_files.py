@@ -7,7 +7,8 @@ still streams the PDF at once (a few seconds at most).
 
 A worker that dies mid-way stops writing; after STALE_AFTER another worker starts the file again. A
 worker that stops (SIGTERM) hands the file back to the queue. Erasing a member drops every kept file
-(they may list the member's name); `firma db purge` and the workers drop files older than KEPT_DAYS.
+(they may list the member's name); `firma db purge` and the workers drop files older than a week
+(bots.privacy.DELIVERY_FILES_KEPT_DAYS).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ log = logging.getLogger("firma.delivery")
 DIRECT_LIMIT = 100_000  # signers the console streams itself: about 2.5 s of a web worker (bench/delivery.py)
 CHUNK = 1 << 20  # bytes per stored piece
 STALE_AFTER = timedelta(minutes=2)  # a making worker writes a piece every second or so
-KEPT_DAYS = DELIVERY_FILES_KEPT_DAYS
 NO_WORKER_AFTER = timedelta(minutes=1)  # queued this long: the console asks whether a worker runs
+
+
+STATUS_LABELS = {"queued": "waiting", "making": "being made", "ready": "ready", "failed": "failed"}
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,16 @@ class FileView:
     def done(self) -> bool:
         return self.status in ("ready", "failed")
 
+    @property
+    def status_label(self) -> str:
+        """The status in staff's words."""
+        return STATUS_LABELS[self.status]
+
 
 def _view(row: DeliveryFile, now: datetime) -> FileView:
     return FileView(row.id, row.campaign, row.state, row.names, row.language, row.listed, row.requested_by,
                     row.requested_at, row.status, row.finished_at, row.size, row.error,
-                    row.requested_at + timedelta(days=KEPT_DAYS),
+                    row.requested_at + timedelta(days=DELIVERY_FILES_KEPT_DAYS),
                     row.status == "queued" and now - row.requested_at >= NO_WORKER_AFTER)
 
 
@@ -85,7 +93,7 @@ def find(rt: Runtime, campaign: str, file_id: int) -> FileView | None:
     now = rt.now()
     with rt.db.snapshot() as uow:
         row = store.get(uow.session, file_id)
-        if row is None or row.campaign != campaign or now - row.requested_at >= timedelta(days=KEPT_DAYS):
+        if row is None or row.campaign != campaign or now - row.requested_at >= timedelta(days=DELIVERY_FILES_KEPT_DAYS):
             return None
         return _view(row, now)
 
@@ -93,7 +101,7 @@ def find(rt: Runtime, campaign: str, file_id: int) -> FileView | None:
 def recent(rt: Runtime, campaign: str) -> list[FileView]:
     now = rt.now()
     with rt.db.snapshot() as uow:
-        return [_view(row, now) for row in store.recent(uow.session, campaign, now - timedelta(days=KEPT_DAYS))]
+        return [_view(row, now) for row in store.recent(uow.session, campaign, now - timedelta(days=DELIVERY_FILES_KEPT_DAYS))]
 
 
 def content(rt: Runtime, file_id: int) -> Iterator[bytes]:
@@ -172,8 +180,8 @@ def _write(rt: Runtime, file_id: int, attempt: int, pieces: Generator[bytes, Non
 
 
 def purge(rt: Runtime, now: datetime) -> int:
-    """Drop the files asked for more than KEPT_DAYS ago."""
+    """Drop the files asked for more than DELIVERY_FILES_KEPT_DAYS ago."""
     with rt.db.uow() as uow:
-        dropped = store.purge(uow.session, now - timedelta(days=KEPT_DAYS))
+        dropped = store.purge(uow.session, now - timedelta(days=DELIVERY_FILES_KEPT_DAYS))
         uow.commit()
     return dropped

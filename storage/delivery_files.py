@@ -87,13 +87,9 @@ def chunk(session: Session, file_id: int, seq: int) -> bytes | None:
 
 
 def purge(session: Session, before: datetime | None = None) -> int:
-    """Delete the files asked for before ``before`` (all of them when None), with their pieces."""
-    ids = select(DeliveryFile.id)
+    """Delete the files asked for before ``before`` (all of them when None); their pieces go with them
+    (ON DELETE CASCADE, SQLite's foreign keys being on)."""
+    stmt = delete(DeliveryFile)
     if before is not None:
-        ids = ids.where(DeliveryFile.requested_at < before)
-    doomed = list(session.scalars(ids))
-    if not doomed:
-        return 0
-    session.execute(delete(DeliveryFileChunk).where(DeliveryFileChunk.file_id.in_(doomed)))
-    session.execute(delete(DeliveryFile).where(DeliveryFile.id.in_(doomed)))
-    return len(doomed)
+        stmt = stmt.where(DeliveryFile.requested_at < before)
+    return session.execute(stmt.execution_options(synchronize_session=False)).rowcount or 0

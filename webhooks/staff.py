@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFError
 from bots import audit, channels, delivery_files, staff_accounts
 from bots import dashboard as figures
 from bots import members as member_svc
+from bots.broadcasts import local_time
 from bots.campaigns import audit_changes
 from bots.exports import export_lines
 from webhooks import charts, runtime
@@ -37,12 +38,11 @@ def _navigation():
         "staff_can": lambda role: (current_staff() is not None and current_staff().can(role)),
         "contact": _contact,
         "org_zone": runtime().settings.timezone,  # FIRMA_TIMEZONE: "today", schedules
+        "local": _local_time,  # a time as the organization reads it, in FIRMA_TIMEZONE
     }
 
 
 def _local_time(dt) -> str:
-    from bots.broadcasts import local_time
-
     return local_time(dt, runtime().settings.timezone)
 
 
@@ -119,7 +119,7 @@ def campaign(slug: str):
 
     return render_template("staff/campaign.html", s=stats, page="dashboard",
                            delivery_files=delivery_files.recent(rt, slug) if current_staff().can(ORGANIZER) else [],
-                           local=_local_time, direct_limit=delivery_files.DIRECT_LIMIT,
+                           direct_limit=delivery_files.DIRECT_LIMIT,
                            state_choices=sorted((code, state_name(code, "en")) for code, _ in stats.by_state if code),
                            channels=charts.ranked_bars(stats.by_channel),
                            languages=charts.ranked_bars(stats.by_language),
@@ -181,8 +181,7 @@ def delivery_file(slug: str, file_id: int):
     f = delivery_files.find(runtime(), slug, file_id)
     if f is None:
         abort(404, "no such delivery file (they are kept a week)")
-    return render_template("staff/delivery_file.html", f=f, refresh=None if f.done else 3, page="dashboard",
-                           local=_local_time)
+    return render_template("staff/delivery_file.html", f=f, refresh=None if f.done else 3, page="dashboard")
 
 
 @bp.get("/campaigns/<slug>/deliveries/<int:file_id>/download")

@@ -137,7 +137,7 @@ def index():
     rows = [p for p in bsvc.list_broadcasts(rt, LIST_LIMIT) if _state(p) != "scheduled"]
     scheduled = bsvc.list_scheduled(rt)
     return render_template("staff/broadcasts.html", page="broadcasts", rows=rows, statuses=STATUSES,
-                           scheduled=scheduled, columns=LIST_COLUMNS, local=lambda t: bsvc.local_time(t, rt.settings.timezone),
+                           scheduled=scheduled, columns=LIST_COLUMNS,
                            worker=_worker_seen(now), state_of=_state)
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from bots import delivery, delivery_files, privacy
 from bots.worker import Options, run_worker
 from storage import delivery_files as store
-from storage.models import DeliveryFile
+from storage.models import DeliveryFile, DeliveryFileChunk
 from tests.e2e.test_staff import EMAIL, audit_rows, csrf_token, fast_hashing, sign_in, staff_user  # noqa: F401
 from tests.support import broadcasts as h
 from tests.support import signers as S
@@ -169,6 +169,7 @@ def test_files_are_kept_a_week_and_an_erasure_drops_them(client, seeded, staff_u
         assert privacy.purge(uow, rt.now()).delivery_files == 1
     with rt.db.uow() as uow:
         assert uow.session.query(DeliveryFile).count() == 0
+        assert uow.session.query(DeliveryFileChunk).count() == 0  # the PDF's bytes went with it
 
     ask(client)
     assert delivery_files.make_next(rt) is not None
@@ -177,6 +178,7 @@ def test_files_are_kept_a_week_and_an_erasure_drops_them(client, seeded, staff_u
     assert forgotten.delivery_files == 1
     with rt.db.uow() as uow:
         assert uow.session.query(DeliveryFile).count() == 0
+        assert uow.session.query(DeliveryFileChunk).count() == 0
 
 
 def test_another_campaigns_or_an_unknown_file_is_a_404(client, seeded, staff_user):
