@@ -38,6 +38,12 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def redact_logs(settings) -> None:
+    """No phone number or secret in any log line of this process (the app's and the CLI's): the
+    settings' secrets, and the password in the database URL as the database reads it."""
+    redaction.install(redaction.secrets_of(settings, url_password(settings.database_url)))
+
+
 def _settings_or_one_line(read):
     """The settings; under gunicorn, a setting it cannot use stops it with the one line that says what
     to change (gunicorn prints an AppImportError as is and halts, where any other error is a traceback
@@ -67,8 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None, rt: Runtime | None = Non
 
         settings = _settings_or_one_line(Settings.from_env)
         rt = Runtime.build(settings, db=Database.for_requests(settings.database_url))  # no ping per request
-    # no phone number or secret in any log line
-    redaction.install(redaction.secrets_of(rt.settings, url_password(rt.settings.database_url)))
+    redact_logs(rt.settings)
     rt.zips.load()  # at start-up, not in the first request that names a ZIP (firma export skips it)
     app.extensions["firma"] = rt
     app.config.update(

@@ -30,9 +30,9 @@ class Context:
                 self._settings = Settings.from_env()
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
-            from storage.db import url_password
+            from webhooks import redact_logs
 
-            redaction.install(redaction.secrets_of(self._settings, url_password(self._settings.database_url)))
+            redact_logs(self._settings)
         return self._settings
 
     @property
